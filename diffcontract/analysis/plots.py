@@ -1,0 +1,112 @@
+"""Figures of a solved contract (the paper's Sec. 6.2 figures). matplotlib, Agg backend.
+
+* ``plot_menu``: the menu (m_i, t_i) against the train-alone curve v(a(q m)), with each type's
+  reservation line t = f_i + c_i m and isoprofit line through its own item t = u_i + c_i m.
+* ``plot_reward_distributions``: each type's law of v(r_i(n)) given it is present, under
+  proportional assignment, with its mean t_i.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .. import _precision  # noqa: E402
+from ..expectation import conditional_weights, enumerate_outcomes  # noqa: E402
+from ..mechanism import proportional_assignment  # noqa: E402
+
+
+def _colors(num: int):
+    cmap = plt.get_cmap("viridis")
+    return [cmap(x) for x in np.linspace(0.05, 0.85, num)]
+
+
+def plot_menu(solution, ax=None, title: str | None = None):
+    """Contract menu against the curve v(a(m)); returns the Axes."""
+    p = solution.problem
+    m = np.asarray(solution.contributions, float)
+    t = np.asarray(solution.rewards, float)
+    f = np.asarray(p.reservation_utility, float)
+    u = np.asarray(solution.utilities, float)
+    c = np.asarray(p.costs, float)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.8))
+    m_max = 1.3 * max(float(np.max(m)), float(np.max(p.reservation_data)), 1.0)
+    # Contributions can span orders of magnitude (scenario 3: 1e2 to 1e4); use a log axis then.
+    log_axis = float(np.max(m)) > 20.0 * max(float(np.min(m)), 1e-9)
+    grid = np.geomspace(1e-2 * max(float(np.min(m)), 1.0), m_max, 600) if log_axis else np.linspace(0.0, m_max, 600)
+    with _precision.float64():
+        curve = np.asarray(jax.jit(lambda pr, x: pr.valuation(pr.accuracy(x)))(p, jnp.asarray(grid)))
+    ax.plot(grid, curve, color="black", lw=1.6, label="v(a(m)) (train alone)")
+    colors = _colors(p.num_types)
+    for i in range(p.num_types):
+        ax.plot(grid, f[i] + c[i] * grid, color=colors[i], ls=":", lw=1.0)
+        ax.plot(grid, u[i] + c[i] * grid, color=colors[i], ls="--", lw=1.0)
+        ax.scatter([m[i]], [t[i]], color=colors[i], s=60 - 8 * i, zorder=5, edgecolor="black",
+                   label=f"type {i + 1}: c={c[i]:.3g}")
+    if log_axis:
+        ax.set_xscale("log")
+        ax.set_xlim(grid[0], m_max)
+    else:
+        ax.set_xlim(0.0, m_max)
+    ax.set_ylim(0.0, 1.1 * max(float(np.max(curve)), float(np.max(t))))
+    ax.set_xlabel("data contribution m (units)")
+    ax.set_ylabel("value (money)")
+    ax.set_title(title or "Contract menu: items (m_i, t_i); dotted: reservation t = f_i + c_i m; dashed: isoprofit")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def plot_reward_distributions(solution, ax=None, title: str | None = None):
+    """Each type's distribution of realized reward value v(r_i(n)) given n_i >= 1; returns the Axes."""
+    p = solution.problem
+    with _precision.float64():
+        counts = enumerate_outcomes(p.participants, p.num_types)
+        _, weights = conditional_weights(jnp.asarray(counts), jnp.asarray(p.probs), p.participants, p.conditioning)
+        real = proportional_assignment(jnp.asarray(solution.contributions), jnp.asarray(solution.rewards),
+                                       jnp.asarray(solution.reward_bounds), p, jnp.asarray(counts))
+        values, weights = np.asarray(real.reward_values), np.asarray(weights)
+    colors = _colors(p.num_types)
+    lo, hi = float(np.min(values[weights > 1e-12])), float(np.max(values))
+    bins = np.linspace(lo - 1e-9, hi + 1e-9, 50)
+    if ax is None:
+        _, ax = plt.subplots(p.num_types, 1, figsize=(7, 1.3 + 1.1 * p.num_types), sharex=True, squeeze=False)
+        ax = ax[:, 0]
+    axes = np.atleast_1d(ax)
+    for i in range(p.num_types):
+        a = axes[i] if axes.size == p.num_types else axes[0]
+        a.hist(values[:, i], bins=bins, weights=weights[:, i], color=colors[i], alpha=0.8,
+               label=f"type {i + 1} (c={float(p.costs[i]):.3g}): mean t={float(solution.rewards[i]):.3f}")
+        a.axvline(float(solution.rewards[i]), color="black", ls="--", lw=0.8)
+        a.legend(fontsize=7, loc="upper left")
+    axes[-1].set_xlabel("realized reward value v(r_i(n)) (money)")
+    axes[0].set_title(title or "Reward distributions under proportional assignment (P given type present)")
+    return ax
+
+
+def save_solution_figures(solution, folder, stem: str) -> list[str]:
+    """Write ``<stem>_menu.png`` and ``<stem>_rewards.png`` into ``folder``; return the paths."""
+    import os
+
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    num = solution.problem.num_types
+    for name, fn in (("menu", plot_menu), ("rewards", plot_reward_distributions)):
+        if name == "menu":
+            fig, ax = plt.subplots(figsize=(7, 4.8))
+        else:
+            fig, ax = plt.subplots(num, 1, figsize=(7, 1.3 + 1.1 * num), sharex=True, squeeze=False)
+            ax = ax[:, 0]
+        fn(solution, ax=ax, title=f"{stem}: {name}")
+        path = os.path.join(folder, f"{stem}_{name}.png")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,85 @@
+"""Plain-text tables and JSON records of solutions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _groups_label(groups: list[list[int]], num: int) -> list[str]:
+    label = [""] * num
+    for g, members in enumerate(groups, start=1):
+        for i in members:
+            label[i] = f"G{g}" + ("*" if len(members) > 1 else "")
+    return label
+
+
+def solution_table(solution) -> str:
+    """A readable table: one row per type (canonical order, costliest first) and a summary line.
+
+    Pooled types share a group label marked with ``*``.
+    """
+    p = solution.problem
+    groups = solution.pooled_groups()
+    label = _groups_label(groups, p.num_types)
+    head = f"{'type':>4} {'cost c':>10} {'prob p':>7} {'f (resv.)':>10} {'m (data)':>12} {'t (reward)':>11} {'t_bar':>10} {'utility':>10} {'rent':>10} {'pool':>5}"
+    rows = [head, "-" * len(head)]
+    for i in range(p.num_types):
+        rows.append(
+            f"{i + 1:>4} {float(p.costs[i]):>10.5g} {float(p.probs[i]):>7.4g} {float(p.reservation_utility[i]):>10.4f} "
+            f"{float(solution.contributions[i]):>12.4f} {float(solution.rewards[i]):>11.4f} "
+            f"{float(solution.reward_bounds[i]):>10.4f} {float(solution.utilities[i]):>10.4f} "
+            f"{float(solution.information_rents[i]):>10.4f} {label[i]:>5}"
+        )
+    rows.append(
+        f"E[v(a)] = {float(solution.expected_value):.10g}   E[a] = {float(solution.expected_accuracy):.10g}   "
+        f"max violation = {float(solution.max_violation):.2e}   status = {solution.status_name}   "
+        f"method = {solution.method}/{solution.constraints}   iterations = {int(solution.iterations)}   "
+        f"time = {float(solution.wall_time):.3f} s"
+    )
+    return "\n".join(rows)
+
+
+def _list(x) -> list:
+    return np.asarray(x, dtype=float).tolist()
+
+
+def solution_record(solution) -> dict:
+    """A JSON-ready dict: the contract, its measured quality, and the problem it solves.
+
+    Lists are in canonical type order (c_1 > ... > c_I).
+    """
+    res = solution.residuals
+    record = {
+        "m": _list(solution.contributions),
+        "t": _list(solution.rewards),
+        "t_bar": _list(solution.reward_bounds),
+        "expected_accuracy": float(solution.expected_accuracy),
+        "expected_value": float(solution.expected_value),
+        "reservation_utility": _list(solution.reservation_utilities),
+        "reservation_data": _list(solution.problem.reservation_data),
+        "utility": _list(solution.utilities),
+        "information_rent": _list(solution.information_rents),
+        "pooled_groups": solution.pooled_groups(),
+        "max_violation": float(solution.max_violation),
+        "residuals": {
+            "budget": _list(res.budget),
+            "ir": _list(res.ir),
+            "ic": np.asarray(res.ic, dtype=float).tolist(),
+        },
+        "status": solution.status_name,
+        "message": solution.message,
+        "method": solution.method,
+        "constraints": solution.constraints,
+        "backend": solution.backend,
+        "iterations": int(solution.iterations),
+        "wall_time": float(solution.wall_time),
+        "problem": solution.problem.to_dict(),
+    }
+    cert = solution.certificate
+    if cert is not None:
+        record["certificate"] = {
+            "stationarity": float(cert.stationarity),
+            "complementarity": float(cert.complementarity),
+            "multipliers": {k: _list(v) for k, v in cert.multipliers.items()},
+        }
+    return record

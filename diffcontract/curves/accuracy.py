@@ -1,0 +1,110 @@
+"""Accuracy curves a(x): accuracy of a model trained on x units of (effective) data.
+
+Every curve is an immutable pytree (``flax.struct.dataclass``) whose parameters are leaves, so a
+curve can be passed through ``jit``/``vmap``/``grad`` and its parameters differentiated. Each is
+non-decreasing in x, bounded in [0, a_max], and has finite values and gradients for every x >= 0,
+including x = 0 and the kinks where a clipped branch begins.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import struct
+
+from ._base import check_positive_scalar, safe_positive
+
+
+@struct.dataclass
+class GeneralizationBound:
+    r"""Standard generalization bound (SGB) accuracy curve (MODEL.md, "Curves").
+
+    .. math::
+        a(x) = \max\Big(0,\ a_{opt} - \frac{\sqrt{2k(2 + \ln(x/k))} + 4}{\sqrt{x}}\Big)
+        \quad (x > k e^{-2}), \qquad a(x) = 0 \quad (x \le k e^{-2}).
+
+    Args:
+      a_opt: asymptotic accuracy, in (0, 1].
+      k: capacity (VC-dimension-like) constant, > 0.
+    """
+
+    a_opt: float = 1.0
+    k: float = 1.0
+
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        """Accuracy at data size ``x`` (any shape, units of data)."""
+        x = jnp.asarray(x)
+        x0 = self.k * jnp.exp(-2.0)
+        valid = x > x0
+        xs = safe_positive(x, valid, 2.0 * x0)
+        # The square root has an infinite slope exactly at x0; a floor on its argument keeps the
+        # gradient finite there (the clipped branch usually hides it anyway).
+        inner = jnp.maximum(2.0 + jnp.log(xs / self.k), 1e-30)
+        raw = self.a_opt - (jnp.sqrt(2.0 * self.k * inner) + 4.0) / jnp.sqrt(xs)
+        return jnp.where(valid, jnp.maximum(raw, 0.0), 0.0)
+
+    @property
+    def a_max(self) -> float:
+        return self.a_opt
+
+    def validate(self) -> None:
+        a_opt = check_positive_scalar("GeneralizationBound", "a_opt", self.a_opt)
+        if a_opt > 1.0:
+            raise ValueError(f"GeneralizationBound.a_opt must be in (0, 1], got {a_opt!r}")
+        check_positive_scalar("GeneralizationBound", "k", self.k)
+
+
+@struct.dataclass
+class PowerLaw:
+    r"""Power-law learning curve :math:`a(x) = \max(0, a_{opt} - b x^{-\alpha})`.
+
+    Args:
+      a_opt: asymptotic accuracy, in (0, 1].
+      b: scale of the error term, > 0.
+      alpha: decay exponent, > 0.
+    """
+
+    a_opt: float = 1.0
+    b: float = 1.0
+    alpha: float = 0.5
+
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        x = jnp.asarray(x)
+        # Below x_min = b^(1/alpha) / a_opt^(1/alpha) the raw value is negative and clipped.
+        x_min = (self.b / self.a_opt) ** (1.0 / self.alpha)
+        valid = x > x_min
+        xs = safe_positive(x, valid, 2.0 * x_min)
+        raw = self.a_opt - self.b * xs ** (-self.alpha)
+        return jnp.where(valid, jnp.maximum(raw, 0.0), 0.0)
+
+    @property
+    def a_max(self) -> float:
+        return self.a_opt
+
+    def validate(self) -> None:
+        a_opt = check_positive_scalar("PowerLaw", "a_opt", self.a_opt)
+        if a_opt > 1.0:
+            raise ValueError(f"PowerLaw.a_opt must be in (0, 1], got {a_opt!r}")
+        check_positive_scalar("PowerLaw", "b", self.b)
+        check_positive_scalar("PowerLaw", "alpha", self.alpha)
+
+
+@struct.dataclass
+class Arctan:
+    r"""Saturating curve :math:`a(x) = \frac{2}{\pi} \arctan(s x)`, bounded by 1.
+
+    Args:
+      s: rate, per unit of data, > 0.
+    """
+
+    s: float = 0.01
+
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        x = jnp.maximum(jnp.asarray(x), 0.0)
+        return (2.0 / jnp.pi) * jnp.arctan(self.s * x)
+
+    @property
+    def a_max(self) -> float:
+        return 1.0
+
+    def validate(self) -> None:
+        check_positive_scalar("Arctan", "s", self.s)

@@ -1,0 +1,54 @@
+"""Valuations v(r): the money value of a model of accuracy r in [0, 1].
+
+Each is increasing with v(0) = 0, an immutable pytree, and has an ``inverse`` (used to realize
+rewards under proportional assignment, MODEL.md "Realizing rewards").
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import struct
+
+from ._base import check_positive_scalar
+
+
+@struct.dataclass
+class Linear:
+    """Linear valuation v(r) = scale * r (the paper's default, scale = 100)."""
+
+    scale: float = 100.0
+
+    def __call__(self, r: jnp.ndarray) -> jnp.ndarray:
+        return self.scale * jnp.asarray(r)
+
+    def inverse(self, value: jnp.ndarray) -> jnp.ndarray:
+        return jnp.asarray(value) / self.scale
+
+    def validate(self) -> None:
+        check_positive_scalar("Linear", "scale", self.scale)
+
+
+@struct.dataclass
+class Exponential:
+    r"""Concave (CARA) valuation :math:`v(r) = s \frac{1 - e^{-\gamma r}}{1 - e^{-\gamma}}`.
+
+    Normalized so that v(1) = scale; gamma -> 0 recovers the linear valuation.
+
+    Args:
+      scale: value of a perfect model, money units, > 0.
+      gamma: risk aversion / curvature, > 0.
+    """
+
+    scale: float = 100.0
+    gamma: float = 1.0
+
+    def __call__(self, r: jnp.ndarray) -> jnp.ndarray:
+        return self.scale * jnp.expm1(-self.gamma * jnp.asarray(r)) / jnp.expm1(-self.gamma)
+
+    def inverse(self, value: jnp.ndarray) -> jnp.ndarray:
+        z = jnp.asarray(value) / self.scale * jnp.expm1(-self.gamma)
+        return -jnp.log1p(z) / self.gamma
+
+    def validate(self) -> None:
+        check_positive_scalar("Exponential", "scale", self.scale)
+        check_positive_scalar("Exponential", "gamma", self.gamma)

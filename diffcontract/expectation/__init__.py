@@ -1,0 +1,18 @@
+"""Expectation backends over the multinomial outcome law (MODEL.md "First-moment problem").
+
+One interface: a backend turns a problem into an ``Expectations`` evaluator ``m -> Moments``:
+E[a(n . qm)], E[v(a(n . qm))] and tbar_i(m) = E[v(a(n . qm)) | type i present].
+"""
+
+from ._interface import Moments, make_moments, moments
+from .enumerate import conditional_weights, enumerate_outcomes, log_pmf, num_outcomes
+
+__all__ = [
+    "Moments",
+    "conditional_weights",
+    "enumerate_outcomes",
+    "log_pmf",
+    "make_moments",
+    "moments",
+    "num_outcomes",
+]

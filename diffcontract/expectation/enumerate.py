@@ -1,0 +1,90 @@
+r"""Exact expectations over the multinomial type counts by vectorized enumeration.
+
+All outcomes n = (n_1..n_I) with sum N are listed once (host, numpy) and shipped to the device
+as a (K, I) array, K = C(N+I-1, I-1). Probabilities are computed in log space,
+
+.. math:: \log P(n) = \log N! - \sum_i \log n_i! + \sum_i n_i \log p_i,
+
+so they are exact to rounding for any N, and differentiable in p. The conditional weights of
+MODEL.md ("First-moment problem") are columns of a (K, I) matrix:
+
+* truncated: :math:`w_i(n) = P(n)\,1[n_i \ge 1] / (1 - (1 - p_i)^N)`;
+* interim:   :math:`w_i(n) = P(n)\, n_i / (N p_i)`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln
+
+
+@functools.lru_cache(maxsize=32)
+def _outcomes_cached(participants: int, num_types: int) -> np.ndarray:
+    # by_total[s] holds every composition of s into the types seen so far, in lexicographic order.
+    by_total = [np.array([[s]], dtype=np.int32) for s in range(participants + 1)]
+    for _ in range(1, num_types):
+        new = []
+        for s in range(participants + 1):
+            blocks = [
+                np.concatenate([np.full((len(by_total[s - j]), 1), j, np.int32), by_total[s - j]], axis=1)
+                for j in range(s + 1)
+            ]
+            new.append(np.concatenate(blocks, axis=0))
+        by_total = new
+    out = by_total[participants]
+    out.setflags(write=False)
+    return out
+
+
+def enumerate_outcomes(participants: int, num_types: int) -> np.ndarray:
+    """Every type-count vector n with sum ``participants``.
+
+    Returns:
+      (K, I) int32 array, K = C(N + I - 1, I - 1), rows in lexicographic order of (n_1, ..., n_I).
+    """
+    if participants < 0 or num_types < 1:
+        raise ValueError(f"need participants >= 0 and num_types >= 1, got {participants}, {num_types}")
+    return _outcomes_cached(int(participants), int(num_types))
+
+
+def num_outcomes(participants: int, num_types: int) -> int:
+    """C(N + I - 1, I - 1)."""
+    return math.comb(participants + num_types - 1, num_types - 1)
+
+
+def log_pmf(counts: jnp.ndarray, probs: jnp.ndarray, participants) -> jnp.ndarray:
+    """log Multinomial(N, p) mass of each row of ``counts`` ((K, I) -> (K,)). Jittable."""
+    counts = jnp.asarray(counts, dtype=jnp.result_type(probs))
+    log_coef = gammaln(participants + 1.0) - jnp.sum(gammaln(counts + 1.0), axis=-1)
+    return log_coef + counts @ jnp.log(probs)
+
+
+def conditional_weights(counts, probs, participants, conditioning: str) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Outcome probabilities and conditional weights.
+
+    Args:
+      counts: (K, I) outcomes.
+      probs: (I,) type probabilities.
+      participants: N (a Python int or a traced scalar).
+      conditioning: "truncated" or "interim" (static).
+
+    Returns:
+      (prob, weights): (K,) P(n) and (K, I) w_i(n), each column summing to 1.
+    """
+    dtype = jnp.result_type(probs)
+    counts = jnp.asarray(counts, dtype=dtype)
+    prob = jnp.exp(log_pmf(counts, probs, participants))
+    if conditioning == "truncated":
+        # P(n_i >= 1) = 1 - (1 - p_i)^N, via expm1/log1p to keep precision for tiny p_i.
+        present = -jnp.expm1(participants * jnp.log1p(-probs))
+        weights = prob[:, None] * (counts >= 1) / present
+    elif conditioning == "interim":
+        weights = prob[:, None] * counts / (participants * probs)
+    else:
+        raise ValueError(f"conditioning must be 'truncated' or 'interim', got {conditioning!r}")
+    return prob, weights

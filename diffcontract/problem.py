@@ -1,0 +1,274 @@
+"""The contract problem: validated inputs and reservation utilities (MODEL.md "Parties and types").
+
+``ContractProblem`` is a pytree: the static part (participants N, type count I, conditioning) fixes
+shapes and compiled code; the numbers (probabilities, costs, quality weights, curve parameters,
+reservation utilities) are leaves, so changing them never recompiles and a stack of problems can
+be ``vmap``-ed.
+
+Types are stored in the canonical order of MODEL.md, costliest first (c_1 > c_2 > ... > c_I). A
+problem given in another order is sorted; ``type_order`` maps canonical index -> input index so
+results can be mapped back with ``to_input_order``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _precision
+from .curves import GeneralizationBound, Linear
+
+CONDITIONINGS = ("truncated", "interim")
+PROB_SUM_TOL = 1e-9
+
+
+def _as_vector(name: str, value: Any) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a 1-D sequence of numbers, got {value!r}") from err
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence of numbers, got {value!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+    return arr
+
+
+def _validate_participants(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            raise ValueError(f"participants must be an integer, got the float {value!r}")
+        raise ValueError(f"participants must be an integer >= 1, got {value!r}")
+    if int(value) < 1:
+        raise ValueError(f"participants must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_curve(name: str, curve: Any, domain: np.ndarray, lower: float | None, upper: float | None) -> None:
+    if not callable(curve):
+        raise ValueError(f"{name} must be a callable curve, got {curve!r}")
+    if hasattr(curve, "validate"):
+        curve.validate()
+    values = np.asarray(jax.jit(lambda c, x: c(x))(curve, jnp.asarray(domain)), dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        bad = domain[~np.isfinite(values)][0]
+        raise ValueError(f"{name} returns a non-finite value at {bad!r}")
+    drops = np.diff(values) < -1e-12 * max(1.0, float(np.max(np.abs(values))))
+    if np.any(drops):
+        where = domain[1:][drops][0]
+        raise ValueError(f"{name} must be non-decreasing, but it decreases near {where:.6g}")
+    if lower is not None and np.min(values) < lower - 1e-12:
+        raise ValueError(f"{name} must be >= {lower}, got {np.min(values):.6g}")
+    if upper is not None and np.max(values) > upper + 1e-12:
+        raise ValueError(f"{name} must be <= {upper}, got {np.max(values):.6g}")
+
+
+def reservation(accuracy, valuation, costs, quality, grid_size: int = 2048, refinements: int = 4):
+    r"""Reservation utilities :math:`f_i = \max(0, \max_{m \ge 0} v(a(q_i m)) - c_i m)` and argmaxes.
+
+    A *global* 1-D maximization: a log-spaced grid over (0, v(1)/c_i] (beyond which the
+    utility of training alone is negative), then golden-section refinement in the brackets of the
+    ``refinements`` best grid points, keeping the best. Jittable and ``vmap``-ed over types.
+
+    Args:
+      accuracy, valuation: curves.
+      costs: (I,) marginal costs, money per unit of data.
+      quality: (I,) quality weights (effective data = q m).
+
+    Returns:
+      (f, m_res): (I,) reservation utilities (money) and (I,) data trained alone (0 where f = 0).
+    """
+
+    def one(c, q):
+        def h(m):
+            return valuation(accuracy(q * m)) - c * m
+
+        hi = jnp.log(valuation(1.0) / c) + 1.0
+        logs = jnp.linspace(jnp.log(1e-6), hi, grid_size)
+        grid = jnp.exp(logs)
+        values = h(grid)
+        _, best = jax.lax.top_k(values, refinements)
+
+        def refine(idx):
+            lo = jnp.log(grid[jnp.maximum(idx - 1, 0)])
+            up = jnp.log(grid[jnp.minimum(idx + 1, grid_size - 1)])
+            g = (math.sqrt(5.0) - 1.0) / 2.0
+
+            def body(_, state):
+                a, b = state
+                x1 = b - g * (b - a)
+                x2 = a + g * (b - a)
+                left = h(jnp.exp(x1)) >= h(jnp.exp(x2))
+                return jnp.where(left, a, x1), jnp.where(left, x2, b)
+
+            a, b = jax.lax.fori_loop(0, 200, body, (lo, up))
+            m = jnp.exp(0.5 * (a + b))
+            return h(m), m
+
+        vals, ms = jax.vmap(refine)(best)
+        k = jnp.argmax(vals)
+        f, m = vals[k], ms[k]
+        positive = f > 0.0
+        return jnp.where(positive, f, 0.0), jnp.where(positive, m, 0.0)
+
+    return jax.vmap(one)(jnp.asarray(costs), jnp.asarray(quality))
+
+
+_reservation_jit = jax.jit(reservation, static_argnames=("grid_size", "refinements"))
+
+
+@jax.tree_util.register_pytree_node_class
+class ContractProblem:
+    """A first-moment contract problem (MODEL.md).
+
+    Args:
+      participants: N, number of participants (integer >= 1).
+      probs: (I,) type probabilities p, each > 0, summing to 1 (within 1e-9).
+      costs: (I,) marginal costs c > 0 per unit of data, all distinct; any order (sorted here).
+      accuracy: accuracy curve a(x); default ``GeneralizationBound(1, 1)``.
+      valuation: valuation v(r); default ``Linear(100)``.
+      quality: (I,) quality weights q > 0 (effective data q_i m_i); default all ones.
+      conditioning: "truncated" (E[. | n_i >= 1], the paper's) or "interim" (others ~
+        Multinomial(N-1, p)).
+
+    Attributes (canonical order, costliest type first):
+      probs, costs, quality: (I,) arrays.
+      reservation_utility: (I,) f, money.
+      reservation_data: (I,) m^res, units of data.
+      type_order: tuple, canonical index -> index in the input.
+    """
+
+    def __init__(
+        self,
+        participants: int,
+        probs: Sequence[float],
+        costs: Sequence[float],
+        accuracy: Any = None,
+        valuation: Any = None,
+        quality: Sequence[float] | None = None,
+        conditioning: str = "truncated",
+    ):
+        n = _validate_participants(participants)
+        p = _as_vector("probs", probs)
+        c = _as_vector("costs", costs)
+        if p.shape != c.shape:
+            raise ValueError(f"probs has {p.size} entries but costs has {c.size}; they must match")
+        if np.any(p <= 0.0):
+            raise ValueError(f"probs must all be > 0, got {p.tolist()}")
+        if abs(p.sum() - 1.0) > PROB_SUM_TOL:
+            raise ValueError(f"probs must sum to 1 (within {PROB_SUM_TOL}), got sum {p.sum()!r}")
+        if np.any(c <= 0.0):
+            raise ValueError(f"costs must all be > 0, got {c.tolist()}")
+        if np.unique(c).size != c.size:
+            raise ValueError(f"costs must be distinct (one type per cost), got {c.tolist()}")
+        q = np.ones_like(c) if quality is None else _as_vector("quality", quality)
+        if q.shape != c.shape:
+            raise ValueError(f"quality has {q.size} entries but costs has {c.size}; they must match")
+        if np.any(q <= 0.0):
+            raise ValueError(f"quality must all be > 0, got {q.tolist()}")
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+        accuracy = GeneralizationBound() if accuracy is None else accuracy
+        valuation = Linear() if valuation is None else valuation
+
+        order = np.argsort(-c, kind="stable")
+        with _precision.float64():
+            domain = np.concatenate([[0.0], np.geomspace(1e-3, 1e9, 2000)])
+            _check_curve("accuracy", accuracy, domain, lower=0.0, upper=1.0)
+            _check_curve("valuation", valuation, np.linspace(0.0, 1.0, 201), lower=None, upper=None)
+            v0, v1 = np.asarray(valuation(jnp.asarray([0.0, 1.0])), dtype=np.float64)
+            if not v1 > v0:
+                raise ValueError(f"valuation must be increasing, got v(0)={v0!r}, v(1)={v1!r}")
+            f, m_res = _reservation_jit(accuracy, valuation, jnp.asarray(c[order]), jnp.asarray(q[order]))
+            f, m_res = np.asarray(f), np.asarray(m_res)
+
+        self.participants = n
+        self.conditioning = conditioning
+        self.type_order = tuple(int(i) for i in order)
+        self.probs = p[order] / p.sum()
+        self.costs = c[order]
+        self.quality = q[order]
+        self.accuracy = accuracy
+        self.valuation = valuation
+        self.reservation_utility = f
+        self.reservation_data = m_res
+
+    # ----------------------------------------------------------------- pytree protocol
+    _leaves = ("probs", "costs", "quality", "accuracy", "valuation", "reservation_utility", "reservation_data")
+    _static = ("participants", "conditioning", "type_order")
+
+    def tree_flatten(self):
+        return tuple(getattr(self, k) for k in self._leaves), tuple(getattr(self, k) for k in self._static)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)  # no validation: leaves may be tracers
+        for k, v in zip(cls._static, aux):
+            setattr(obj, k, v)
+        for k, v in zip(cls._leaves, children):
+            setattr(obj, k, v)
+        return obj
+
+    # ----------------------------------------------------------------- conveniences
+    @property
+    def num_types(self) -> int:
+        """I, the number of types."""
+        return len(self.type_order)
+
+    @property
+    def num_outcomes(self) -> int:
+        """C(N + I - 1, I - 1), the number of type-count outcomes n."""
+        return math.comb(self.participants + self.num_types - 1, self.num_types - 1)
+
+    def to_input_order(self, values: Any) -> np.ndarray:
+        """Map a (I,)-array in canonical order back to the order the types were given in."""
+        values = np.asarray(values)
+        out = np.empty_like(values)
+        out[np.asarray(self.type_order)] = values
+        return out
+
+    def replace(self, **changes) -> "ContractProblem":
+        """A copy with some leaves replaced (no re-validation, no recomputed reservation)."""
+        flat, aux = self.tree_flatten()
+        new = ContractProblem.tree_unflatten(aux, flat)
+        for k, v in changes.items():
+            if k not in self._leaves:
+                raise ValueError(f"replace() accepts only {self._leaves}, got {k!r}")
+            setattr(new, k, v)
+        return new
+
+    def to_dict(self) -> dict:
+        """A JSON-ready description (input order is not kept: canonical order, costliest first)."""
+        return {
+            "participants": self.participants,
+            "probs": np.asarray(self.probs).tolist(),
+            "costs": np.asarray(self.costs).tolist(),
+            "quality": np.asarray(self.quality).tolist(),
+            "conditioning": self.conditioning,
+            "accuracy": _curve_dict(self.accuracy),
+            "valuation": _curve_dict(self.valuation),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"ContractProblem(participants={self.participants}, probs={np.asarray(self.probs).tolist()}, "
+            f"costs={np.asarray(self.costs).tolist()}, accuracy={self.accuracy!r}, "
+            f"valuation={self.valuation!r}, conditioning={self.conditioning!r})"
+        )
+
+
+def _curve_dict(curve: Any) -> dict:
+    import dataclasses
+
+    if dataclasses.is_dataclass(curve):
+        fields = {f.name: getattr(curve, f.name) for f in dataclasses.fields(curve)}
+        try:
+            return {"kind": type(curve).__name__, **{k: float(np.asarray(v)) for k, v in fields.items()}}
+        except (TypeError, ValueError):
+            pass
+    return {"kind": type(curve).__name__}

@@ -1,0 +1,110 @@
+"""The record every solver returns, and the enum of outcomes."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import numpy as np
+from flax import struct
+
+from ..formulation import Residuals
+
+
+class Status(enum.IntEnum):
+    """How a solve ended, decided from measured residuals, never from "the loop ended".
+
+    CONVERGED: feasibility and KKT (stationarity) residuals within tolerance.
+    MAX_ITERATIONS: the iteration budget ran out before the residuals met tolerance.
+    INFEASIBLE: no contract satisfying the constraints was found (the constraint set appears empty).
+    NONFINITE: a NaN or infinity appeared in the iterates.
+    STALLED: the optimizer stopped early (line search failure, no progress) with residuals above tolerance.
+    """
+
+    CONVERGED = 0
+    MAX_ITERATIONS = 1
+    INFEASIBLE = 2
+    NONFINITE = 3
+    STALLED = 4
+
+
+@struct.dataclass
+class Certificate:
+    """Optimality evidence: Lagrange multipliers and KKT residuals (scaled units).
+
+    multipliers: dict name -> array of multipliers (>= 0) of the constraints g >= 0 of that name.
+    stationarity: ||grad objective - J^T lambda||_inf / (1 + ||grad objective||_inf).
+    complementarity: max_j lambda_j |g_j| (money units).
+    """
+
+    multipliers: dict
+    stationarity: Any
+    complementarity: Any
+
+
+@struct.dataclass
+class Solution:
+    """A solved contract menu and everything measured about it (canonical type order, costliest first).
+
+    contributions: (I,) m, units of data.     rewards: (I,) t, promised E[v(r_i) | i], money.
+    reward_bounds: (I,) tbar(m), money.       expected_accuracy: () E[a(n . q m)].
+    expected_value: () E[v(a(n . q m))], money (the optimal E_n[v(a)] of MODEL.md's table).
+    utilities: (I,) t - c m.  reservation_utilities: (I,) f.  information_rents: (I,) u - f.
+    residuals: ``Residuals`` (g >= 0 form).  max_violation: () money.
+    status: int ``Status``.  iterations: () int.  wall_time: () seconds.
+    """
+
+    problem: Any
+    contributions: Any
+    rewards: Any
+    reward_bounds: Any
+    expected_accuracy: Any
+    expected_value: Any
+    utilities: Any
+    reservation_utilities: Any
+    information_rents: Any
+    residuals: Residuals
+    max_violation: Any
+    status: Any
+    iterations: Any
+    wall_time: Any
+    certificate: Any = None
+    method: str = struct.field(pytree_node=False, default="exact")
+    constraints: str = struct.field(pytree_node=False, default="simplified")
+    backend: str = struct.field(pytree_node=False, default="enumerate")
+    message: str = struct.field(pytree_node=False, default="")
+
+    # Short aliases in the paper's notation.
+    @property
+    def m(self):
+        return self.contributions
+
+    @property
+    def t(self):
+        return self.rewards
+
+    @property
+    def t_bar(self):
+        return self.reward_bounds
+
+    @property
+    def status_name(self) -> str:
+        return Status(int(np.asarray(self.status))).name.lower()
+
+    @property
+    def succeeded(self) -> bool:
+        return int(np.asarray(self.status)) == Status.CONVERGED
+
+    def pooled_groups(self, rtol: float = 1e-6) -> list[list[int]]:
+        """Runs of adjacent types (0-based, canonical order) with equal m and t within ``rtol``."""
+        m = np.asarray(self.contributions, dtype=float)
+        t = np.asarray(self.rewards, dtype=float)
+        groups = [[0]]
+        for i in range(1, m.size):
+            same_m = abs(m[i] - m[i - 1]) <= rtol * max(abs(m[i]), abs(m[i - 1]), 1e-300)
+            same_t = abs(t[i] - t[i - 1]) <= rtol * max(abs(t[i]), abs(t[i - 1]), 1e-300)
+            if same_m and same_t:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        return groups
