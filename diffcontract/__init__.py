@@ -5,9 +5,11 @@ Contract Design for Collaborative Machine Learning" (AAAI 2025), as specified in
 """
 
 from . import curves, expectation, formulation
-from .problem import ContractProblem
-from .solvers import Certificate, Solution, Status, solve, solve_exact
+from .problem import ContractProblem, problem_grid, stack_problems
+from .solvers import (ALMOptions, Certificate, Solution, Status, solve, solve_alm, solve_batch, solve_exact,
+                      unstack_solution)
 
 __version__ = "0.1.0"
 
-__all__ = ["Certificate", "ContractProblem", "Solution", "Status", "curves", "expectation", "formulation", "solve", "solve_exact"]
+__all__ = ["ALMOptions", "Certificate", "ContractProblem", "Solution", "Status", "curves", "expectation", "formulation",
+           "problem_grid", "solve", "solve_alm", "solve_batch", "solve_exact", "stack_problems", "unstack_solution"]

@@ -1,9 +1,9 @@
 """The contract problem: validated inputs and reservation utilities (MODEL.md "Parties and types").
 
-``ContractProblem`` is a pytree: the static part (participants N, type count I, conditioning) fixes
-shapes and compiled code; the numbers (probabilities, costs, quality weights, curve parameters,
-reservation utilities) are leaves, so changing them never recompiles and a stack of problems can
-be ``vmap``-ed.
+``ContractProblem`` is a pytree: the static part (type order, conditioning) and the shapes (I, and
+the outcome table built from N) fix compiled code; the numbers (N itself, probabilities, costs,
+quality weights, curve parameters, reservation utilities) are leaves, so changing them never
+recompiles and a stack of problems, even with different N (tables padded), can be ``vmap``-ed.
 
 Types are stored in the canonical order of MODEL.md, costliest first (c_1 > c_2 > ... > c_I). A
 problem given in another order is sorted; ``type_order`` maps canonical index -> input index so
@@ -49,12 +49,17 @@ def _validate_participants(value: Any) -> int:
     return int(value)
 
 
+@jax.jit
+def _evaluate_curve(curve, x):
+    return curve(x)
+
+
 def _check_curve(name: str, curve: Any, domain: np.ndarray, lower: float | None, upper: float | None) -> None:
     if not callable(curve):
         raise ValueError(f"{name} must be a callable curve, got {curve!r}")
     if hasattr(curve, "validate"):
         curve.validate()
-    values = np.asarray(jax.jit(lambda c, x: c(x))(curve, jnp.asarray(domain)), dtype=np.float64)
+    values = np.asarray(_evaluate_curve(curve, jnp.asarray(domain)), dtype=np.float64)
     if not np.all(np.isfinite(values)):
         bad = domain[~np.isfinite(values)][0]
         raise ValueError(f"{name} returns a non-finite value at {bad!r}")
@@ -181,7 +186,7 @@ class ContractProblem:
             domain = np.concatenate([[0.0], np.geomspace(1e-3, 1e9, 2000)])
             _check_curve("accuracy", accuracy, domain, lower=0.0, upper=1.0)
             _check_curve("valuation", valuation, np.linspace(0.0, 1.0, 201), lower=None, upper=None)
-            v0, v1 = np.asarray(valuation(jnp.asarray([0.0, 1.0])), dtype=np.float64)
+            v0, v1 = np.asarray(_evaluate_curve(valuation, jnp.asarray([0.0, 1.0])), dtype=np.float64)
             if not v1 > v0:
                 raise ValueError(f"valuation must be increasing, got v(0)={v0!r}, v(1)={v1!r}")
             f, m_res = _reservation_jit(accuracy, valuation, jnp.asarray(c[order]), jnp.asarray(q[order]))
@@ -199,8 +204,11 @@ class ContractProblem:
         self.reservation_data = m_res
 
     # ----------------------------------------------------------------- pytree protocol
-    _leaves = ("probs", "costs", "quality", "accuracy", "valuation", "reservation_utility", "reservation_data")
-    _static = ("participants", "conditioning", "type_order")
+    # ``participants`` is a leaf so that problems with different N can be stacked and vmapped
+    # (their outcome tables are padded to a common length); shapes come from the outcome table.
+    _leaves = ("participants", "probs", "costs", "quality", "accuracy", "valuation", "reservation_utility",
+               "reservation_data")
+    _static = ("conditioning", "type_order")
 
     def tree_flatten(self):
         return tuple(getattr(self, k) for k in self._leaves), tuple(getattr(self, k) for k in self._static)
@@ -221,9 +229,14 @@ class ContractProblem:
         return len(self.type_order)
 
     @property
+    def num_participants(self) -> int:
+        """N as a Python int (host side; not available under a trace)."""
+        return int(np.asarray(self.participants))
+
+    @property
     def num_outcomes(self) -> int:
         """C(N + I - 1, I - 1), the number of type-count outcomes n."""
-        return math.comb(self.participants + self.num_types - 1, self.num_types - 1)
+        return math.comb(self.num_participants + self.num_types - 1, self.num_types - 1)
 
     def to_input_order(self, values: Any) -> np.ndarray:
         """Map a (I,)-array in canonical order back to the order the types were given in."""
@@ -245,7 +258,7 @@ class ContractProblem:
     def to_dict(self) -> dict:
         """A JSON-ready description (input order is not kept: canonical order, costliest first)."""
         return {
-            "participants": self.participants,
+            "participants": self.num_participants,
             "probs": np.asarray(self.probs).tolist(),
             "costs": np.asarray(self.costs).tolist(),
             "quality": np.asarray(self.quality).tolist(),
@@ -256,7 +269,7 @@ class ContractProblem:
 
     def __repr__(self) -> str:
         return (
-            f"ContractProblem(participants={self.participants}, probs={np.asarray(self.probs).tolist()}, "
+            f"ContractProblem(participants={self.num_participants}, probs={np.asarray(self.probs).tolist()}, "
             f"costs={np.asarray(self.costs).tolist()}, accuracy={self.accuracy!r}, "
             f"valuation={self.valuation!r}, conditioning={self.conditioning!r})"
         )
@@ -272,3 +285,101 @@ def _curve_dict(curve: Any) -> dict:
         except (TypeError, ValueError):
             pass
     return {"kind": type(curve).__name__}
+
+
+def _stack_leaves(problems: Sequence[ContractProblem]) -> ContractProblem:
+    conditionings = {p.conditioning for p in problems}
+    if len(conditionings) != 1:
+        raise ValueError(f"problems in a batch must share conditioning, got {sorted(conditionings)}")
+    num_types = {p.num_types for p in problems}
+    if len(num_types) != 1:
+        raise ValueError(f"problems in a batch must share the number of types I, got {sorted(num_types)}")
+    structures = {jax.tree_util.tree_structure((p.accuracy, p.valuation)) for p in problems}
+    if len(structures) != 1:
+        raise ValueError("problems in a batch must use curves of the same kinds (accuracy and valuation)")
+    leaves = [p.tree_flatten()[0] for p in problems]
+    stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *leaves)
+    # Arrays are in canonical (costliest-first) order already; the batch keeps that order.
+    aux = (problems[0].conditioning, tuple(range(problems[0].num_types)))
+    return ContractProblem.tree_unflatten(aux, stacked)
+
+
+def stack_problems(problems: Sequence[ContractProblem]) -> ContractProblem:
+    """Stack validated problems into one batched ``ContractProblem`` (leading batch axis on every leaf).
+
+    All must share I, conditioning and curve kinds; N, p, c, q and curve parameters may differ.
+    The batch is in canonical type order (costliest first) whatever order each problem was given in.
+    """
+    problems = list(problems)
+    if not problems:
+        raise ValueError("problems must be a non-empty sequence of ContractProblem")
+    for k, p in enumerate(problems):
+        if not isinstance(p, ContractProblem):
+            raise ValueError(f"problems[{k}] must be a ContractProblem, got {type(p).__name__}")
+    return _stack_leaves(problems)
+
+
+def problem_grid(participants, probs, costs, accuracy: Any = None, valuation: Any = None, quality=None,
+                 conditioning: str = "truncated") -> ContractProblem:
+    """Build a batch of B problems at once (vectorized validation and reservation utilities).
+
+    For sweeps of thousands of problems, where building each ``ContractProblem`` separately would
+    cost more than solving them. Shared curves; per-problem N, p, c (and q).
+
+    Args:
+      participants: (B,) integers >= 1.
+      probs: (B, I) rows > 0 summing to 1.  costs: (B, I) rows of distinct costs > 0, any order.
+      quality: optional (B, I) or (I,) weights > 0.
+
+    Returns:
+      A batched ``ContractProblem`` (canonical order in every row).
+    """
+    n = np.asarray(participants)
+    if n.ndim != 1 or n.size == 0 or not np.issubdtype(n.dtype, np.integer) or np.any(n < 1):
+        raise ValueError(f"participants must be a non-empty 1-D array of integers >= 1, got {participants!r}")
+    p = np.asarray(probs, dtype=np.float64)
+    c = np.asarray(costs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] != n.size or c.shape != p.shape:
+        raise ValueError(f"probs and costs must both have shape (B, I) = ({n.size}, I), got {p.shape} and {c.shape}")
+    for name, arr in (("probs", p), ("costs", c)):
+        bad = np.flatnonzero(~np.all(np.isfinite(arr) & (arr > 0), axis=1))
+        if bad.size:
+            raise ValueError(f"{name}[{bad[0]}] must be finite and > 0, got {arr[bad[0]].tolist()}")
+    bad = np.flatnonzero(np.abs(p.sum(axis=1) - 1.0) > PROB_SUM_TOL)
+    if bad.size:
+        raise ValueError(f"probs[{bad[0]}] must sum to 1, got sum {p[bad[0]].sum()!r}")
+    srt = np.sort(c, axis=1)
+    bad = np.flatnonzero(np.any(np.diff(srt, axis=1) == 0, axis=1))
+    if bad.size:
+        raise ValueError(f"costs[{bad[0]}] must be distinct, got {c[bad[0]].tolist()}")
+    q = np.ones_like(c) if quality is None else np.broadcast_to(np.asarray(quality, dtype=np.float64), c.shape).copy()
+    if not np.all(np.isfinite(q) & (q > 0)):
+        raise ValueError("quality must be finite and > 0")
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+    # Validate the curves once, through a single problem.
+    template = ContractProblem(int(n[0]), p[0], c[0], accuracy=accuracy, valuation=valuation, quality=q[0],
+                               conditioning=conditioning)
+    order = np.argsort(-c, axis=1, kind="stable")
+    take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
+    c, p, q = take(c), take(p), take(q)
+    with _precision.float64():
+        f, m_res = _reservation_jit(template.accuracy, template.valuation, jnp.asarray(c.ravel()), jnp.asarray(q.ravel()))
+        f, m_res = np.asarray(f).reshape(c.shape), np.asarray(m_res).reshape(c.shape)
+    batch = n.size
+    curves = jax.tree_util.tree_map(lambda leaf: np.broadcast_to(np.asarray(leaf, np.float64), (batch,)).copy(),
+                                    (template.accuracy, template.valuation))
+    leaves = (n.astype(np.int64), p / p.sum(axis=1, keepdims=True), c, q, curves[0], curves[1], f, m_res)
+    return ContractProblem.tree_unflatten((conditioning, tuple(range(c.shape[1]))), leaves)
+
+
+def batch_size(problem: ContractProblem) -> int | None:
+    """B for a batched problem (leaves with a leading axis), None for a single one."""
+    shape = np.shape(problem.costs)
+    return shape[0] if len(shape) == 2 else None
+
+
+def unstack_problem(problem: ContractProblem, index: int) -> ContractProblem:
+    """Problem ``index`` of a batch."""
+    flat, aux = problem.tree_flatten()
+    return ContractProblem.tree_unflatten(aux, jax.tree_util.tree_map(lambda a: np.asarray(a)[index], flat))

@@ -67,7 +67,7 @@ def plot_reward_distributions(solution, ax=None, title: str | None = None):
     """Each type's distribution of realized reward value v(r_i(n)) given n_i >= 1; returns the Axes."""
     p = solution.problem
     with _precision.float64():
-        counts = enumerate_outcomes(p.participants, p.num_types)
+        counts = enumerate_outcomes(p.num_participants, p.num_types)
         _, weights = conditional_weights(jnp.asarray(counts), jnp.asarray(p.probs), p.participants, p.conditioning)
         real = proportional_assignment(jnp.asarray(solution.contributions), jnp.asarray(solution.rewards),
                                        jnp.asarray(solution.reward_bounds), p, jnp.asarray(counts))

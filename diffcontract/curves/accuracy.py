@@ -8,6 +8,8 @@ including x = 0 and the kinks where a clipped branch begins.
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 from flax import struct
 
@@ -50,7 +52,13 @@ class GeneralizationBound:
         a_opt = check_positive_scalar("GeneralizationBound", "a_opt", self.a_opt)
         if a_opt > 1.0:
             raise ValueError(f"GeneralizationBound.a_opt must be in (0, 1], got {a_opt!r}")
-        check_positive_scalar("GeneralizationBound", "k", self.k)
+        k = check_positive_scalar("GeneralizationBound", "k", self.k)
+        # For k > 16 e^2 / a_opt^2 the unclipped branch is already positive at the kink k e^-2:
+        # the curve jumps there and then decreases, so it is not an accuracy curve.
+        k_max = 16.0 * math.e**2 / a_opt**2
+        if k > k_max:
+            raise ValueError(f"GeneralizationBound.k must be <= 16 e^2 / a_opt^2 = {k_max:.6g} for a "
+                             f"non-decreasing curve, got {k!r}")
 
 
 @struct.dataclass

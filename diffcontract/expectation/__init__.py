@@ -4,7 +4,7 @@ One interface: a backend turns a problem into an ``Expectations`` evaluator ``m 
 E[a(n . qm)], E[v(a(n . qm))] and tbar_i(m) = E[v(a(n . qm)) | type i present].
 """
 
-from ._interface import Moments, make_moments, moments
+from ._interface import Moments, OutcomeTable, moments, outcome_table, outcome_weights
 from .enumerate import conditional_weights, enumerate_outcomes, log_pmf, num_outcomes
 
 __all__ = [
@@ -12,7 +12,9 @@ __all__ = [
     "conditional_weights",
     "enumerate_outcomes",
     "log_pmf",
-    "make_moments",
+    "OutcomeTable",
     "moments",
+    "outcome_table",
+    "outcome_weights",
     "num_outcomes",
 ]

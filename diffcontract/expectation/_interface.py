@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 
 from .enumerate import conditional_weights, enumerate_outcomes
 
@@ -22,31 +23,49 @@ class Moments(NamedTuple):
     reward_bounds: jnp.ndarray
 
 
-def enumeration_tables(problem):
-    """Host-side constants of the enumeration backend: the (K, I) outcome array."""
-    return enumerate_outcomes(problem.participants, problem.num_types)
+class OutcomeTable(NamedTuple):
+    """Outcomes of the enumeration backend.
+
+    counts: (K, I) type counts n (float dtype, exact small integers).
+    valid: (K,) bool; False marks padding rows (a table padded to a batch's largest N).
+    """
+
+    counts: jnp.ndarray
+    valid: jnp.ndarray
 
 
-def moments(m: jnp.ndarray, problem, counts: jnp.ndarray) -> Moments:
+def outcome_table(participants: int, num_types: int, length: int | None = None) -> OutcomeTable:
+    """The outcome table for (N, I), optionally padded with invalid rows to ``length``."""
+    counts = enumerate_outcomes(participants, num_types).astype(np.float64)
+    valid = np.ones(len(counts), dtype=bool)
+    if length is not None:
+        if length < len(counts):
+            raise ValueError(f"length {length} is shorter than the {len(counts)} outcomes of N={participants}")
+        pad = length - len(counts)
+        counts = np.concatenate([counts, np.zeros((pad, num_types))])
+        valid = np.concatenate([valid, np.zeros(pad, dtype=bool)])
+    return OutcomeTable(counts, valid)
+
+
+def outcome_weights(problem, table: OutcomeTable) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(K,) P(n) and (K, I) conditional weights w_i(n), zero on padding rows."""
+    prob, weights = conditional_weights(table.counts, problem.probs, problem.participants, problem.conditioning)
+    valid = jnp.asarray(table.valid)
+    return jnp.where(valid, prob, 0.0), jnp.where(valid[:, None], weights, 0.0)
+
+
+def moments(m: jnp.ndarray, problem, table) -> Moments:
     """Exact moments by enumeration.
 
     Args:
       m: (I,) contributions, units of data (canonical type order).
       problem: ``ContractProblem`` (its leaves may be traced).
-      counts: (K, I) outcomes from ``enumerate_outcomes``.
+      table: ``OutcomeTable`` (or a bare (K, I) counts array, all rows valid).
     """
-    prob, weights = conditional_weights(counts, problem.probs, problem.participants, problem.conditioning)
-    pooled = jnp.asarray(counts, dtype=prob.dtype) @ (problem.quality * m)
+    if not isinstance(table, OutcomeTable):
+        table = OutcomeTable(table, jnp.ones(jnp.shape(table)[0], dtype=bool))
+    prob, weights = outcome_weights(problem, table)
+    pooled = jnp.asarray(table.counts, dtype=prob.dtype) @ (problem.quality * m)
     acc = problem.accuracy(pooled)
     val = problem.valuation(acc)
     return Moments(prob @ acc, prob @ val, val @ weights)
-
-
-def make_moments(problem) -> Callable[[jnp.ndarray, object], Moments]:
-    """A function ``(m, problem) -> Moments`` with the outcome table bound (for the given shapes)."""
-    counts = jnp.asarray(enumeration_tables(problem))
-
-    def fn(m, prob):
-        return moments(m, prob, counts)
-
-    return fn

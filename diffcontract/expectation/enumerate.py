@@ -78,13 +78,14 @@ def conditional_weights(counts, probs, participants, conditioning: str) -> tuple
     """
     dtype = jnp.result_type(probs)
     counts = jnp.asarray(counts, dtype=dtype)
+    participants = jnp.asarray(participants, dtype=dtype)
     prob = jnp.exp(log_pmf(counts, probs, participants))
     if conditioning == "truncated":
         # P(n_i >= 1) = 1 - (1 - p_i)^N, via expm1/log1p to keep precision for tiny p_i.
         present = -jnp.expm1(participants * jnp.log1p(-probs))
-        weights = prob[:, None] * (counts >= 1) / present
+        weights = prob[:, None] * (counts >= 1) / present[None, :]
     elif conditioning == "interim":
-        weights = prob[:, None] * counts / (participants * probs)
+        weights = prob[:, None] * counts / (participants * probs)[None, :]
     else:
         raise ValueError(f"conditioning must be 'truncated' or 'interim', got {conditioning!r}")
     return prob, weights

@@ -3,5 +3,8 @@
 from ._solution import Certificate, Solution, Status
 from .exact import solve_exact
 from .driver import solve
+from .alm import ALMOptions, solve_alm
+from .batch import batch_status_counts, solve_batch, unstack_solution
 
-__all__ = ["Certificate", "Solution", "Status", "solve", "solve_exact"]
+__all__ = ["ALMOptions", "Certificate", "Solution", "Status", "batch_status_counts", "solve", "solve_alm", "solve_batch",
+           "solve_exact", "unstack_solution"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._solution import Solution, Status
 from .exact import solve_exact
 
-METHODS = ("exact",)
+METHODS = ("exact", "alm")
 
 
 class SolveError(RuntimeError):
@@ -21,13 +21,18 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
 
     Args:
       problem: the problem.
-      method: "exact" (SLSQP on exact enumeration, float64).
-      constraints: "simplified" or "full" (MODEL.md).
+      method: "exact" (SLSQP on exact enumeration, float64) or "alm" (augmented Lagrangian with
+        optax, jit-compiled, float64).
+      constraints: "simplified" (alias "reduced") or "full" (MODEL.md).
       throw: raise ``SolveError`` unless the status is CONVERGED (default: return the status).
       **options: passed to the method's solver (tolerances, iteration limits).
     """
     if method == "exact":
-        solution = solve_exact(problem, constraints=constraints, **options)
+        solution = solve_exact(problem, constraints={"reduced": "simplified"}.get(constraints, constraints), **options)
+    elif method == "alm":
+        from .alm import solve_alm
+
+        solution = solve_alm(problem, parameterization=constraints, **options)
     else:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if throw and int(solution.status) != Status.CONVERGED:

@@ -175,8 +175,8 @@ def solve_exact(
         raise ValueError(f"constraints must be one of {CONSTRAINT_SETS}, got {constraints!r}")
     start = time.perf_counter()
     with _precision.float64():
+        counts = jnp.asarray(enumerate_outcomes(problem.num_participants, problem.num_types), jnp.float64)
         problem = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), problem)
-        counts = jnp.asarray(enumerate_outcomes(problem.participants, problem.num_types))
         m_scale, v_scale = _scales(problem)
         scales = (m_scale, v_scale)
         evaluate = _EVALUATORS[constraints]

@@ -1,0 +1,183 @@
+r"""The first-moment problem in the general form the first-order solvers work on.
+
+Scaled variables x; minimize F(x) = -E[a(n . q m)] subject to G(x) >= 0 (nonlinear and linear
+constraints handled by the augmented Lagrangian) and B(x) >= 0 (simple linear constraints handled
+by an exact projection). Two parameterizations (MODEL.md "First-moment problem"):
+
+* reduced: x = m / s_m (I,). t is the binding-IC/IR function of m; B = (m_1, m_2 - m_1, ...)
+  (monotone, non-negative; the projection is isotonic regression); G = (budget, IR_2..IR_I) / s_v.
+* full: x = (m / s_m, t / s_v) (2I,). B = x (non-negative; the projection clips);
+  G = (budget, IR, pairwise IC) / s_v.
+
+The KKT conditions (all of them: stationarity, primal feasibility of G and B, dual feasibility,
+complementarity) are ``kkt_residuals``, testable on their own.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..expectation import moments
+from ..formulation import binding_rewards, residuals
+from ._projection import project_monotone_nonnegative
+
+PARAMETERIZATIONS = ("reduced", "full")
+
+
+class Scales(NamedTuple):
+    """data: units of data per unit of x_m; value: money per unit of x_t and of G."""
+
+    data: jnp.ndarray
+    value: jnp.ndarray
+
+
+def decode(x, problem, scales: Scales, parameterization: str):
+    """Scaled variables -> (m, t) in data units and money."""
+    num = problem.costs.shape[-1]
+    if parameterization == "reduced":
+        m = x * scales.data
+        return m, binding_rewards(m, problem.costs, problem.reservation_utility)
+    return x[:num] * scales.data, x[num:] * scales.value
+
+
+def encode(m, t, scales: Scales, parameterization: str):
+    if parameterization == "reduced":
+        return m / scales.data
+    return jnp.concatenate([m / scales.data, t / scales.value])
+
+
+def objective(x, problem, table, scales: Scales, parameterization: str):
+    """F(x) = -E[a(n . q m)] (accuracy units, to be minimized)."""
+    m, _ = decode(x, problem, scales, parameterization)
+    return -moments(m, problem, table).expected_accuracy
+
+
+def general_constraints(x, problem, table, scales: Scales, parameterization: str):
+    """G(x) >= 0, money / s_v."""
+    m, t = decode(x, problem, scales, parameterization)
+    tbar = moments(m, problem, table).reward_bounds
+    res = residuals(m, t, tbar, problem.costs, problem.reservation_utility)
+    if parameterization == "reduced":
+        return jnp.concatenate([res.budget, res.ir[1:]]) / scales.value
+    num = m.shape[0]
+    off = np.nonzero(~np.eye(num, dtype=bool))
+    return jnp.concatenate([res.budget, res.ir, res.ic[off]]) / scales.value
+
+
+def simple_constraints(x, parameterization: str):
+    """B(x) >= 0, enforced exactly by ``project``."""
+    if parameterization == "reduced":
+        return jnp.concatenate([x[:1], jnp.diff(x)])
+    return x
+
+
+def project(x, parameterization: str):
+    """Exact Euclidean projection onto {B(x) >= 0}."""
+    if parameterization == "reduced":
+        return project_monotone_nonnegative(x)
+    return jnp.maximum(x, 0.0)
+
+
+def all_constraints(x, problem, table, scales, parameterization):
+    """H(x) = (G(x), B(x))."""
+    return jnp.concatenate([general_constraints(x, problem, table, scales, parameterization),
+                            simple_constraints(x, parameterization)])
+
+
+class KKTResiduals(NamedTuple):
+    """stationarity: ||grad F - J_H^T mu||_inf / (1 + ||grad F||_inf); feasibility: max(0, -H) in
+    scaled units; dual: max(0, -mu); complementarity: max |mu_j H_j|."""
+
+    stationarity: jnp.ndarray
+    feasibility: jnp.ndarray
+    dual: jnp.ndarray
+    complementarity: jnp.ndarray
+
+
+def kkt_residuals(x, mu, problem, table, scales, parameterization) -> KKTResiduals:
+    """Residuals of the KKT conditions of min F s.t. H >= 0 at (x, mu), mu over all of H."""
+    grad = jax.grad(objective)(x, problem, table, scales, parameterization)
+    h, vjp = jax.vjp(lambda z: all_constraints(z, problem, table, scales, parameterization), x)
+    (jt_mu,) = vjp(mu)
+    return KKTResiduals(
+        stationarity=jnp.max(jnp.abs(grad - jt_mu)) / (1.0 + jnp.max(jnp.abs(grad))),
+        feasibility=jnp.maximum(-jnp.min(h), 0.0),
+        dual=jnp.maximum(-jnp.min(mu), 0.0),
+        complementarity=jnp.max(jnp.abs(mu * h)),
+    )
+
+
+def nonnegative_least_squares(A, b, x0, iterations: int = 400):
+    r"""min_{x >= 0} ||A x - b||^2 by accelerated projected gradient (FISTA), from ``x0``.
+
+    Used for the KKT multipliers of a degenerate active set (e.g. all pairwise IC of a pool), where
+    the least-squares multipliers are not unique and the minimum-norm ones may be negative.
+    """
+    lipschitz = jnp.maximum(jnp.linalg.norm(A, 2) ** 2, 1e-30)
+
+    def body(_, carry):
+        x, y, t = carry
+        x_new = jnp.maximum(y - (A.T @ (A @ y - b)) / lipschitz, 0.0)
+        t_new = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
+        return x_new, x_new + ((t - 1.0) / t_new) * (x_new - x), t_new
+
+    x0 = jnp.maximum(x0, 0.0)
+    x, _, _ = jax.lax.fori_loop(0, iterations, body, (x0, x0, jnp.asarray(1.0, A.dtype)))
+    return x
+
+
+def certificate_multipliers(x, active, mu_guess, problem, table, scales, parameterization):
+    """Non-negative multipliers of the active constraints at x that best satisfy stationarity."""
+    grad = jax.grad(objective)(x, problem, table, scales, parameterization)
+    jac = jax.jacfwd(lambda w: all_constraints(w, problem, table, scales, parameterization))(x)
+    A = jnp.where(active[:, None], jac, 0.0).T
+    return jnp.where(active, nonnegative_least_squares(A, grad, jnp.where(active, mu_guess, 0.0)), 0.0)
+
+
+def polish(x, mu, active, problem, table, scales, parameterization, newton_steps: int = 8, rounds: int = 4):
+    r"""Primal-dual active-set Newton refinement of an approximate KKT point.
+
+    For a guessed active set A, Newton's method (least-squares steps, so redundant active
+    constraints, e.g. the IC pairs of a pool of three, are fine) on
+
+    .. math:: \nabla F(x) - J_H(x)^\top \mu = 0, \quad H_A(x) = 0, \quad \mu_{\bar A} = 0;
+
+    then A drops constraints with negative multipliers and adds violated ones; ``rounds`` times.
+    This turns the first-order solution into one exact to rounding, with pools exactly pooled.
+
+    Returns:
+      (x, mu, active) after the last round.
+    """
+
+    def residual(z, act):
+        xx, mm = z[: x.shape[0]], z[x.shape[0]:]
+        grad = jax.grad(objective)(xx, problem, table, scales, parameterization)
+        h, vjp = jax.vjp(lambda w: all_constraints(w, problem, table, scales, parameterization), xx)
+        (jt_mu,) = vjp(mm)
+        return jnp.concatenate([grad - jt_mu, jnp.where(act, h, mm)])
+
+    def newton(z, act):
+        def step(_, zz):
+            r = residual(zz, act)
+            jac = jax.jacfwd(residual)(zz, act)
+            delta = jnp.linalg.lstsq(jac, -r)[0]
+            return zz + delta
+
+        return jax.lax.fori_loop(0, newton_steps, step, z)
+
+    def one_round(_, carry):
+        z, act = carry
+        z = newton(z, act)
+        xx, mm = z[: x.shape[0]], z[x.shape[0]:]
+        h = all_constraints(xx, problem, table, scales, parameterization)
+        tol = 1e-12
+        new_act = jnp.where(act, mm > -tol, h < -tol)
+        mm = jnp.where(new_act, mm, 0.0)
+        return jnp.concatenate([xx, mm]), new_act
+
+    z, act = jax.lax.fori_loop(0, rounds, one_round, (jnp.concatenate([x, mu]), active))
+    return z[: x.shape[0]], z[x.shape[0]:], act

@@ -1,0 +1,393 @@
+r"""Augmented-Lagrangian solver: contracts optimized by gradient descent (optax), fully jitted.
+
+For min F(x) s.t. G(x) >= 0, x in the projection set {B(x) >= 0} (see ``_kkt``), the
+Powell-Hestenes-Rockafellar augmented Lagrangian is
+
+.. math:: L_\rho(x, \lambda) = F(x) + \frac{1}{2\rho}\sum_j \big(\max(0, \lambda_j - \rho G_j(x))^2 - \lambda_j^2\big).
+
+Each outer iteration runs ``inner_steps`` of projected Adam on L_rho (projection exact: isotonic
+regression for the reduced parameterization, so pools are exact), then updates the multipliers
+lambda <- max(0, lambda - rho G) and raises rho only when the measured violation did not fall
+by ``penalty_patience`` (a residual-driven schedule, not a table of magic numbers), in the spirit of
+RegretNet's trainer but automatic. When the measured KKT residuals are small enough to trust the
+active set, a primal-dual active-set Newton step (``_kkt.polish``) refines the point to rounding.
+The whole solve is one ``lax.while_loop``: jittable, vmappable over problems, no host round trips.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .. import _precision
+from ..expectation import OutcomeTable, moments, outcome_table
+from ..formulation import max_violation, residuals, utilities
+from . import _kkt
+from ._kkt import PARAMETERIZATIONS, Scales
+from ._projection import isotonic_regression
+from ._solution import Certificate, Solution, Status
+
+
+class ALMOptions(NamedTuple):
+    """Solver settings (hashable: a static argument of the compiled solver).
+
+    max_outer: total outer (multiplier) iterations over all stages.
+    inner_steps: inner optimizer steps per outer iteration. The reduced parameterization uses
+      projected Adam in log m (projection = isotonic regression, so pools are found exactly and
+      early); the full one, which needs no projection in log (m, t), uses L-BFGS with a zoom line
+      search. Both from optax.
+    learning_rate / lr_decay / lr_min: Adam step in log units (0.02 = 2 % moves), multiplied by
+      ``lr_decay`` each outer iteration, floored at ``lr_min``; within a block it decays 20x.
+    penalty_init / penalty_growth / penalty_max: rho schedule; rho grows only when the measured
+      violation did not fall below ``penalty_patience`` times its previous value.
+    handoff_tol: first-order KKT level at which the active set is trusted and Newton polishes; if
+      the polished point fails the tolerances, the ALM goes on to ``handoff_tol * handoff_shrink``.
+    stages: how many handoffs (polish attempts) at most.
+    pool_tol: log-contribution gap under which adjacent types are taken as pooled at a handoff.
+    active_tol: scaled constraint slack under which a constraint is taken as active at a handoff.
+    feasibility_tol: accepted max violation, money.  kkt_tol: accepted scaled stationarity (and
+      complementarity).
+    full_start: where the full parameterization starts when no ``x0`` is given: "reduced" (the
+      reduced solve's contract; the full solve then re-optimizes with every IR and pairwise IC
+      penalized, so agreement certifies the simplified constraint set at that point) or "pooled"
+      (the best all-pooled contract; independent of the reduced solve but, with the degenerate IC
+      pairs of pooled types, less reliable).
+    """
+
+    max_outer: int = 40
+    inner_steps: int = 60
+    learning_rate: float = 0.02
+    lr_decay: float = 0.7
+    lr_min: float = 1e-6
+    penalty_init: float = 10.0
+    penalty_growth: float = 10.0
+    penalty_max: float = 1e9
+    penalty_patience: float = 0.25
+    handoff_tol: float = 1e-3
+    handoff_shrink: float = 1e-2
+    stages: int = 3
+    pool_tol: float = 1e-3
+    active_tol: float = 1e-5
+    feasibility_tol: float = 1e-8
+    kkt_tol: float = 1e-8
+    polish: bool = True
+    full_start: str = "reduced"
+
+
+class ALMState(NamedTuple):
+    z: jnp.ndarray  # unconstrained parameters (see ``_to_x``)
+    lam: jnp.ndarray
+    rho: jnp.ndarray
+    violation: jnp.ndarray
+    outer: jnp.ndarray
+    stat: jnp.ndarray
+    tol: jnp.ndarray  # the current stage's handoff tolerance
+
+
+class StageState(NamedTuple):
+    alm: ALMState
+    x: jnp.ndarray
+    mu: jnp.ndarray
+    kkt: _kkt.KKTResiduals
+    polished: jnp.ndarray
+    converged: jnp.ndarray
+    stage: jnp.ndarray
+
+
+class ALMResult(NamedTuple):
+    """Raw kernel output (scaled units); ``status`` is a ``Status`` int."""
+
+    x: jnp.ndarray
+    multipliers: jnp.ndarray  # over H = (G, B)
+    scales: Scales
+    status: jnp.ndarray
+    outer_iterations: jnp.ndarray
+    steps: jnp.ndarray
+    kkt: _kkt.KKTResiduals
+    polished: jnp.ndarray
+
+
+def _to_x(z, parameterization: str):
+    """Log-parameters z -> scaled variables x = exp(z) (> 0; monotone for reduced by projection)."""
+    return jnp.exp(z)
+
+
+def _from_x(x, parameterization: str):
+    return jnp.log(x)
+
+
+def _pooled_start(problem, table):
+    """Largest feasible all-pooled contract m0 (a 1-D search), as in the exact solver; 0 if none."""
+    m_ref = jnp.maximum(jnp.max(problem.reservation_data), 1.0)
+
+    def slack(m0):
+        m = jnp.full(problem.costs.shape, m0)
+        tbar = moments(m, problem, table).reward_bounds
+        t = problem.reservation_utility[0] + problem.costs[0] * m0
+        ir = t - problem.costs * m0 - problem.reservation_utility
+        return jnp.minimum(jnp.min(tbar - t), jnp.min(ir))
+
+    grid = m_ref * jnp.geomspace(1e-4, 1e4, 128)
+    ok = jax.vmap(slack)(grid) >= 0.0
+    last = jnp.max(jnp.where(ok, jnp.arange(grid.shape[0]), -1))
+    lo = jnp.where(last >= 0, grid[jnp.maximum(last, 0)], 0.0)
+    hi = jnp.where(last >= 0, grid[jnp.minimum(last + 1, grid.shape[0] - 1)], 0.0)
+
+    def bisect(_, bounds):
+        a, b = bounds
+        mid = 0.5 * (a + b)
+        feasible = slack(mid) >= 0.0
+        return jnp.where(feasible, mid, a), jnp.where(feasible, b, mid)
+
+    lo, _ = jax.lax.fori_loop(0, 50, bisect, (lo, hi))
+    return lo, last >= 0
+
+
+def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str = "reduced",
+               options: ALMOptions = ALMOptions()) -> ALMResult:
+    """The jittable, vmappable ALM solve of one problem (see module docstring).
+
+    Args:
+      problem: ``ContractProblem`` (leaves may be traced; N may differ across a vmapped batch).
+      table: ``OutcomeTable`` for the problem (padded rows allowed).
+      x0: optional warm start in scaled units (from a previous ``ALMResult.x`` with the same scales).
+      parameterization: "reduced" or "full" (static).
+      options: ``ALMOptions`` (static).
+    """
+    from ..formulation import binding_rewards
+
+    dtype = jnp.result_type(problem.costs)
+    m0, pooled_ok = _pooled_start(problem, table)
+    start_m = jnp.where(pooled_ok, jnp.full(problem.costs.shape, m0), jax.lax.cummax(problem.reservation_data))
+    data_scale = jnp.maximum(jnp.maximum(jnp.max(start_m), jnp.max(problem.reservation_data)), 1.0)
+    value_scale = problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
+    scales = Scales(data_scale, value_scale)
+    start_m = jnp.maximum(start_m, 1e-3 * data_scale)
+    start_t = binding_rewards(start_m, problem.costs, problem.reservation_utility)
+    x_start = _kkt.encode(start_m, start_t, scales, parameterization)
+    if parameterization == "full" and x0 is None and options.full_start == "reduced":
+        reduced = alm_kernel(problem, table, parameterization="reduced", options=options)
+        m_r, t_r = _kkt.decode(reduced.x, problem, reduced.scales, "reduced")
+        x_start = _kkt.encode(m_r, t_r, scales, "full")
+    if x0 is not None:
+        x_start = jnp.asarray(x0, dtype)
+    x_start = jnp.maximum(_kkt.project(x_start, parameterization), 1e-9)
+
+    args = (problem, table, scales, parameterization)
+    F = lambda x: _kkt.objective(x, *args)  # noqa: E731
+    G = lambda x: _kkt.general_constraints(x, *args)  # noqa: E731
+    num_g = G(x_start).shape[0]
+    num_x = x_start.shape[0]
+
+    def lagrangian(z, lam, rho):
+        x = _to_x(z, parameterization)
+        shifted = jnp.maximum(0.0, lam - rho * G(x))
+        return F(x) + jnp.sum(shifted**2 - lam**2) / (2.0 * rho)
+
+    def estimated_stationarity(x, lam):
+        # Stationarity with the best non-negative multipliers on the guessed active set (the
+        # active set is often degenerate, e.g. all budgets and all pools of a full pool, so
+        # least-squares multipliers are not unique); the ALM's own lambda is the starting guess.
+        active = guess_active(x, lam)
+        guess = jnp.concatenate([lam, jnp.zeros((num_x,), dtype)])
+        mu = _kkt.certificate_multipliers(x, active, guess, *args)
+        return _kkt.kkt_residuals(x, mu, *args).stationarity
+
+    if parameterization == "reduced":
+        adam = optax.inject_hyperparams(optax.adam)(learning_rate=options.learning_rate)
+
+        def inner_solve(z, lam, rho, outer):
+            lr0 = jnp.maximum(options.learning_rate * options.lr_decay ** outer, options.lr_min)
+
+            def inner(k, carry):
+                u, opt_state = carry
+                opt_state.hyperparams["learning_rate"] = lr0 * 0.05 ** (k / options.inner_steps)
+                grad = jax.grad(lagrangian)(u, lam, rho)
+                updates, opt_state = adam.update(grad, opt_state, u)
+                # Monotone m <=> monotone log m: the projection is isotonic regression of u.
+                u_new = isotonic_regression(u + updates)
+                return jnp.where(jnp.all(jnp.isfinite(u_new)), u_new, u), opt_state
+
+            return jax.lax.fori_loop(0, options.inner_steps, inner, (z, adam.init(z)))[0]
+    else:
+        lbfgs = optax.lbfgs()
+
+        def inner_solve(z, lam, rho, outer):
+            fn = lambda w: lagrangian(w, lam, rho)  # noqa: E731
+            value_and_grad = optax.value_and_grad_from_state(fn)
+
+            def inner(_, carry):
+                w, opt_state = carry
+                value, grad = value_and_grad(w, state=opt_state)
+                updates, opt_state = lbfgs.update(grad, opt_state, w, value=value, grad=grad, value_fn=fn)
+                w_new = w + updates
+                return jnp.where(jnp.all(jnp.isfinite(w_new)), w_new, w), opt_state
+
+            return jax.lax.fori_loop(0, options.inner_steps, inner, (z, lbfgs.init(z)))[0]
+
+    def outer_step(state: ALMState) -> ALMState:
+        z = inner_solve(state.z, state.lam, state.rho, state.outer)
+        x = _to_x(z, parameterization)
+        g = G(x)
+        lam = jnp.maximum(0.0, state.lam - state.rho * g)
+        violation = jnp.maximum(-jnp.min(g), 0.0)
+        # Raise rho only when feasibility is lagging: the violation neither fell fast enough nor is
+        # already below what this stage needs (a needless rho only ill-conditions the inner solve).
+        grow = (violation > options.penalty_patience * state.violation) & (violation > 0.1 * state.tol)
+        rho = jnp.where(grow, jnp.minimum(state.rho * options.penalty_growth, options.penalty_max), state.rho)
+        stat = jnp.maximum(estimated_stationarity(snap(z), lam), violation)
+        stat = jnp.where(jnp.all(jnp.isfinite(z)), stat, 0.0)  # a NaN ends the loop; status says so
+        return ALMState(z, lam, rho, violation, state.outer + 1, stat, state.tol)
+
+    def guess_active(x, lam):
+        g_active = (lam > 0.0) | (G(x) <= options.active_tol)
+        b_active = _kkt.simple_constraints(x, parameterization) <= 1e-14
+        return jnp.concatenate([g_active, b_active])
+
+    def ls_multipliers(x, active):
+        # Least-squares multipliers of the active constraints of H = (G, B) at x.
+        grad = jax.grad(F)(x)
+        jac_h = jax.jacfwd(lambda w: _kkt.all_constraints(w, *args))(x)
+        mu = jnp.linalg.lstsq(jnp.where(active[:, None], jac_h, 0.0).T, grad)[0]
+        return jnp.where(active, mu, 0.0)
+
+    def snap(z):
+        # Gaps below pool_tol (in log m) become exact pools before the Newton polish.
+        if parameterization == "reduced":
+            gaps = jnp.diff(z)
+            z = z[0] + jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(jnp.where(gaps <= options.pool_tol, 0.0, gaps))])
+        return _to_x(z, parameterization)
+
+    def run_stage(st: StageState) -> StageState:
+        tol = options.handoff_tol * options.handoff_shrink ** st.stage
+
+        def alm_cond(a: ALMState):
+            return (a.stat > tol) & (a.outer < options.max_outer)
+
+        alm = jax.lax.while_loop(alm_cond, outer_step, st.alm._replace(tol=jnp.asarray(tol, dtype)))
+        x = snap(alm.z)
+        active = guess_active(x, alm.lam)
+        mu0 = ls_multipliers(x, active)
+        kkt0 = _kkt.kkt_residuals(x, jnp.maximum(mu0, 0.0), *args)
+        if options.polish:
+            xp, mup, actp = _kkt.polish(x, mu0, active, *args)
+            ok = jnp.all(jnp.isfinite(xp)) & jnp.all(jnp.isfinite(mup))
+            xp, mup, actp = jnp.where(ok, xp, x), jnp.where(ok, mup, mu0), jnp.where(ok, actp, active)
+            # Certificate multipliers: non-negative least squares on the final active set (robust
+            # when the active set is degenerate and the Newton multipliers are not unique).
+            mup = _kkt.certificate_multipliers(xp, actp | (mup > 0), mup, *args)
+            kktp = _kkt.kkt_residuals(xp, mup, *args)
+            better = ok & (jnp.maximum(kktp.stationarity, kktp.feasibility)
+                           < jnp.maximum(kkt0.stationarity, kkt0.feasibility))
+            x = jnp.where(better, xp, x)
+            mu = jnp.where(better, mup, mu0)
+            kkt = jax.tree_util.tree_map(lambda a, c: jnp.where(better, a, c), kktp, kkt0)
+        else:
+            mu, kkt, better = mu0, kkt0, jnp.asarray(False)
+        mu = jnp.maximum(mu, 0.0)
+        m, t = _kkt.decode(x, problem, scales, parameterization)
+        res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
+        converged = ((max_violation(res) <= options.feasibility_tol) & (kkt.stationarity <= options.kkt_tol)
+                     & (kkt.complementarity <= options.kkt_tol) & jnp.all(jnp.isfinite(x)))
+        return StageState(alm, x, mu, kkt, better, converged, st.stage + 1)
+
+    def stage_cond(st: StageState):
+        return (~st.converged) & (st.stage < options.stages) & (st.alm.outer < options.max_outer) & jnp.all(
+            jnp.isfinite(st.alm.z))
+
+    # Start the multipliers at their least-squares estimate for the start's near-active constraints.
+    lam_start = jnp.maximum(ls_multipliers(x_start, guess_active(x_start, jnp.zeros((num_g,), dtype)))[:num_g], 0.0)
+    z_start = _from_x(x_start, parameterization)
+    alm0 = ALMState(
+        z=z_start,
+        lam=lam_start,
+        rho=jnp.asarray(options.penalty_init, dtype),
+        violation=jnp.asarray(jnp.inf, dtype),
+        outer=jnp.asarray(0),
+        stat=jnp.asarray(jnp.inf, dtype),
+        tol=jnp.asarray(options.handoff_tol, dtype),
+    )
+    inf = jnp.asarray(jnp.inf, dtype)
+    st0 = StageState(alm0, x_start, jnp.zeros((num_g + num_x,), dtype), _kkt.KKTResiduals(inf, inf, inf, inf),
+                     jnp.asarray(False), jnp.asarray(False), jnp.asarray(0))
+    st = jax.lax.while_loop(stage_cond, run_stage, st0)
+
+    x = st.x
+    m, t = _kkt.decode(x, problem, scales, parameterization)
+    res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
+    violation_money = max_violation(res)
+    finite = jnp.all(jnp.isfinite(x)) & jnp.isfinite(st.kkt.stationarity)
+    infeasible = (st.alm.rho >= options.penalty_max) & (violation_money > options.feasibility_tol)
+    status = jnp.where(
+        st.converged & finite, Status.CONVERGED,
+        jnp.where(~finite, Status.NONFINITE,
+                  jnp.where(infeasible, Status.INFEASIBLE,
+                            jnp.where(st.alm.outer >= options.max_outer, Status.MAX_ITERATIONS, Status.STALLED))))
+    return ALMResult(x, st.mu, scales, status, st.alm.outer, st.alm.outer * options.inner_steps, st.kkt,
+                     st.polished)
+
+
+_alm_jit = jax.jit(alm_kernel, static_argnames=("parameterization", "options"))
+
+
+def _solution_from_result(problem, table, result: ALMResult, parameterization: str, wall_time: float,
+                          backend: str = "enumerate") -> Solution:
+    """Assemble the ``Solution`` record (jittable and vmappable: all leaves are arrays)."""
+    m, t = _kkt.decode(result.x, problem, result.scales, parameterization)
+    mom = moments(m, problem, table)
+    res = residuals(m, t, mom.reward_bounds, problem.costs, problem.reservation_utility)
+    u = utilities(m, t, problem.costs)
+    num_g = result.multipliers.shape[-1] - result.x.shape[-1]
+    lam_g = result.multipliers[:num_g] / result.scales.value
+    num = m.shape[0]
+    if parameterization == "reduced":
+        mult = {"budget": lam_g[:num], "ir_others": lam_g[num:],
+                "monotone": result.multipliers[num_g:] / result.scales.data}
+    else:
+        mult = {"budget": lam_g[:num], "ir": lam_g[num:2 * num], "ic": lam_g[2 * num:],
+                "nonnegative": result.multipliers[num_g:]}
+    cert = Certificate(multipliers=mult, stationarity=result.kkt.stationarity,
+                       complementarity=result.kkt.complementarity)
+    return Solution(
+        problem=problem, contributions=m, rewards=t, reward_bounds=mom.reward_bounds,
+        expected_accuracy=mom.expected_accuracy, expected_value=mom.expected_value, utilities=u,
+        reservation_utilities=problem.reservation_utility, information_rents=u - problem.reservation_utility,
+        residuals=res, max_violation=max_violation(res), status=result.status,
+        iterations=result.steps, wall_time=wall_time, certificate=cert, method="alm",
+        constraints=parameterization, backend=backend, message="",
+    )
+
+
+def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | None = None, x0=None,
+              **overrides) -> Solution:
+    """Solve one problem with the augmented-Lagrangian method (float64).
+
+    Args:
+      problem: ``ContractProblem``.
+      parameterization: "reduced" (binding IC/IR, monotone m by projection) or "full" (every IR
+        and pairwise IC penalized). The aliases "simplified" -> "reduced" are accepted.
+      options: ``ALMOptions``; keyword ``overrides`` replace single fields.
+      x0: optional warm start (scaled units, as in ``ALMResult.x``).
+    """
+    parameterization = {"simplified": "reduced"}.get(parameterization, parameterization)
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"constraints/parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
+    options = (options or ALMOptions())._replace(**overrides)
+    start = time.perf_counter()
+    with _precision.float64():
+        table = outcome_table(problem.num_participants, problem.num_types)
+        problem64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
+        table = OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid))
+        result = _alm_jit(problem64, table, x0, parameterization=parameterization, options=options)
+        jax.block_until_ready(result)
+        sol = _solution_from_result(problem64, table, result, parameterization, 0.0)
+        sol = jax.tree_util.tree_map(np.asarray, sol)
+    status = int(sol.status)
+    message = f"ALM: {int(result.outer_iterations)} outer iterations, polished={bool(result.polished)}"
+    return sol.replace(wall_time=time.perf_counter() - start, status=status,
+                       iterations=int(sol.iterations), message=message)

@@ -1,0 +1,106 @@
+"""Solving many problems in one compiled call (``vmap`` over a batch of problems)."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _precision
+from ..expectation import OutcomeTable, outcome_table
+from ..problem import ContractProblem, batch_size, stack_problems, unstack_problem
+from .alm import ALMOptions, _solution_from_result, alm_kernel
+from ._kkt import PARAMETERIZATIONS
+from ._solution import Solution, Status
+
+
+def batch_tables(participants: Sequence[int], num_types: int) -> OutcomeTable:
+    """Outcome tables for each N, padded with invalid rows to the largest: (B, K_max, I), (B, K_max)."""
+    ns = [int(n) for n in np.asarray(participants).ravel()]
+    length = max(outcome_table(n, num_types).counts.shape[0] for n in set(ns))
+    cache = {n: outcome_table(n, num_types, length) for n in set(ns)}
+    return OutcomeTable(np.stack([cache[n].counts for n in ns]), np.stack([cache[n].valid for n in ns]))
+
+
+def _batched_kernel(problem, table, parameterization, options):
+    result = alm_kernel(problem, table, parameterization=parameterization, options=options)
+    return _solution_from_result(problem, table, result, parameterization, 0.0)
+
+
+_batched_alm = jax.jit(jax.vmap(_batched_kernel, in_axes=(0, 0, None, None)), static_argnums=(2, 3))
+
+
+def solve_batch(problems, method: str = "alm", constraints: str = "reduced", options: ALMOptions | None = None,
+                progress: bool = False, **overrides) -> Solution:
+    """Solve a batch of problems; returns one ``Solution`` whose leaves have a leading batch axis.
+
+    Args:
+      problems: a list of ``ContractProblem`` (same I, conditioning and curve kinds; N, p, c, curve
+        parameters may differ) or a batched problem from ``problem_grid``/``stack_problems``.
+      method: "alm" (one compiled ``vmap`` call; outcome tables padded to the largest N) or
+        "exact" (scipy per problem on the host, then stacked).
+      constraints: "reduced"/"simplified" or "full".
+      options: ``ALMOptions`` for "alm"; ``overrides`` replace fields (for "exact": solver options).
+      progress: show a progress bar (exact method).
+
+    Returns:
+      Batched ``Solution`` (canonical type order). ``unstack_solution(sol, k)`` extracts one. A
+      vmapped while-loop runs until its slowest member stops; each member's status says whether it
+      converged.
+    """
+    if isinstance(problems, ContractProblem) and batch_size(problems) is not None:
+        batch = problems
+    else:
+        batch = stack_problems(problems)
+    if method == "exact":
+        from tqdm.auto import tqdm
+
+        from .exact import solve_exact
+
+        constraints = {"reduced": "simplified"}.get(constraints, constraints)
+        num = batch_size(batch)
+        sols = [solve_exact(unstack_problem(batch, k), constraints=constraints, **overrides)
+                for k in tqdm(range(num), disable=not progress, desc="exact solves")]
+        return _stack_solutions(sols)
+    if method != "alm":
+        raise ValueError(f"method must be 'alm' or 'exact' for solve_batch, got {method!r}")
+    constraints = {"simplified": "reduced"}.get(constraints, constraints)
+    if constraints not in PARAMETERIZATIONS:
+        raise ValueError(f"constraints must be one of {PARAMETERIZATIONS}, got {constraints!r}")
+    options = (options or ALMOptions())._replace(**overrides)
+    start = time.perf_counter()
+    with _precision.float64():
+        tables = batch_tables(batch.participants, batch.num_types)
+        batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), batch)
+        tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
+        sol = _batched_alm(batch64, tables, constraints, options)
+        sol = jax.block_until_ready(sol)
+    elapsed = time.perf_counter() - start
+    sol = jax.tree_util.tree_map(np.asarray, sol)
+    return sol.replace(problem=batch, wall_time=np.full(batch_size(batch), elapsed / batch_size(batch)),
+                       message=f"batched ALM ({batch_size(batch)} problems, {elapsed:.3f} s)")
+
+
+def _stack_solutions(solutions: Sequence[Solution]) -> Solution:
+    first = solutions[0]
+    problem = stack_problems([s.problem if isinstance(s.problem, ContractProblem) else s.problem for s in solutions])
+    stripped = [s.replace(problem=None) for s in solutions]
+    stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *stripped)
+    return stacked.replace(problem=problem, method=first.method, constraints=first.constraints,
+                           message=f"{len(solutions)} exact solves")
+
+
+def unstack_solution(solution: Solution, index: int) -> Solution:
+    """Member ``index`` of a batched ``Solution``."""
+    problem = unstack_problem(solution.problem, index)
+    rest = jax.tree_util.tree_map(lambda a: np.asarray(a)[index], solution.replace(problem=None))
+    return rest.replace(problem=problem)
+
+
+def batch_status_counts(solution: Solution) -> dict[str, int]:
+    """How many members of a batch ended in each ``Status``."""
+    status = np.asarray(solution.status).ravel()
+    return {s.name.lower(): int(np.sum(status == s)) for s in Status if np.any(status == s)}

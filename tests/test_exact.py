@@ -1,0 +1,156 @@
+"""The exact solver (enumeration + SLSQP, float64) against MODEL.md's reference figures and itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import diffcontract
+from diffcontract import ContractProblem
+from diffcontract.expectation import conditional_weights
+from diffcontract.solvers.driver import SolveError
+
+
+CONSTRAINT_SETS = ["simplified", "full"]
+FEASIBILITY = 1e-8  # the solver's own feasibility_tol (money); float64 makes it reachable
+
+
+def scenario(costs, conditioning="truncated"):
+    """MODEL.md "Reference figures": N = 10, p = 0.2 each, SGB(1, 1), v = 100 r."""
+    return ContractProblem(participants=10, probs=[0.2] * 5, costs=costs, conditioning=conditioning)
+
+
+@pytest.fixture(scope="module")
+def scenario_1():
+    return scenario(np.linspace(0.2, 0.04, 5))
+
+
+@pytest.fixture(scope="module")
+def scenario_2():
+    return scenario(np.linspace(1.0, 0.4, 5))
+
+
+@pytest.fixture(scope="module")
+def scenario_3():
+    return scenario([0.5, 0.4, 0.03, 0.02, 0.001])
+
+
+@pytest.fixture(scope="module")
+def solved(scenario_1, scenario_2, scenario_3):
+    """Every (scenario, constraint set) solved once for the whole module."""
+    problems = {1: scenario_1, 2: scenario_2, 3: scenario_3}
+    return {(k, c): diffcontract.solve(p, method="exact", constraints=c) for k, p in problems.items()
+            for c in CONSTRAINT_SETS}
+
+
+def assert_feasible(sol):
+    """Independent numpy check of the first-moment constraints (MODEL.md) from the reported menu."""
+    m, t, tbar = np.asarray(sol.contributions), np.asarray(sol.rewards), np.asarray(sol.reward_bounds)
+    c, f = np.asarray(sol.problem.costs), np.asarray(sol.reservation_utilities)
+    u = t - c * m
+    assert np.all(m >= 0.0) and np.all(t >= -FEASIBILITY)
+    assert np.all(t <= tbar + FEASIBILITY)  # budget
+    assert np.all(u >= f - FEASIBILITY)  # IR
+    deviation = t[None, :] - c[:, None] * m[None, :]  # [i, j]: type i taking item j
+    assert np.all(u[:, None] >= deviation - FEASIBILITY)  # IC
+    # Reported derived quantities: exact identities up to float64 rounding of O(100) money values.
+    np.testing.assert_allclose(sol.utilities, u, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sol.information_rents, u - f, rtol=0, atol=1e-12)
+    assert np.all(np.asarray(sol.information_rents) >= -FEASIBILITY)
+
+
+# ----------------------------------------------------------------------------- MODEL.md scenarios 1 and 2
+@pytest.mark.parametrize("constraints", CONSTRAINT_SETS)
+def test_scenario_1(solved, constraints):
+    sol = solved[1, constraints]
+    assert sol.status_name == "converged" and sol.succeeded
+    assert sol.max_violation <= FEASIBILITY
+    # rtol 1e-7: float64 exact solver; MODEL.md's reference carries 9 significant digits.
+    assert sol.expected_value == pytest.approx(86.4782760, rel=1e-7)
+    m, t = np.asarray(sol.contributions), np.asarray(sol.rewards)
+    # Types 1-4 pooled exactly (1e-6 relative: the "full" formulation's SQP holds the pool to ~1e-8).
+    np.testing.assert_allclose(m[:4], m[0], rtol=1e-6)
+    np.testing.assert_allclose(t[:4], t[0], rtol=1e-6)
+    assert sol.pooled_groups(rtol=1e-6) == [[0, 1, 2, 3], [4]]
+    # MODEL.md's structure figures carry 3 decimals: half a unit of the last digit.
+    np.testing.assert_allclose(m, [391.909] * 4 + [425.393], rtol=0, atol=5e-4)
+    np.testing.assert_allclose(t, [85.152] * 4 + [86.491], rtol=0, atol=5e-4)
+    assert_feasible(sol)
+
+
+@pytest.mark.parametrize("constraints", CONSTRAINT_SETS)
+def test_scenario_2(solved, constraints):
+    sol = solved[2, constraints]
+    assert sol.status_name == "converged"
+    assert sol.max_violation <= FEASIBILITY
+    assert sol.expected_value == pytest.approx(69.0532528, rel=1e-7)  # float64 exact; 9-digit reference
+    np.testing.assert_array_equal(sol.reservation_utilities, 0.0)  # f = 0 for all (MODEL.md)
+    assert sol.pooled_groups(rtol=1e-6) == [[0, 1, 2, 3, 4]]
+    # "all five pooled at m = t = 69.0533": 4 decimals given, half a unit of the last one.
+    np.testing.assert_allclose(sol.contributions, 69.0533, rtol=0, atol=5e-5)
+    np.testing.assert_allclose(sol.rewards, 69.0533, rtol=0, atol=5e-5)
+    assert_feasible(sol)
+
+
+# ----------------------------------------------------------------------------- scenario 3
+def test_scenario_3_formulations_agree(solved):
+    simplified, full = solved[3, "simplified"], solved[3, "full"]
+    for sol in (simplified, full):
+        assert sol.status_name == "converged" and sol.max_violation <= FEASIBILITY
+        assert_feasible(sol)
+    # MODEL.md: "some f_i = 0, some > 0".
+    f = np.asarray(simplified.reservation_utilities)
+    assert np.any(f == 0.0) and np.any(f > 0.0)
+    # Two formulations of one problem, both solved to float64 KKT precision: 1e-7 relative.
+    assert simplified.expected_value == pytest.approx(full.expected_value, rel=1e-7)
+    np.testing.assert_allclose(simplified.contributions, full.contributions, rtol=1e-7)
+    np.testing.assert_allclose(simplified.rewards, full.rewards, rtol=1e-7)
+
+
+# ----------------------------------------------------------------------------- random instances
+# (seed, conditioning): each conditioning on six seeds. Every distinct (N, I, conditioning) costs a
+# compilation (~2 s on 2 CPU cores), so the grid stays at twelve instances.
+RANDOM_CASES = [(seed, "truncated" if seed % 2 == 0 else "interim") for seed in range(12)]
+
+
+def random_problem(seed, conditioning):
+    rng = np.random.default_rng(seed)
+    num_types = int(rng.integers(2, 6))  # I in 2..5
+    participants = int(rng.integers(2, 13))  # N in 2..12
+    probs = rng.dirichlet(np.ones(num_types))
+    costs = np.exp(rng.uniform(np.log(0.005), np.log(0.5), num_types))  # log-uniform, unsorted
+    assert np.unique(costs).size == num_types
+    return ContractProblem(participants=participants, probs=probs, costs=costs, conditioning=conditioning)
+
+
+@pytest.mark.parametrize("seed,conditioning", RANDOM_CASES, ids=[f"seed{s}-{c}" for s, c in RANDOM_CASES])
+def test_random_instances(seed, conditioning):
+    problem = random_problem(seed, conditioning)
+    solutions = {c: diffcontract.solve(problem, constraints=c) for c in CONSTRAINT_SETS}
+    for sol in solutions.values():
+        assert sol.status_name == "converged", sol.message
+        assert sol.max_violation <= FEASIBILITY
+        # Budget (t <= tbar + 1e-8), IR/IC, information rents >= -1e-8, u = t - c m: all in here.
+        assert_feasible(sol)
+        np.testing.assert_array_equal(sol.problem.costs, problem.costs)  # reported in the problem's canonical order
+    # Same optimum from both formulations (MODEL.md: equivalent at the optimum), float64 KKT points.
+    assert solutions["simplified"].expected_value == pytest.approx(solutions["full"].expected_value, rel=1e-7)
+
+
+# ----------------------------------------------------------------------------- driver errors and status
+@pytest.mark.parametrize("option,value", [("constraints", "bogus"), ("method", "bogus")])
+def test_solve_rejects_unknown_options(scenario_1, option, value):
+    with pytest.raises(ValueError, match=option):
+        diffcontract.solve(scenario_1, **{option: value})
+
+
+def test_status_reported_and_throw(scenario_1):
+    # One SLSQP iteration cannot reach the optimum of scenario 1 (it needs ~8).
+    sol = diffcontract.solve(scenario_1, method="exact", max_iterations=1, throw=False)
+    assert sol.status_name != "converged" and not sol.succeeded
+    assert sol.status_name == "max_iterations"
+    with pytest.raises(SolveError) as excinfo:
+        diffcontract.solve(scenario_1, method="exact", max_iterations=1, throw=True)
+    assert excinfo.value.solution.status_name == sol.status_name
+    # ... and throw=True is silent when the solve converges.
+    assert diffcontract.solve(scenario_1, throw=True).status_name == "converged"
