@@ -138,7 +138,7 @@ def certificate_multipliers(x, active, mu_guess, problem, table, scales, paramet
     return jnp.where(active, nonnegative_least_squares(A, grad, jnp.where(active, mu_guess, 0.0)), 0.0)
 
 
-def polish(x, mu, active, problem, table, scales, parameterization, newton_steps: int = 8, rounds: int = 4):
+def polish(x, mu, active, problem, table, scales, parameterization, newton_steps: int = 16, rounds: int = 12):
     r"""Primal-dual active-set Newton refinement of an approximate KKT point.
 
     For a guessed active set A, Newton's method (least-squares steps, so redundant active
@@ -146,7 +146,8 @@ def polish(x, mu, active, problem, table, scales, parameterization, newton_steps
 
     .. math:: \nabla F(x) - J_H(x)^\top \mu = 0, \quad H_A(x) = 0, \quad \mu_{\bar A} = 0;
 
-    then A drops constraints with negative multipliers and adds violated ones; ``rounds`` times.
+    then A drops constraints with negative multipliers and adds violated ones, until A is stable
+    (at most ``rounds`` times).
     This turns the first-order solution into one exact to rounding, with pools exactly pooled.
 
     Returns:
@@ -165,19 +166,42 @@ def polish(x, mu, active, problem, table, scales, parameterization, newton_steps
             r = residual(zz, act)
             jac = jax.jacfwd(residual)(zz, act)
             delta = jnp.linalg.lstsq(jac, -r)[0]
-            return zz + delta
+            # Damping: no variable moves by more than half its magnitude (floored at a tenth of the
+            # largest, so a variable near 0 can still grow) in one step; this keeps the iterate
+            # where the model is valid, and near the solution steps are full (still quadratic).
+            dx, xx = delta[: x.shape[0]], zz[: x.shape[0]]
+            room = 0.5 * jnp.maximum(jnp.abs(xx), 0.1 * jnp.max(jnp.abs(xx)))
+            alpha = jnp.minimum(1.0, jnp.min(jnp.where(jnp.abs(dx) > 0, room / jnp.abs(dx), jnp.inf)))
+            alpha = jnp.where(jnp.isfinite(alpha) & (alpha > 0), alpha, 1.0)
+            return zz + alpha * delta
 
         return jax.lax.fori_loop(0, newton_steps, step, z)
 
-    def one_round(_, carry):
-        z, act = carry
-        z = newton(z, act)
+    def update(z, act):
+        # One change per round, as in active-set QP: add the most violated inactive constraint;
+        # if none is violated, drop the active constraint with the most negative multiplier.
         xx, mm = z[: x.shape[0]], z[x.shape[0]:]
         h = all_constraints(xx, problem, table, scales, parameterization)
         tol = 1e-12
-        new_act = jnp.where(act, mm > -tol, h < -tol)
-        mm = jnp.where(new_act, mm, 0.0)
-        return jnp.concatenate([xx, mm]), new_act
+        violation = jnp.where(act, 0.0, -h)
+        worst = jnp.argmax(violation)
+        negative = jnp.where(act, mm, jnp.inf)
+        most_negative = jnp.argmin(negative)
+        add = violation[worst] > tol
+        drop = (~add) & (negative[most_negative] < -tol)
+        act = jnp.where(add, act.at[worst].set(True), act)
+        return jnp.where(drop, act.at[most_negative].set(False), act)
 
-    z, act = jax.lax.fori_loop(0, rounds, one_round, (jnp.concatenate([x, mu]), active))
+    def round_(carry):
+        z, act, _, k = carry
+        z = newton(z, act)
+        new_act = update(z, act)
+        z = jnp.concatenate([z[: x.shape[0]], jnp.where(new_act, z[x.shape[0]:], 0.0)])
+        return z, new_act, jnp.all(new_act == act), k + 1
+
+    def more(carry):
+        _, _, stable, k = carry
+        return (~stable) & (k < rounds)
+
+    z, act, _, _ = jax.lax.while_loop(more, round_, (jnp.concatenate([x, mu]), active, jnp.asarray(False), 0))
     return z[: x.shape[0]], z[x.shape[0]:], act

@@ -41,15 +41,16 @@ class ALMOptions(NamedTuple):
       projected Adam in log m (projection = isotonic regression, so pools are found exactly and
       early); the full one, which needs no projection in log (m, t), uses L-BFGS with a zoom line
       search. Both from optax.
-    learning_rate / lr_decay / lr_min: Adam step in log units (0.02 = 2 % moves), multiplied by
-      ``lr_decay`` each outer iteration, floored at ``lr_min``; within a block it decays 20x.
+    learning_rate / lr_decay / lr_min: initial Adam step in log units (0.02 = 2 % moves). After
+      each block the step adapts to the progress ratio (net displacement / path length): it grows
+      1.5x (up to 5x the initial) while the iterate drifts steadily and shrinks by ``lr_decay`` when
+      it zig-zags; floored at ``lr_min``. Within a block it decays 5x so each block ends settled.
     penalty_init / penalty_growth / penalty_max: rho schedule; rho grows only when the measured
       violation did not fall below ``penalty_patience`` times its previous value.
-    handoff_tol: first-order KKT level at which the active set is trusted and Newton polishes; if
-      the polished point fails the tolerances, the ALM goes on to ``handoff_tol * handoff_shrink``.
-    stages: how many handoffs (polish attempts) at most.
-    pool_tol: log-contribution gap under which adjacent types are taken as pooled at a handoff.
-    active_tol: scaled constraint slack under which a constraint is taken as active at a handoff.
+    pool_tol: log-contribution gap under which adjacent types are taken as pooled when polishing.
+    active_tol: scaled constraint slack under which a constraint is guessed active when polishing.
+    polish: after every outer iteration (and at the start), try the active-set Newton polish from
+      the current iterate; the solve ends as soon as a polished point meets the tolerances.
     feasibility_tol: accepted max violation, money.  kkt_tol: accepted scaled stationarity (and
       complementarity).
     full_start: where the full parameterization starts when no ``x0`` is given: "reduced" (the
@@ -62,17 +63,14 @@ class ALMOptions(NamedTuple):
     max_outer: int = 40
     inner_steps: int = 60
     learning_rate: float = 0.02
-    lr_decay: float = 0.7
+    lr_decay: float = 0.5
     lr_min: float = 1e-6
     penalty_init: float = 10.0
     penalty_growth: float = 10.0
     penalty_max: float = 1e9
     penalty_patience: float = 0.25
-    handoff_tol: float = 1e-3
-    handoff_shrink: float = 1e-2
-    stages: int = 3
     pool_tol: float = 1e-3
-    active_tol: float = 1e-5
+    active_tol: float = 1e-4
     feasibility_tol: float = 1e-8
     kkt_tol: float = 1e-8
     polish: bool = True
@@ -80,23 +78,17 @@ class ALMOptions(NamedTuple):
 
 
 class ALMState(NamedTuple):
-    z: jnp.ndarray  # unconstrained parameters (see ``_to_x``)
+    z: jnp.ndarray  # log of the scaled variables
     lam: jnp.ndarray
     rho: jnp.ndarray
     violation: jnp.ndarray
     outer: jnp.ndarray
-    stat: jnp.ndarray
-    tol: jnp.ndarray  # the current stage's handoff tolerance
-
-
-class StageState(NamedTuple):
-    alm: ALMState
-    x: jnp.ndarray
+    x: jnp.ndarray  # the latest polished (or snapped) candidate and its certificate
     mu: jnp.ndarray
     kkt: _kkt.KKTResiduals
     polished: jnp.ndarray
     converged: jnp.ndarray
-    stage: jnp.ndarray
+    lr: jnp.ndarray  # current Adam step (reduced parameterization)
 
 
 class ALMResult(NamedTuple):
@@ -189,35 +181,31 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
         shifted = jnp.maximum(0.0, lam - rho * G(x))
         return F(x) + jnp.sum(shifted**2 - lam**2) / (2.0 * rho)
 
-    def estimated_stationarity(x, lam):
-        # Stationarity with the best non-negative multipliers on the guessed active set (the
-        # active set is often degenerate, e.g. all budgets and all pools of a full pool, so
-        # least-squares multipliers are not unique); the ALM's own lambda is the starting guess.
-        active = guess_active(x, lam)
-        guess = jnp.concatenate([lam, jnp.zeros((num_x,), dtype)])
-        mu = _kkt.certificate_multipliers(x, active, guess, *args)
-        return _kkt.kkt_residuals(x, mu, *args).stationarity
-
     if parameterization == "reduced":
         adam = optax.inject_hyperparams(optax.adam)(learning_rate=options.learning_rate)
 
-        def inner_solve(z, lam, rho, outer):
-            lr0 = jnp.maximum(options.learning_rate * options.lr_decay ** outer, options.lr_min)
-
+        def inner_solve(z, lam, rho, lr):
             def inner(k, carry):
-                u, opt_state = carry
-                opt_state.hyperparams["learning_rate"] = lr0 * 0.05 ** (k / options.inner_steps)
+                u, opt_state, path = carry
+                opt_state.hyperparams["learning_rate"] = lr * 0.2 ** (k / options.inner_steps)
                 grad = jax.grad(lagrangian)(u, lam, rho)
                 updates, opt_state = adam.update(grad, opt_state, u)
                 # Monotone m <=> monotone log m: the projection is isotonic regression of u.
                 u_new = isotonic_regression(u + updates)
-                return jnp.where(jnp.all(jnp.isfinite(u_new)), u_new, u), opt_state
+                u_new = jnp.where(jnp.all(jnp.isfinite(u_new)), u_new, u)
+                return u_new, opt_state, path + jnp.max(jnp.abs(u_new - u))
 
-            return jax.lax.fori_loop(0, options.inner_steps, inner, (z, adam.init(z)))[0]
+            u, _, path = jax.lax.fori_loop(0, options.inner_steps, inner, (z, adam.init(z), jnp.zeros((), dtype)))
+            # Adapt the step to the progress ratio (net displacement / path length): steady drift
+            # keeps the step, zig-zag around a point halves it. Contributions far from the optimum
+            # keep moving fast; near it the iterate settles.
+            ratio = jnp.max(jnp.abs(u - z)) / jnp.maximum(path, 1e-300)
+            new_lr = jnp.where(ratio > 0.5, jnp.minimum(lr * 1.5, options.learning_rate * 5.0), lr * options.lr_decay)
+            return u, jnp.maximum(new_lr, options.lr_min)
     else:
         lbfgs = optax.lbfgs()
 
-        def inner_solve(z, lam, rho, outer):
+        def inner_solve(z, lam, rho, lr):
             fn = lambda w: lagrangian(w, lam, rho)  # noqa: E731
             value_and_grad = optax.value_and_grad_from_state(fn)
 
@@ -228,24 +216,21 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
                 w_new = w + updates
                 return jnp.where(jnp.all(jnp.isfinite(w_new)), w_new, w), opt_state
 
-            return jax.lax.fori_loop(0, options.inner_steps, inner, (z, lbfgs.init(z)))[0]
+            return jax.lax.fori_loop(0, options.inner_steps, inner, (z, lbfgs.init(z)))[0], lr
 
-    def outer_step(state: ALMState) -> ALMState:
-        z = inner_solve(state.z, state.lam, state.rho, state.outer)
-        x = _to_x(z, parameterization)
-        g = G(x)
+    def alm_update(state: ALMState):
+        z, lr = inner_solve(state.z, state.lam, state.rho, state.lr)
+        g = G(_to_x(z, parameterization))
         lam = jnp.maximum(0.0, state.lam - state.rho * g)
         violation = jnp.maximum(-jnp.min(g), 0.0)
-        # Raise rho only when feasibility is lagging: the violation neither fell fast enough nor is
-        # already below what this stage needs (a needless rho only ill-conditions the inner solve).
-        grow = (violation > options.penalty_patience * state.violation) & (violation > 0.1 * state.tol)
+        # Raise rho only when feasibility is lagging: the violation fell by less than the patience
+        # factor and is not yet negligible (a needless rho only ill-conditions the inner solve).
+        grow = (violation > options.penalty_patience * state.violation) & (violation > options.active_tol)
         rho = jnp.where(grow, jnp.minimum(state.rho * options.penalty_growth, options.penalty_max), state.rho)
-        stat = jnp.maximum(estimated_stationarity(snap(z), lam), violation)
-        stat = jnp.where(jnp.all(jnp.isfinite(z)), stat, 0.0)  # a NaN ends the loop; status says so
-        return ALMState(z, lam, rho, violation, state.outer + 1, stat, state.tol)
+        return z, lam, rho, violation, lr
 
-    def guess_active(x, lam):
-        g_active = (lam > 0.0) | (G(x) <= options.active_tol)
+    def guess_active(x, lam, tol=options.active_tol):
+        g_active = (lam > 0.0) | (G(x) <= tol)
         b_active = _kkt.simple_constraints(x, parameterization) <= 1e-14
         return jnp.concatenate([g_active, b_active])
 
@@ -263,72 +248,77 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
             z = z[0] + jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(jnp.where(gaps <= options.pool_tol, 0.0, gaps))])
         return _to_x(z, parameterization)
 
-    def run_stage(st: StageState) -> StageState:
-        tol = options.handoff_tol * options.handoff_shrink ** st.stage
-
-        def alm_cond(a: ALMState):
-            return (a.stat > tol) & (a.outer < options.max_outer)
-
-        alm = jax.lax.while_loop(alm_cond, outer_step, st.alm._replace(tol=jnp.asarray(tol, dtype)))
-        x = snap(alm.z)
-        active = guess_active(x, alm.lam)
+    def polish_from(x, active):
         mu0 = ls_multipliers(x, active)
-        kkt0 = _kkt.kkt_residuals(x, jnp.maximum(mu0, 0.0), *args)
+        xp, mup, actp = _kkt.polish(x, mu0, active, *args)
+        ok = jnp.all(jnp.isfinite(xp)) & jnp.all(jnp.isfinite(mup))
+        xp, mup, actp = jnp.where(ok, xp, x), jnp.where(ok, mup, mu0), jnp.where(ok, actp, active)
+        # Certificate multipliers: non-negative least squares on the final active set (robust
+        # when the active set is degenerate and the Newton multipliers are not unique).
+        mup = _kkt.certificate_multipliers(xp, actp | (mup > 0), mup, *args)
+        kktp = _kkt.kkt_residuals(xp, mup, *args)
+        score = jnp.maximum(jnp.maximum(kktp.stationarity, kktp.feasibility), kktp.complementarity)
+        return xp, mup, kktp, jnp.where(ok, score, jnp.inf)
+
+    def attempt(z, lam):
+        """Snap, guess active sets, polish, certify: (x, mu, kkt, polished, converged).
+
+        The Newton polish is tried from several active-set guesses at once (constraints within
+        active_tol, 100x and 1000x that of binding); the primal-dual updates drop wrong guesses, and
+        a constraint still far from binding at the iterate (the ALM has not reached it yet) is
+        often caught by a looser guess.
+        """
+        x = snap(z)
+        active = guess_active(x, lam)
+        mu0 = jnp.maximum(ls_multipliers(x, active), 0.0)
+        kkt0 = _kkt.kkt_residuals(x, mu0, *args)
         if options.polish:
-            xp, mup, actp = _kkt.polish(x, mu0, active, *args)
-            ok = jnp.all(jnp.isfinite(xp)) & jnp.all(jnp.isfinite(mup))
-            xp, mup, actp = jnp.where(ok, xp, x), jnp.where(ok, mup, mu0), jnp.where(ok, actp, active)
-            # Certificate multipliers: non-negative least squares on the final active set (robust
-            # when the active set is degenerate and the Newton multipliers are not unique).
-            mup = _kkt.certificate_multipliers(xp, actp | (mup > 0), mup, *args)
-            kktp = _kkt.kkt_residuals(xp, mup, *args)
-            better = ok & (jnp.maximum(kktp.stationarity, kktp.feasibility)
-                           < jnp.maximum(kkt0.stationarity, kkt0.feasibility))
+            guesses = jnp.stack([guess_active(x, lam, options.active_tol * f) for f in (1.0, 1e2, 1e3)])
+            xs, mus, kkts, scores = jax.vmap(lambda a: polish_from(x, a))(guesses)
+            best = jnp.argmin(scores)
+            xp, mup, kktp = xs[best], mus[best], jax.tree_util.tree_map(lambda a: a[best], kkts)
+            better = scores[best] < jnp.maximum(kkt0.stationarity, kkt0.feasibility)
             x = jnp.where(better, xp, x)
             mu = jnp.where(better, mup, mu0)
             kkt = jax.tree_util.tree_map(lambda a, c: jnp.where(better, a, c), kktp, kkt0)
         else:
             mu, kkt, better = mu0, kkt0, jnp.asarray(False)
-        mu = jnp.maximum(mu, 0.0)
         m, t = _kkt.decode(x, problem, scales, parameterization)
         res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
         converged = ((max_violation(res) <= options.feasibility_tol) & (kkt.stationarity <= options.kkt_tol)
                      & (kkt.complementarity <= options.kkt_tol) & jnp.all(jnp.isfinite(x)))
-        return StageState(alm, x, mu, kkt, better, converged, st.stage + 1)
+        return x, jnp.maximum(mu, 0.0), kkt, better, converged
 
-    def stage_cond(st: StageState):
-        return (~st.converged) & (st.stage < options.stages) & (st.alm.outer < options.max_outer) & jnp.all(
-            jnp.isfinite(st.alm.z))
+    def body(state: ALMState) -> ALMState:
+        z, lam, rho, violation, lr = alm_update(state)
+        x, mu, kkt, polished, converged = attempt(z, lam)
+        return ALMState(z, lam, rho, violation, state.outer + 1, x, mu, kkt, polished, converged, lr)
+
+    def cond(state: ALMState):
+        return (~state.converged) & (state.outer < options.max_outer) & jnp.all(jnp.isfinite(state.z))
 
     # Start the multipliers at their least-squares estimate for the start's near-active constraints.
     lam_start = jnp.maximum(ls_multipliers(x_start, guess_active(x_start, jnp.zeros((num_g,), dtype)))[:num_g], 0.0)
     z_start = _from_x(x_start, parameterization)
-    alm0 = ALMState(
-        z=z_start,
-        lam=lam_start,
-        rho=jnp.asarray(options.penalty_init, dtype),
-        violation=jnp.asarray(jnp.inf, dtype),
-        outer=jnp.asarray(0),
-        stat=jnp.asarray(jnp.inf, dtype),
-        tol=jnp.asarray(options.handoff_tol, dtype),
-    )
-    inf = jnp.asarray(jnp.inf, dtype)
-    st0 = StageState(alm0, x_start, jnp.zeros((num_g + num_x,), dtype), _kkt.KKTResiduals(inf, inf, inf, inf),
-                     jnp.asarray(False), jnp.asarray(False), jnp.asarray(0))
-    st = jax.lax.while_loop(stage_cond, run_stage, st0)
-
+    if parameterization == "reduced":
+        z_start = isotonic_regression(z_start)
+    x_try, mu_try, kkt_try, pol_try, conv_try = attempt(z_start, lam_start)
+    st = jax.lax.while_loop(cond, body, ALMState(
+        z=z_start, lam=lam_start, rho=jnp.asarray(options.penalty_init, dtype),
+        violation=jnp.asarray(jnp.inf, dtype), outer=jnp.asarray(0), x=x_try, mu=mu_try, kkt=kkt_try,
+        polished=pol_try, converged=conv_try, lr=jnp.asarray(options.learning_rate, dtype)))
     x = st.x
     m, t = _kkt.decode(x, problem, scales, parameterization)
     res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
     violation_money = max_violation(res)
     finite = jnp.all(jnp.isfinite(x)) & jnp.isfinite(st.kkt.stationarity)
-    infeasible = (st.alm.rho >= options.penalty_max) & (violation_money > options.feasibility_tol)
+    infeasible = (st.rho >= options.penalty_max) & (violation_money > options.feasibility_tol)
     status = jnp.where(
         st.converged & finite, Status.CONVERGED,
         jnp.where(~finite, Status.NONFINITE,
                   jnp.where(infeasible, Status.INFEASIBLE,
-                            jnp.where(st.alm.outer >= options.max_outer, Status.MAX_ITERATIONS, Status.STALLED))))
-    return ALMResult(x, st.mu, scales, status, st.alm.outer, st.alm.outer * options.inner_steps, st.kkt,
+                            jnp.where(st.outer >= options.max_outer, Status.MAX_ITERATIONS, Status.STALLED))))
+    return ALMResult(x, st.mu, scales, status, st.outer, st.outer * options.inner_steps, st.kkt,
                      st.polished)
 
 

@@ -87,7 +87,7 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
 def _stack_solutions(solutions: Sequence[Solution]) -> Solution:
     first = solutions[0]
     problem = stack_problems([s.problem if isinstance(s.problem, ContractProblem) else s.problem for s in solutions])
-    stripped = [s.replace(problem=None) for s in solutions]
+    stripped = [s.replace(problem=None, message="") for s in solutions]
     stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *stripped)
     return stacked.replace(problem=problem, method=first.method, constraints=first.constraints,
                            message=f"{len(solutions)} exact solves")
