@@ -110,3 +110,43 @@ def save_solution_figures(solution, folder, stem: str) -> list[str]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _heatmap(ax, result, values, title, cmap="viridis"):
+    extent = [result.p1[0], result.p1[-1], result.participants[0], result.participants[-1]]
+    image = ax.imshow(values, origin="lower", aspect="auto", extent=extent, cmap=cmap, interpolation="nearest")
+    ax.set_xlabel("p_1 (probability of the costlier type)")
+    ax.set_ylabel("N (participants)")
+    ax.set_title(title, fontsize=10)
+    plt.colorbar(image, ax=ax)
+
+
+def plot_sweep(result, out_dir: str) -> list[str]:
+    """The Sec. 6.1 figures as heatmaps over (p_1, N): contracts (m, t per type), and welfare
+    (information rent of the cheaper type, information cost). Returns the PNG paths."""
+    import os
+
+    paths = []
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    for i in range(2):
+        _heatmap(axes[0, i], result, result.contributions[..., i], f"m_{i + 1} (units of data), c_{i + 1} = {result.costs[i]:g}")
+        _heatmap(axes[1, i], result, result.rewards[..., i], f"t_{i + 1} (money), c_{i + 1} = {result.costs[i]:g}")
+    fig.suptitle("Optimal contract under incomplete information (Sec. 6.1)")
+    paths.append(os.path.join(out_dir, "sweep_contracts.png"))
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), constrained_layout=True)
+    _heatmap(axes[0], result, result.information_rents[..., 1], "information rent of type 2 (money)", "magma")
+    _heatmap(axes[1], result, result.information_cost, "information cost E[v(A_CI)] - E[v(a(n.m*))]", "magma")
+    for k in range(0, result.participants.size, max(1, result.participants.size // 5)):
+        axes[2].plot(result.p1, result.information_cost[k], label=f"N = {result.participants[k]}")
+    axes[2].set_xlabel("p_1")
+    axes[2].set_ylabel("information cost (money)")
+    axes[2].legend(fontsize=8)
+    axes[2].set_title("information cost against p_1", fontsize=10)
+    fig.suptitle("Welfare: incomplete vs complete information (Sec. 6.1)")
+    paths.append(os.path.join(out_dir, "sweep_welfare.png"))
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths

@@ -75,6 +75,8 @@ def solution_record(solution) -> dict:
         "wall_time": float(solution.wall_time),
         "problem": solution.problem.to_dict(),
     }
+    if solution.information_cost is not None:
+        record["information_cost"] = float(solution.information_cost)
     cert = solution.certificate
     if cert is not None:
         record["certificate"] = {

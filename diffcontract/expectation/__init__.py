@@ -4,11 +4,12 @@ One interface: a backend turns a problem into an ``Expectations`` evaluator ``m 
 E[a(n . qm)], E[v(a(n . qm))] and tbar_i(m) = E[v(a(n . qm)) | type i present].
 """
 
-from ._interface import Moments, OutcomeTable, moments, outcome_table, outcome_weights
+from ._interface import Moments, OutcomeTable, bucket_length, moments, outcome_table, outcome_weights, with_weights
 from .enumerate import conditional_weights, enumerate_outcomes, log_pmf, num_outcomes
 
 __all__ = [
     "Moments",
+    "bucket_length",
     "conditional_weights",
     "enumerate_outcomes",
     "log_pmf",
@@ -16,5 +17,6 @@ __all__ = [
     "moments",
     "outcome_table",
     "outcome_weights",
+    "with_weights",
     "num_outcomes",
 ]

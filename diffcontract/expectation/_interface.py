@@ -28,16 +28,37 @@ class OutcomeTable(NamedTuple):
 
     counts: (K, I) type counts n (float dtype, exact small integers).
     valid: (K,) bool; False marks padding rows (a table padded to a batch's largest N).
+    prob, weights: optional precomputed (K,) P(n) and (K, I) conditional weights w_i(n) of one
+      problem (``with_weights``). Solvers attach them once, so the lgamma-heavy multinomial law is
+      not recomputed in every iteration; ``None`` means "compute from the problem".
     """
 
     counts: jnp.ndarray
     valid: jnp.ndarray
+    prob: jnp.ndarray | None = None
+    weights: jnp.ndarray | None = None
 
 
-def outcome_table(participants: int, num_types: int, length: int | None = None) -> OutcomeTable:
-    """The outcome table for (N, I), optionally padded with invalid rows to ``length``."""
+def bucket_length(num_outcomes: int) -> int:
+    """A padded table length >= ``num_outcomes`` from a coarse ladder (4 sizes per power of 2, >= 16).
+
+    Compiled solvers are specialized on the table's shape; padding to this ladder lets problems
+    with different N (or I) share one compilation at the cost of at most 25 % padding rows.
+    """
+    k = max(int(num_outcomes), 16)
+    step = 2 ** max(int(np.floor(np.log2(k))) - 2, 0)
+    return int(-(-k // step) * step)
+
+
+def outcome_table(participants: int, num_types: int, length: int | str | None = None) -> OutcomeTable:
+    """The outcome table for (N, I), optionally padded with invalid rows to ``length``.
+
+    ``length="bucket"`` pads to ``bucket_length`` (shared compilations across N).
+    """
     counts = enumerate_outcomes(participants, num_types).astype(np.float64)
     valid = np.ones(len(counts), dtype=bool)
+    if length == "bucket":
+        length = bucket_length(len(counts))
     if length is not None:
         if length < len(counts):
             raise ValueError(f"length {length} is shorter than the {len(counts)} outcomes of N={participants}")
@@ -49,9 +70,17 @@ def outcome_table(participants: int, num_types: int, length: int | None = None) 
 
 def outcome_weights(problem, table: OutcomeTable) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(K,) P(n) and (K, I) conditional weights w_i(n), zero on padding rows."""
+    if table.prob is not None:
+        return table.prob, table.weights
     prob, weights = conditional_weights(table.counts, problem.probs, problem.participants, problem.conditioning)
     valid = jnp.asarray(table.valid)
     return jnp.where(valid, prob, 0.0), jnp.where(valid[:, None], weights, 0.0)
+
+
+def with_weights(problem, table: OutcomeTable) -> OutcomeTable:
+    """``table`` with the problem's P(n) and w_i(n) attached (jittable; differentiable in p)."""
+    prob, weights = outcome_weights(problem, table._replace(prob=None, weights=None))
+    return table._replace(prob=prob, weights=weights)
 
 
 def moments(m: jnp.ndarray, problem, table) -> Moments:

@@ -23,7 +23,7 @@ import numpy as np
 from jax.scipy.special import gammaln
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=512)
 def _outcomes_cached(participants: int, num_types: int) -> np.ndarray:
     # by_total[s] holds every composition of s into the types seen so far, in lexicographic order.
     by_total = [np.array([[s]], dtype=np.int32) for s in range(participants + 1)]

@@ -52,6 +52,8 @@ class Solution:
     utilities: (I,) t - c m.  reservation_utilities: (I,) f.  information_rents: (I,) u - f.
     residuals: ``Residuals`` (g >= 0 form).  max_violation: () money.
     status: int ``Status``.  iterations: () int.  wall_time: () seconds.
+    information_cost: () E[v(A_CI)] - E[v(a(n . q m))], money, against the complete-information
+      benchmark (MODEL.md); ``None`` unless requested (``solve(..., welfare=True)``).
     """
 
     problem: Any
@@ -69,6 +71,7 @@ class Solution:
     iterations: Any
     wall_time: Any
     certificate: Any = None
+    information_cost: Any = None
     method: str = struct.field(pytree_node=False, default="exact")
     constraints: str = struct.field(pytree_node=False, default="simplified")
     backend: str = struct.field(pytree_node=False, default="enumerate")

@@ -25,12 +25,13 @@ import numpy as np
 import optax
 
 from .. import _precision
-from ..expectation import OutcomeTable, moments, outcome_table
+from ..expectation import OutcomeTable, moments, outcome_table, with_weights
 from ..formulation import max_violation, residuals, utilities
 from . import _kkt
 from ._kkt import PARAMETERIZATIONS, Scales
 from ._projection import isotonic_regression
 from ._solution import Certificate, Solution, Status
+from ._start import exclusion_pooled_start
 
 
 class ALMOptions(NamedTuple):
@@ -48,9 +49,16 @@ class ALMOptions(NamedTuple):
     penalty_init / penalty_growth / penalty_max: rho schedule; rho grows only when the measured
       violation did not fall below ``penalty_patience`` times its previous value.
     pool_tol: log-contribution gap under which adjacent types are taken as pooled when polishing.
+    zero_tol: scaled variable (m / data scale, t / value scale) under which it is taken as 0
+      when polishing (exclusion: m_i = 0).
     active_tol: scaled constraint slack under which a constraint is guessed active when polishing.
     polish: after every outer iteration (and at the start), try the active-set Newton polish from
       the current iterate; the solve ends as soon as a polished point meets the tolerances.
+    newton_steps / polish_rounds: Newton steps per active set (stopping early once a full step
+      moves nothing beyond rounding) and active-set changes per polish (one change per round).
+    polish_guesses: active-set guesses tried at once, as multiples of ``active_tol``; the first
+      also counts constraints with positive ALM multipliers as active. Under ``vmap`` each guess
+      costs every member a polish, so the default is two.
     feasibility_tol: accepted max violation, money.  kkt_tol: accepted scaled stationarity (and
       complementarity).
     full_start: where the full parameterization starts when no ``x0`` is given: "reduced" (the
@@ -70,10 +78,14 @@ class ALMOptions(NamedTuple):
     penalty_max: float = 1e9
     penalty_patience: float = 0.25
     pool_tol: float = 1e-3
+    zero_tol: float = 1e-6
     active_tol: float = 1e-4
     feasibility_tol: float = 1e-8
     kkt_tol: float = 1e-8
     polish: bool = True
+    newton_steps: int = 10
+    polish_rounds: int = 6
+    polish_guesses: tuple = (1.0, 1e3)
     full_start: str = "reduced"
 
 
@@ -113,33 +125,6 @@ def _from_x(x, parameterization: str):
     return jnp.log(x)
 
 
-def _pooled_start(problem, table):
-    """Largest feasible all-pooled contract m0 (a 1-D search), as in the exact solver; 0 if none."""
-    m_ref = jnp.maximum(jnp.max(problem.reservation_data), 1.0)
-
-    def slack(m0):
-        m = jnp.full(problem.costs.shape, m0)
-        tbar = moments(m, problem, table).reward_bounds
-        t = problem.reservation_utility[0] + problem.costs[0] * m0
-        ir = t - problem.costs * m0 - problem.reservation_utility
-        return jnp.minimum(jnp.min(tbar - t), jnp.min(ir))
-
-    grid = m_ref * jnp.geomspace(1e-4, 1e4, 128)
-    ok = jax.vmap(slack)(grid) >= 0.0
-    last = jnp.max(jnp.where(ok, jnp.arange(grid.shape[0]), -1))
-    lo = jnp.where(last >= 0, grid[jnp.maximum(last, 0)], 0.0)
-    hi = jnp.where(last >= 0, grid[jnp.minimum(last + 1, grid.shape[0] - 1)], 0.0)
-
-    def bisect(_, bounds):
-        a, b = bounds
-        mid = 0.5 * (a + b)
-        feasible = slack(mid) >= 0.0
-        return jnp.where(feasible, mid, a), jnp.where(feasible, b, mid)
-
-    lo, _ = jax.lax.fori_loop(0, 50, bisect, (lo, hi))
-    return lo, last >= 0
-
-
 def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str = "reduced",
                options: ALMOptions = ALMOptions()) -> ALMResult:
     """The jittable, vmappable ALM solve of one problem (see module docstring).
@@ -154,8 +139,8 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
     from ..formulation import binding_rewards
 
     dtype = jnp.result_type(problem.costs)
-    m0, pooled_ok = _pooled_start(problem, table)
-    start_m = jnp.where(pooled_ok, jnp.full(problem.costs.shape, m0), jax.lax.cummax(problem.reservation_data))
+    table = with_weights(problem, table)
+    start_m, _ = exclusion_pooled_start(problem, table)
     data_scale = jnp.maximum(jnp.maximum(jnp.max(start_m), jnp.max(problem.reservation_data)), 1.0)
     value_scale = problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
     scales = Scales(data_scale, value_scale)
@@ -229,8 +214,10 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
         rho = jnp.where(grow, jnp.minimum(state.rho * options.penalty_growth, options.penalty_max), state.rho)
         return z, lam, rho, violation, lr
 
-    def guess_active(x, lam, tol=options.active_tol):
-        g_active = (lam > 0.0) | (G(x) <= tol)
+    def guess_active(x, lam, tol=options.active_tol, use_multipliers=True):
+        # Active if nearly binding, or (first guess) if the ALM multiplier estimate is positive;
+        # looser guesses ignore the estimates, which can be positive on slack constraints.
+        g_active = ((lam > 0.0) & use_multipliers) | (G(x) <= tol)
         b_active = _kkt.simple_constraints(x, parameterization) <= 1e-14
         return jnp.concatenate([g_active, b_active])
 
@@ -242,15 +229,20 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
         return jnp.where(active, mu, 0.0)
 
     def snap(z):
-        # Gaps below pool_tol (in log m) become exact pools before the Newton polish.
+        # Gaps below pool_tol (in log m) become exact pools before the Newton polish, and scaled
+        # variables below zero_tol become exact zeros (a type excluded from the contract, m_i = 0,
+        # which the log-parameterization only approaches); the polish's active set then keeps or
+        # releases them by the sign of their multipliers.
         if parameterization == "reduced":
             gaps = jnp.diff(z)
             z = z[0] + jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(jnp.where(gaps <= options.pool_tol, 0.0, gaps))])
-        return _to_x(z, parameterization)
+        x = _to_x(z, parameterization)
+        return jnp.where(x < options.zero_tol, 0.0, x)
 
     def polish_from(x, active):
         mu0 = ls_multipliers(x, active)
-        xp, mup, actp = _kkt.polish(x, mu0, active, *args)
+        xp, mup, actp = _kkt.polish(x, mu0, active, *args, newton_steps=options.newton_steps,
+                                    rounds=options.polish_rounds)
         ok = jnp.all(jnp.isfinite(xp)) & jnp.all(jnp.isfinite(mup))
         xp, mup, actp = jnp.where(ok, xp, x), jnp.where(ok, mup, mu0), jnp.where(ok, actp, active)
         # Certificate multipliers: non-negative least squares on the final active set (robust
@@ -273,11 +265,13 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
         mu0 = jnp.maximum(ls_multipliers(x, active), 0.0)
         kkt0 = _kkt.kkt_residuals(x, mu0, *args)
         if options.polish:
-            guesses = jnp.stack([guess_active(x, lam, options.active_tol * f) for f in (1.0, 1e2, 1e3)])
+            guesses = jnp.stack([guess_active(x, lam, options.active_tol * f, k == 0)
+                                 for k, f in enumerate(options.polish_guesses)])
             xs, mus, kkts, scores = jax.vmap(lambda a: polish_from(x, a))(guesses)
             best = jnp.argmin(scores)
             xp, mup, kktp = xs[best], mus[best], jax.tree_util.tree_map(lambda a: a[best], kkts)
-            better = scores[best] < jnp.maximum(kkt0.stationarity, kkt0.feasibility)
+            score0 = jnp.maximum(jnp.maximum(kkt0.stationarity, kkt0.feasibility), kkt0.complementarity)
+            better = scores[best] < score0
             x = jnp.where(better, xp, x)
             mu = jnp.where(better, mup, mu0)
             kkt = jax.tree_util.tree_map(lambda a, c: jnp.where(better, a, c), kktp, kkt0)
@@ -302,11 +296,14 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
     z_start = _from_x(x_start, parameterization)
     if parameterization == "reduced":
         z_start = isotonic_regression(z_start)
-    x_try, mu_try, kkt_try, pol_try, conv_try = attempt(z_start, lam_start)
+    # No separate polish of the start: one traced copy of ``attempt`` (inside the loop) halves the
+    # compile time, and under vmap every member would pay for it anyway.
+    kkt_none = _kkt.KKTResiduals(*(jnp.asarray(jnp.inf, dtype) for _ in range(4)))
     st = jax.lax.while_loop(cond, body, ALMState(
         z=z_start, lam=lam_start, rho=jnp.asarray(options.penalty_init, dtype),
-        violation=jnp.asarray(jnp.inf, dtype), outer=jnp.asarray(0), x=x_try, mu=mu_try, kkt=kkt_try,
-        polished=pol_try, converged=conv_try, lr=jnp.asarray(options.learning_rate, dtype)))
+        violation=jnp.asarray(jnp.inf, dtype), outer=jnp.asarray(0), x=x_start,
+        mu=jnp.zeros((num_g + x_start.shape[0],), dtype), kkt=kkt_none,
+        polished=jnp.asarray(False), converged=jnp.asarray(False), lr=jnp.asarray(options.learning_rate, dtype)))
     x = st.x
     m, t = _kkt.decode(x, problem, scales, parameterization)
     res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
@@ -370,7 +367,7 @@ def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | 
     options = (options or ALMOptions())._replace(**overrides)
     start = time.perf_counter()
     with _precision.float64():
-        table = outcome_table(problem.num_participants, problem.num_types)
+        table = outcome_table(problem.num_participants, problem.num_types, length="bucket")
         problem64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
         table = OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid))
         result = _alm_jit(problem64, table, x0, parameterization=parameterization, options=options)

@@ -10,17 +10,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _precision
-from ..expectation import OutcomeTable, outcome_table
+from ..expectation import OutcomeTable, bucket_length, num_outcomes, outcome_table
 from ..problem import ContractProblem, batch_size, stack_problems, unstack_problem
 from .alm import ALMOptions, _solution_from_result, alm_kernel
 from ._kkt import PARAMETERIZATIONS
 from ._solution import Solution, Status
 
 
-def batch_tables(participants: Sequence[int], num_types: int) -> OutcomeTable:
-    """Outcome tables for each N, padded with invalid rows to the largest: (B, K_max, I), (B, K_max)."""
+def batch_tables(participants: Sequence[int], num_types: int, length: int | None = None) -> OutcomeTable:
+    """Outcome tables for each N, padded with invalid rows: (B, K, I), (B, K).
+
+    K is ``length`` if given (a sweep solved in chunks keeps one compiled shape), else the
+    ``bucket_length`` of the largest N.
+    """
     ns = [int(n) for n in np.asarray(participants).ravel()]
-    length = max(outcome_table(n, num_types).counts.shape[0] for n in set(ns))
+    needed = max(num_outcomes(n, num_types) for n in set(ns))
+    if length is None:
+        length = bucket_length(needed)
+    elif length < needed:
+        raise ValueError(f"table_length={length} is shorter than the {needed} outcomes of N={max(ns)}")
     cache = {n: outcome_table(n, num_types, length) for n in set(ns)}
     return OutcomeTable(np.stack([cache[n].counts for n in ns]), np.stack([cache[n].valid for n in ns]))
 
@@ -34,7 +42,7 @@ _batched_alm = jax.jit(jax.vmap(_batched_kernel, in_axes=(0, 0, None, None)), st
 
 
 def solve_batch(problems, method: str = "alm", constraints: str = "reduced", options: ALMOptions | None = None,
-                progress: bool = False, **overrides) -> Solution:
+                progress: bool = False, table_length: int | None = None, **overrides) -> Solution:
     """Solve a batch of problems; returns one ``Solution`` whose leaves have a leading batch axis.
 
     Args:
@@ -45,6 +53,8 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
       constraints: "reduced"/"simplified" or "full".
       options: ``ALMOptions`` for "alm"; ``overrides`` replace fields (for "exact": solver options).
       progress: show a progress bar (exact method).
+      table_length: pad outcome tables to this many rows (default: ``bucket_length`` of the largest
+        N). Chunks of one sweep given the same length share one compilation.
 
     Returns:
       Batched ``Solution`` (canonical type order). ``unstack_solution(sol, k)`` extracts one. A
@@ -73,7 +83,7 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
     options = (options or ALMOptions())._replace(**overrides)
     start = time.perf_counter()
     with _precision.float64():
-        tables = batch_tables(batch.participants, batch.num_types)
+        tables = batch_tables(batch.participants, batch.num_types, table_length)
         batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), batch)
         tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
         sol = _batched_alm(batch64, tables, constraints, options)

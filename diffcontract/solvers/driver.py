@@ -16,7 +16,8 @@ class SolveError(RuntimeError):
         self.solution = solution
 
 
-def solve(problem, method: str = "exact", constraints: str = "simplified", throw: bool = False, **options) -> Solution:
+def solve(problem, method: str = "exact", constraints: str = "simplified", throw: bool = False, welfare: bool = False,
+          **options) -> Solution:
     """Solve a ``ContractProblem``.
 
     Args:
@@ -25,6 +26,7 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
         optax, jit-compiled, float64).
       constraints: "simplified" (alias "reduced") or "full" (MODEL.md).
       throw: raise ``SolveError`` unless the status is CONVERGED (default: return the status).
+      welfare: also solve the complete-information benchmark and fill ``Solution.information_cost``.
       **options: passed to the method's solver (tolerances, iteration limits).
     """
     if method == "exact":
@@ -35,6 +37,10 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
         solution = solve_alm(problem, parameterization=constraints, **options)
     else:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if welfare:
+        from ..analysis.welfare import welfare as welfare_of
+
+        solution = solution.replace(information_cost=float(welfare_of(problem, solution).information_cost))
     if throw and int(solution.status) != Status.CONVERGED:
         raise SolveError(solution)
     return solution

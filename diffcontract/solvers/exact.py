@@ -20,10 +20,10 @@ import numpy as np
 from scipy import optimize
 
 from .. import _precision
-from ..expectation import enumerate_outcomes
-from ..expectation._interface import moments
+from ..expectation import OutcomeTable, moments, outcome_table, with_weights
 from ..formulation import binding_rewards, max_violation, residuals, utilities
 from ._solution import Certificate, Solution, Status
+from ._start import exclusion_pooled_start
 
 CONSTRAINT_SETS = ("simplified", "full")
 
@@ -34,41 +34,10 @@ def _scales(problem) -> tuple[float, float]:
     return m_scale, v_scale
 
 
-@jax.jit
-def _pooled_curve(grid, problem, counts):
-    """For each common contribution m0 in ``grid``: min_i tbar_i(m0 1) - (t of the pooled item)."""
-
-    def slack(m0):
-        m = jnp.full(problem.costs.shape, m0)
-        tbar = moments(m, problem, counts).reward_bounds
-        t = problem.reservation_utility[0] + problem.costs[0] * m0
-        ir = t - problem.costs * m0 - problem.reservation_utility
-        return jnp.minimum(jnp.min(tbar - t), jnp.min(ir))
-
-    return jax.vmap(slack)(grid)
+_weighted_table = jax.jit(with_weights)
 
 
-def pooled_start(problem, counts, m_scale: float) -> np.ndarray | None:
-    """Largest feasible contract that pools every type (a 1-D search), or None if none is feasible.
-
-    Used as the starting point: it is feasible for both formulations, so SQP starts inside.
-    """
-    grid = np.geomspace(1e-4 * m_scale, 1e4 * m_scale, 400)
-    slack = np.asarray(_pooled_curve(jnp.asarray(grid), problem, counts))
-    ok = np.flatnonzero(slack >= 0.0)
-    if ok.size == 0:
-        return None
-    k = ok[-1]
-    lo = grid[k]
-    if k + 1 < grid.size:  # bisect the boundary between the last feasible and first infeasible point
-        hi = grid[k + 1]
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            if float(_pooled_curve(jnp.asarray([mid]), problem, counts)[0]) >= 0.0:
-                lo = mid
-            else:
-                hi = mid
-    return np.full(problem.num_types, lo)
+_exclusion_pooled_start = jax.jit(exclusion_pooled_start)
 
 
 def _make_functions(constraints: str) -> Callable:
@@ -157,6 +126,7 @@ def solve_exact(
     max_iterations: int = 1000,
     feasibility_tol: float = 1e-8,
     kkt_tol: float = 1e-6,
+    restarts: int = 2,
 ) -> Solution:
     """Solve the first-moment problem exactly (enumeration + SLSQP, float64).
 
@@ -167,6 +137,7 @@ def solve_exact(
       max_iterations: SLSQP iteration limit.
       feasibility_tol: largest accepted constraint violation, money units.
       kkt_tol: largest accepted scaled stationarity residual.
+      restarts: warm restarts of SLSQP from where it stopped while the tolerances are unmet.
 
     Returns:
       ``Solution`` with status CONVERGED only if the measured residuals meet both tolerances.
@@ -175,16 +146,16 @@ def solve_exact(
         raise ValueError(f"constraints must be one of {CONSTRAINT_SETS}, got {constraints!r}")
     start = time.perf_counter()
     with _precision.float64():
-        counts = jnp.asarray(enumerate_outcomes(problem.num_participants, problem.num_types), jnp.float64)
         problem = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), problem)
+        # Padded to a shape ladder (compilations shared across N), weights computed once.
+        table = outcome_table(problem.num_participants, problem.num_types, length="bucket")
+        counts = _weighted_table(problem, OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid)))
         m_scale, v_scale = _scales(problem)
         scales = (m_scale, v_scale)
         evaluate = _EVALUATORS[constraints]
         num = problem.num_types
 
-        m0 = pooled_start(problem, counts, m_scale)
-        if m0 is None:
-            m0 = np.maximum.accumulate(np.asarray(problem.reservation_data))
+        m0 = np.asarray(_exclusion_pooled_start(problem, counts)[0])
         if constraints == "simplified":
             x0 = m0 / m_scale
         else:
@@ -200,25 +171,46 @@ def solve_exact(
                 cache["key"], cache["val"] = key, [np.asarray(v, dtype=np.float64) for v in out]
             return cache["val"]
 
-        result = optimize.minimize(
-            lambda x: float(evaluated(x)[0]),
-            x0,
-            jac=lambda x: evaluated(x)[1],
-            method="SLSQP",
-            bounds=[(0.0, None)] * x0.size,
-            constraints=[{"type": "ineq", "fun": lambda x: evaluated(x)[2], "jac": lambda x: evaluated(x)[3]}],
-            options={"maxiter": max_iterations, "ftol": 1e-15},
-        )
-        x = np.maximum(np.asarray(result.x, dtype=np.float64), 0.0)
-        if constraints == "simplified":
-            m = jnp.asarray(x * m_scale)
-            t = binding_rewards(m, problem.costs, problem.reservation_utility)
-        else:
-            m, t = jnp.asarray(x[:num] * m_scale), jnp.asarray(x[num:] * v_scale)
-        mom, res, violation = _measure(m, t, problem, counts)
-        _, grad, g, jac = evaluated(x)
-        lam, stationarity, complementarity = kkt_certificate(grad, g, jac, x <= 1e-12)
-        violation = float(violation)
+        def run_slsqp(start_x):
+            return optimize.minimize(
+                lambda x: float(evaluated(x)[0]),
+                start_x,
+                jac=lambda x: evaluated(x)[1],
+                method="SLSQP",
+                bounds=[(0.0, None)] * start_x.size,
+                constraints=[{"type": "ineq", "fun": lambda x: evaluated(x)[2], "jac": lambda x: evaluated(x)[3]}],
+                options={"maxiter": max_iterations, "ftol": 1e-15},
+            )
+
+        def measure(result):
+            x = np.maximum(np.asarray(result.x, dtype=np.float64), 0.0)
+            if constraints == "simplified":
+                m = jnp.asarray(x * m_scale)
+                t = binding_rewards(m, problem.costs, problem.reservation_utility)
+            else:
+                m, t = jnp.asarray(x[:num] * m_scale), jnp.asarray(x[num:] * v_scale)
+            mom, res, violation = _measure(m, t, problem, counts)
+            _, grad, g, jac = evaluated(x)
+            lam, stationarity, complementarity = kkt_certificate(grad, g, jac, x <= 1e-12)
+            return x, m, t, mom, res, float(violation), lam, stationarity, complementarity
+
+        result = run_slsqp(x0)
+        x, m, t, mom, res, violation, lam, stationarity, complementarity = measure(result)
+        iterations = int(result.nit)
+        # SLSQP's line search can stop a hair short of the optimum ("positive directional
+        # derivative"); a warm restart from where it stopped rebuilds its quasi-Newton model.
+        for attempt in range(restarts):
+            if violation <= feasibility_tol and stationarity <= kkt_tol or not np.all(np.isfinite(x)):
+                break
+            start_x = x
+            if constraints == "full" and attempt == restarts - 1:
+                # Last resort for the full set: start from the simplified optimum (a feasible
+                # point of the full set); the full KKT check below still decides the status.
+                simple = solve_exact(problem, "simplified", max_iterations, feasibility_tol, kkt_tol, restarts)
+                start_x = np.concatenate([np.asarray(simple.contributions) / m_scale, np.asarray(simple.rewards) / v_scale])
+            result = run_slsqp(start_x)
+            x, m, t, mom, res, violation, lam, stationarity, complementarity = measure(result)
+            iterations += int(result.nit)
 
     finite = bool(np.all(np.isfinite(x))) and np.isfinite(violation) and np.isfinite(stationarity)
     if not finite:
@@ -257,7 +249,7 @@ def solve_exact(
         residuals=jax.tree_util.tree_map(np.asarray, res),
         max_violation=violation,
         status=int(status),
-        iterations=int(result.nit),
+        iterations=iterations,
         wall_time=time.perf_counter() - start,
         certificate=certificate,
         method="exact",

@@ -1,0 +1,154 @@
+r"""The paper's Sec. 6.1 sweep: two types over a grid of (N, p_1), incomplete and complete information.
+
+Grid (MODEL.md): c = (0.02, 0.01), N = 2..100 step 2, p_1 in linspace(0.01, 0.99, 30) — 1,500
+problems. Each is solved by the batched ALM (one compiled ``vmap`` per chunk, every chunk the same
+shape so one compilation serves all) and by the complete-information benchmark; the welfare
+comparison (information cost, rents) follows. Results are arrays shaped (num_N, num_p1[, 2]).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from ..expectation import bucket_length, num_outcomes
+from ..problem import problem_grid
+from ..solvers._solution import Status
+
+#: MODEL.md Sec. 6.1 grid.
+SEC61_COSTS = (0.02, 0.01)
+SEC61_PARTICIPANTS = tuple(range(2, 101, 2))
+SEC61_P1 = tuple(np.linspace(0.01, 0.99, 30))
+
+
+class SweepResult(NamedTuple):
+    """Arrays over the (N, p_1) grid; money in the valuation's units, data in units of data.
+
+    participants: (A,) N values.  p1: (P,) probability of type 1 (the costlier type).
+    contributions, rewards, utilities, information_rents, reservation_utilities: (A, P, 2).
+    expected_value: (A, P) E[v(a(n . m*))] (incomplete information).
+    complete_value: (A, P) E[v(A_CI(n))].  information_cost: (A, P) complete - incomplete.
+    status, complete_status: (A, P) ``Status`` ints.  max_violation: (A, P) money.
+    timings: dict of seconds ("incomplete", "complete", "build") measured in this run.
+    """
+
+    participants: np.ndarray
+    p1: np.ndarray
+    costs: np.ndarray
+    contributions: np.ndarray
+    rewards: np.ndarray
+    utilities: np.ndarray
+    information_rents: np.ndarray
+    reservation_utilities: np.ndarray
+    expected_value: np.ndarray
+    complete_value: np.ndarray
+    information_cost: np.ndarray
+    status: np.ndarray
+    complete_status: np.ndarray
+    max_violation: np.ndarray
+    timings: dict
+
+
+def two_type_sweep(costs: Sequence[float] = SEC61_COSTS, participants: Sequence[int] = SEC61_PARTICIPANTS,
+                   p1: Sequence[float] = SEC61_P1, accuracy=None, valuation=None, chunk_size: int = 500,
+                   progress: bool = True, constraints: str = "reduced") -> SweepResult:
+    """Solve the two-type grid (incomplete and complete information) and compare welfare.
+
+    Args:
+      costs: (2,) c_1 > c_2.  participants: N values.  p1: type-1 probabilities in (0, 1).
+      accuracy, valuation: curves (default SGB(1, 1), v = 100 r).
+      chunk_size: problems per compiled call (bounds memory; the progress bar advances per chunk).
+      progress: show a tqdm progress bar.
+      constraints: ALM parameterization, "reduced" or "full".
+    """
+    from tqdm.auto import tqdm
+
+    from ..solvers.batch import solve_batch
+    from ..solvers.complete_info import solve_complete_information_batch
+
+    ns = np.asarray(participants, dtype=int)
+    ps = np.asarray(p1, dtype=float)
+    grid_n, grid_p = np.meshgrid(ns, ps, indexing="ij")
+    flat_n, flat_p = grid_n.ravel(), grid_p.ravel()
+    num = flat_n.size
+    start = time.perf_counter()
+    batch = problem_grid(flat_n, np.stack([flat_p, 1.0 - flat_p], axis=1), np.tile(np.asarray(costs, float), (num, 1)),
+                         accuracy=accuracy, valuation=valuation)
+    timings = {"build": time.perf_counter() - start, "incomplete": 0.0, "complete": 0.0}
+    length = bucket_length(num_outcomes(int(ns.max()), 2))
+    chunk_size = max(1, min(int(chunk_size), num))
+    pieces_inc, pieces_ci = [], []
+    bar = tqdm(total=2 * num, desc="Sec. 6.1 sweep", unit="problem", disable=not progress)
+    import jax
+
+    for lo in range(0, num, chunk_size):
+        idx = np.arange(lo, lo + chunk_size).clip(max=num - 1)  # the last chunk repeats its last member
+        chunk = jax.tree_util.tree_map(lambda a: np.asarray(a)[idx] if np.ndim(a) and np.shape(a)[0] == num else a, batch)
+        t0 = time.perf_counter()
+        sol = solve_batch(chunk, method="alm", constraints=constraints, table_length=length)
+        timings["incomplete"] += time.perf_counter() - t0
+        bar.update(min(chunk_size, num - lo))
+        t0 = time.perf_counter()
+        ci = solve_complete_information_batch(chunk, table_length=length)
+        timings["complete"] += time.perf_counter() - t0
+        bar.update(min(chunk_size, num - lo))
+        keep = slice(0, min(chunk_size, num - lo))
+        pieces_inc.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[keep], sol.replace(problem=None)))
+        pieces_ci.append((np.asarray(ci.expected_value)[keep], np.asarray(ci.status)[keep]))
+    bar.close()
+
+    def cat(get):
+        return np.concatenate([get(p) for p in pieces_inc])
+
+    shape = grid_n.shape
+    value = cat(lambda s: s.expected_value).reshape(shape)
+    complete_value = np.concatenate([v for v, _ in pieces_ci]).reshape(shape)
+    return SweepResult(
+        participants=ns, p1=ps, costs=np.asarray(costs, float),
+        contributions=cat(lambda s: s.contributions).reshape(shape + (2,)),
+        rewards=cat(lambda s: s.rewards).reshape(shape + (2,)),
+        utilities=cat(lambda s: s.utilities).reshape(shape + (2,)),
+        information_rents=cat(lambda s: s.information_rents).reshape(shape + (2,)),
+        reservation_utilities=cat(lambda s: s.reservation_utilities).reshape(shape + (2,)),
+        expected_value=value, complete_value=complete_value, information_cost=complete_value - value,
+        status=cat(lambda s: s.status).reshape(shape),
+        complete_status=np.concatenate([s for _, s in pieces_ci]).reshape(shape),
+        max_violation=cat(lambda s: s.max_violation).reshape(shape),
+        timings=timings,
+    )
+
+
+def status_summary(status: np.ndarray) -> dict[str, int]:
+    """Count of each ``Status`` name in an array of status ints."""
+    flat = np.asarray(status).ravel()
+    return {s.name.lower(): int(np.sum(flat == s)) for s in Status if np.any(flat == s)}
+
+
+def save_sweep(result: SweepResult, out_dir: str, figures: bool = True) -> list[str]:
+    """Write ``sweep.npz``, ``sweep.csv`` (one row per problem) and, optionally, PNG figures."""
+    os.makedirs(out_dir, exist_ok=True)
+    arrays = {k: v for k, v in result._asdict().items() if k != "timings"}
+    paths = [os.path.join(out_dir, "sweep.npz"), os.path.join(out_dir, "sweep.csv")]
+    np.savez(paths[0], **arrays)
+    with open(paths[1], "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["N", "p1", "m1", "m2", "t1", "t2", "rent1", "rent2", "expected_value", "complete_value",
+                         "information_cost", "status", "complete_status", "max_violation"])
+        for a, n in enumerate(result.participants):
+            for b, p in enumerate(result.p1):
+                writer.writerow([int(n), f"{p:.6g}", *[f"{x:.12g}" for x in result.contributions[a, b]],
+                                 *[f"{x:.12g}" for x in result.rewards[a, b]],
+                                 *[f"{x:.12g}" for x in result.information_rents[a, b]],
+                                 f"{result.expected_value[a, b]:.12g}", f"{result.complete_value[a, b]:.12g}",
+                                 f"{result.information_cost[a, b]:.12g}", Status(int(result.status[a, b])).name.lower(),
+                                 Status(int(result.complete_status[a, b])).name.lower(),
+                                 f"{result.max_violation[a, b]:.3e}"])
+    if figures:
+        from .plots import plot_sweep
+
+        paths += plot_sweep(result, out_dir)
+    return paths

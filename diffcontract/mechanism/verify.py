@@ -1,0 +1,333 @@
+r"""An independent verifier of a solved contract (MODEL.md "Original problem", "First-moment problem",
+"Realizing rewards: proportional assignment").
+
+It shares no code path with the solvers beyond the problem's curves: numpy float64 throughout, its
+own enumeration of outcomes (``itertools``), its own multinomial law (``math.lgamma``), its own
+conditioning weights and reward bounds, and its own reservation utilities. For a menu (m, t):
+
+* first-moment budget  :math:`\bar t_i(m) - t_i \ge 0`;
+* ex-post budget       :math:`a(n \cdot q m) - r_i(n) \ge 0` for every outcome n with n_i >= 1,
+  where :math:`v(r_i(n)) = \min(t_i / \bar t_i, 1)\, v(a(n \cdot q m))` (proportional assignment;
+  the cap only bites where the budget is violated, and then the promise check reports it) and
+  :math:`r_i = v^{-1}(\cdot)`;
+* IR  :math:`R_i - c_i m_i - f_i \ge 0` and IC :math:`(R_i - c_i m_i) - (R_j - c_i m_j) \ge 0` with
+  :math:`R_i = E[v(r_i) \mid i]` the expected *realized* reward (equal to t_i when the promise is
+  kept, which is checked too: :math:`|R_i - t_i|`);
+* m >= 0 and t >= 0.
+
+Every check carries its residual (g >= 0 form: negative is a violation). Tolerances are absolute,
+in each constraint's units: money for budget, IR, IC, promise and t >= 0; accuracy for the
+ex-post budget; units of data for m >= 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import optimize
+
+from ._record import load_contract
+
+MAX_OUTCOMES = 20_000_000  # (K, I) int64 and float64 tables of ~1-2 GB at I = 5: beyond, no exact check
+
+
+# ----------------------------------------------------------------------------- numpy building blocks
+def enumerate_counts(participants: int, num_types: int) -> np.ndarray:
+    """Every n in N^I with sum N, by stars and bars: (K, I) int64, K = C(N + I - 1, I - 1).
+
+    The I - 1 bars sit at positions b_1 < ... < b_{I-1} of N + I - 1 slots; n_k is the number of
+    stars between bars k - 1 and k.
+    """
+    if num_types == 1:
+        return np.array([[participants]], dtype=np.int64)
+    slots = participants + num_types - 1
+    count = math.comb(slots, num_types - 1)
+    bars = np.fromiter(itertools.chain.from_iterable(itertools.combinations(range(slots), num_types - 1)),
+                       dtype=np.int64, count=count * (num_types - 1)).reshape(count, num_types - 1)
+    edges = np.concatenate([np.full((count, 1), -1), bars, np.full((count, 1), slots)], axis=1)
+    return np.diff(edges, axis=1) - 1
+
+
+def multinomial_pmf(counts: np.ndarray, probs: np.ndarray, participants: int) -> np.ndarray:
+    """P(n) = N! / prod n_i! * prod p_i^{n_i}, via a table of math.lgamma; (K,)."""
+    log_fact = np.array([math.lgamma(k + 1.0) for k in range(participants + 1)])
+    log_p = np.log(probs)
+    # 0 * log p is 0 even where p is tiny: the product is taken only over the counts present.
+    return np.exp(log_fact[participants] - log_fact[counts].sum(axis=1) + (counts * log_p[None, :]).sum(axis=1))
+
+
+def conditioning_weights(counts: np.ndarray, prob: np.ndarray, probs: np.ndarray, participants: int,
+                         conditioning: str) -> np.ndarray:
+    """(K, I) weights w_i(n) of E[. | type i] (MODEL.md "First-moment problem").
+
+    truncated: the law restricted to n_i >= 1, renormalized by its own total (summed here, not
+      the closed form 1 - (1 - p_i)^N).
+    interim: P(n) n_i / (N p_i) (the other N - 1 participants ~ Multinomial(N - 1, p)).
+    """
+    if conditioning == "truncated":
+        present = (counts >= 1) * prob[:, None]
+        return present / present.sum(axis=0)[None, :]
+    if conditioning == "interim":
+        return prob[:, None] * counts / (participants * probs)[None, :]
+    raise ValueError(f"conditioning must be 'truncated' or 'interim', got {conditioning!r}")
+
+
+@jax.jit
+def _apply(curve, x):
+    return curve(x)
+
+
+def evaluate(curve, x: np.ndarray) -> np.ndarray:
+    """A problem curve evaluated in float64 on a numpy array (the only JAX the verifier runs).
+
+    ``curve`` is any callable pytree (a curve, or a bound method such as ``valuation.inverse``,
+    whose instance is a pytree leaf of the ``Partial``); compiled once per curve kind and shape.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    with jax.enable_x64(True):
+        fn = curve if isinstance(curve, jax.tree_util.Partial) else _as_partial(curve)
+        return np.asarray(_apply(fn, jnp.asarray(x)), dtype=np.float64)
+
+
+def _as_partial(curve):
+    # A bound method (``valuation.inverse``) is not a pytree; wrap its function and instance.
+    if hasattr(curve, "__self__") and hasattr(curve, "__func__"):
+        return jax.tree_util.Partial(curve.__func__, curve.__self__)
+    return jax.tree_util.Partial(type(curve).__call__, curve)
+
+
+def inverse_valuation(valuation, values: np.ndarray) -> np.ndarray:
+    """r = v^{-1}(values): the curve's ``inverse`` if it has one, else bisection of v on [0, 1].
+
+    Values outside v's range come back non-finite from ``inverse`` (or clipped to [0, 1] by the
+    bisection); callers treat that as "no model of that value exists".
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if hasattr(valuation, "inverse"):
+        with np.errstate(all="ignore"):
+            return evaluate(valuation.inverse, values)
+    lo, hi = np.zeros_like(values), np.ones_like(values)
+    for _ in range(64):  # 2^-64 < float64 spacing at 1: converged to the last bit
+        mid = 0.5 * (lo + hi)
+        below = evaluate(valuation, mid) < values
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def reservation_lower_bound(accuracy, valuation, cost: float, quality: float, candidates=()) -> float:
+    r"""max(0, max_m v(a(q m)) - c m), computed here: a 4001-point log grid over (0, v(1)/c] (beyond
+    which training alone loses money), bounded Brent in the bracket of the best grid point, and
+    any ``candidates`` (e.g. the problem's own argmax). Every value is h(m) at some m, so the result
+    is a certified lower bound on the true f and the largest of them is the best one.
+    """
+    v_max = float(evaluate(valuation, np.array([1.0]))[0])
+
+    def gain(m):
+        m = np.atleast_1d(np.asarray(m, dtype=np.float64))
+        return evaluate(valuation, evaluate(accuracy, quality * m)) - cost * m
+
+    with np.errstate(all="ignore"):
+        upper = min(max(v_max / cost, 1e-6), 1e300)  # v(1)/c overflows for denormal costs: cap it
+        grid = np.geomspace(1e-6, upper, 4001) if upper > 1e-6 else np.array([1e-6])
+        values = gain(grid)
+    values = np.where(np.isfinite(values), values, -np.inf)  # a curve overflowing far out is no candidate
+    best = int(np.argmax(values))
+    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
+    found = [float(values[best])]
+    if hi > lo and np.isfinite(values[best]):
+        res = optimize.minimize_scalar(lambda m: -float(gain(m)[0]), bounds=(lo, hi), method="bounded",
+                                       options={"xatol": 1e-12 * hi})
+        found.append(-float(res.fun))
+    cands = np.asarray([c for c in candidates if np.isfinite(c) and c > 0.0], dtype=np.float64)
+    if cands.size:
+        found.extend(gain(cands).tolist())
+    return max(0.0, max(x for x in found if np.isfinite(x)))
+
+
+# ----------------------------------------------------------------------------- the report
+class Violation(NamedTuple):
+    """One violated constraint: ``name`` (e.g. "IC[2->4]"), its residual and the tolerance."""
+
+    name: str
+    residual: float
+    tolerance: float
+    meaning: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: residual {self.residual:.6g} < -{self.tolerance:g} ({self.meaning})"
+
+
+class VerificationReport(NamedTuple):
+    """What the verifier measured (canonical type order, costliest first; types 1-based in names).
+
+    ok: every constraint holds within ``tol``.  violations: list of ``Violation``.
+    budget: (I,) tbar - t.  ex_post: (I,) min over outcomes with n_i >= 1 of a(n . qm) - r_i(n).
+    ir: (I,) R - c m - f.  ic: (I, I) (R_i - c_i m_i) - (R_j - c_i m_j), zero diagonal.
+    promise: (I,) -|R - t|.  nonnegative: (2I,) (m, t).
+    reward_bounds: (I,) tbar, money.  realized_rewards: (I,) R, money.  reservation: (I,) f used.
+    num_outcomes: K.  total_probability: sum_n P(n) (1 up to rounding).
+    reported: solver-reported figures minus the verifier's (t_bar, expected value), for information.
+    """
+
+    ok: bool
+    tol: float
+    violations: list
+    budget: np.ndarray
+    ex_post: np.ndarray
+    ir: np.ndarray
+    ic: np.ndarray
+    promise: np.ndarray
+    nonnegative: np.ndarray
+    reward_bounds: np.ndarray
+    realized_rewards: np.ndarray
+    reservation: np.ndarray
+    expected_accuracy: float
+    expected_value: float
+    num_outcomes: int
+    total_probability: float
+    reported: dict
+
+    @property
+    def worst(self) -> dict:
+        """The smallest residual of each family (g >= 0 form)."""
+        off = ~np.eye(self.ic.shape[0], dtype=bool)
+        return {"budget": float(np.min(self.budget)), "ex_post": float(np.min(self.ex_post)),
+                "ir": float(np.min(self.ir)), "ic": float(np.min(self.ic[off])) if off.any() else 0.0,
+                "promise": float(np.min(self.promise)), "nonnegative": float(np.min(self.nonnegative))}
+
+    def to_dict(self) -> dict:
+        """JSON-ready (every number finite by construction)."""
+        return {
+            "ok": self.ok, "tol": self.tol,
+            "violations": [{"constraint": v.name, "residual": v.residual, "tolerance": v.tolerance,
+                            "meaning": v.meaning} for v in self.violations],
+            "worst": self.worst,
+            "residuals": {"budget": self.budget.tolist(), "ex_post": self.ex_post.tolist(), "ir": self.ir.tolist(),
+                          "ic": self.ic.tolist(), "promise": self.promise.tolist(),
+                          "nonnegative": self.nonnegative.tolist()},
+            "reward_bounds": self.reward_bounds.tolist(), "realized_rewards": self.realized_rewards.tolist(),
+            "reservation_utility": self.reservation.tolist(), "expected_accuracy": self.expected_accuracy,
+            "expected_value": self.expected_value, "num_outcomes": self.num_outcomes,
+            "total_probability": self.total_probability,
+            "reported_minus_verified": {k: (np.asarray(v).tolist() if np.ndim(v) else float(v))
+                                        for k, v in self.reported.items()},
+        }
+
+    def summary(self) -> str:
+        """Readable text: one line per family, then each violation."""
+        lines = [f"verify: {'OK' if self.ok else 'VIOLATED'} (tolerance {self.tol:g}; {self.num_outcomes} outcomes, "
+                 f"sum P(n) - 1 = {self.total_probability - 1.0:.1e})"]
+        for family, value in self.worst.items():
+            lines.append(f"  {family:<12} worst residual {value: .3e}")
+        lines.append(f"  E[a] = {self.expected_accuracy:.10g}   E[v(a)] = {self.expected_value:.10g}")
+        for key, value in self.reported.items():
+            lines.append(f"  reported {key} - verified: {np.max(np.abs(value)):.2e}")
+        lines.extend(f"  violated {v}" for v in self.violations)
+        return "\n".join(lines)
+
+
+def verify(solution: Any, tol: float = 1e-6) -> VerificationReport:
+    """Check a solved contract against MODEL.md, independently of the solvers.
+
+    Args:
+      solution: a ``Solution`` or its JSON record (``analysis.solution_record``, a dict).
+      tol: absolute tolerance, >= 0, in each constraint's units (money; accuracy for ex-post).
+
+    Returns:
+      ``VerificationReport``; ``ok`` is True iff every constraint holds within ``tol``.
+
+    Raises:
+      ValueError naming the field on bad input.
+    """
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    contract = load_contract(solution)
+    problem = contract.problem
+    N, num = problem.num_participants, problem.num_types
+    K = math.comb(N + num - 1, num - 1)
+    if K > MAX_OUTCOMES:
+        raise ValueError(f"participants: N = {N} with I = {num} types has {K} outcomes; the verifier enumerates "
+                         f"every outcome and stops at {MAX_OUTCOMES}")
+    p = np.asarray(problem.probs, dtype=np.float64)
+    p = p / p.sum()
+    c = np.asarray(problem.costs, dtype=np.float64)
+    q = np.asarray(problem.quality, dtype=np.float64)
+    m, t = np.asarray(contract.m, dtype=np.float64), np.asarray(contract.t, dtype=np.float64)
+
+    counts = enumerate_counts(N, num)
+    prob = multinomial_pmf(counts, p, N)
+    weights = conditioning_weights(counts, prob, p, N, problem.conditioning)
+    if not np.all(np.isfinite(weights)):  # P(n_i >= 1) underflowed: a probability near 1e-308
+        raise ValueError(f"probs: {p.tolist()} has a type too rare to condition on in float64")
+    pooled = counts @ (q * m)
+    acc = evaluate(problem.accuracy, pooled)
+    val = evaluate(problem.valuation, acc)
+    tbar = weights.T @ val
+
+    # Proportional assignment, share capped at 1: no one can be handed a better model than the joint
+    # one, so a promise above tbar (a solver's budget slack, up to its feasibility tolerance) is paid
+    # short by exactly that slack, which the budget and promise checks report. A bound of 0 (no model
+    # of any value where type i is present) pays nothing.
+    positive = tbar > 0.0
+    share = np.where(positive, np.minimum(t / np.where(positive, tbar, 1.0), 1.0), 0.0)
+    reward_val = val[:, None] * share[None, :]
+    reward_acc = inverse_valuation(problem.valuation, reward_val)
+    v0, v1 = evaluate(problem.valuation, np.array([0.0, 1.0]))
+    # Where v^{-1} is undefined (a value above v(1): no model is that good) the excess in value units,
+    # divided by the mean slope v(1) - v(0), stands in for the accuracy excess: still > 0, still finite.
+    gap = np.where(np.isfinite(reward_acc), acc[:, None] - reward_acc, -(reward_val - val[:, None]) / (v1 - v0))
+    present = counts >= 1
+    ex_post = np.where(present, gap, np.inf).min(axis=0)
+    realized = (weights * reward_val).sum(axis=0)
+
+    f = np.array([max(reservation_lower_bound(problem.accuracy, problem.valuation, c[i], q[i],
+                                              candidates=(float(np.asarray(problem.reservation_data)[i]),)),
+                      0.0) for i in range(num)])
+    u = realized - c * m
+    ic = u[:, None] - (realized[None, :] - c[:, None] * m[None, :])
+    np.fill_diagonal(ic, 0.0)
+    budget = tbar - t
+    ir = u - f
+    promise = -np.abs(realized - t)
+    nonnegative = np.concatenate([m, t])
+
+    violations = []
+    for i in range(num):
+        k = i + 1
+        if budget[i] < -tol:
+            violations.append(Violation(f"budget[{k}]", float(budget[i]), tol,
+                                        f"t_{k} = {t[i]:.6g} exceeds tbar_{k} = {tbar[i]:.6g}"))
+        if ex_post[i] < -tol:
+            violations.append(Violation(f"ex_post[{k}]", float(ex_post[i]), tol,
+                                        f"type {k} gets a better model than the joint one in some outcome"))
+        if ir[i] < -tol:
+            violations.append(Violation(f"IR[{k}]", float(ir[i]), tol,
+                                        f"type {k} earns {u[i]:.6g} < {f[i]:.6g} from training alone"))
+        if promise[i] < -tol:
+            violations.append(Violation(f"promise[{k}]", float(promise[i]), tol,
+                                        f"E[v(r_{k}) | {k}] = {realized[i]:.6g} differs from t_{k} = {t[i]:.6g}"))
+        for j in range(num):
+            if j != i and ic[i, j] < -tol:
+                violations.append(Violation(f"IC[{k}->{j + 1}]", float(ic[i, j]), tol,
+                                            f"type {k} prefers the item of type {j + 1}"))
+    for idx, x in enumerate(nonnegative):
+        if x < -tol:
+            name = f"m[{idx + 1}]" if idx < num else f"t[{idx - num + 1}]"
+            violations.append(Violation(f"nonnegative {name}", float(x), tol, "must be >= 0"))
+
+    reported = {}
+    if "t_bar" in contract.reported:
+        reported["t_bar"] = contract.reported["t_bar"] - tbar
+    if "expected_value" in contract.reported:
+        reported["expected_value"] = contract.reported["expected_value"] - float(prob @ val)
+    return VerificationReport(
+        ok=not violations, tol=float(tol), violations=violations, budget=budget, ex_post=ex_post, ir=ir, ic=ic,
+        promise=promise, nonnegative=nonnegative, reward_bounds=tbar, realized_rewards=realized, reservation=f,
+        expected_accuracy=float(prob @ acc), expected_value=float(prob @ val), num_outcomes=K,
+        total_probability=float(prob.sum()), reported=reported,
+    )
