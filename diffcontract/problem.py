@@ -367,8 +367,10 @@ def problem_grid(participants, probs, costs, accuracy: Any = None, valuation: An
         f, m_res = _reservation_jit(template.accuracy, template.valuation, jnp.asarray(c.ravel()), jnp.asarray(q.ravel()))
         f, m_res = np.asarray(f).reshape(c.shape), np.asarray(m_res).reshape(c.shape)
     batch = n.size
-    curves = jax.tree_util.tree_map(lambda leaf: np.broadcast_to(np.asarray(leaf, np.float64), (batch,)).copy(),
-                                    (template.accuracy, template.valuation))
+    # Shared curves: every leaf gets a leading batch axis, (B,) + leaf.shape (array leaves too).
+    curves = jax.tree_util.tree_map(
+        lambda leaf: np.broadcast_to(np.asarray(leaf, np.float64), (batch,) + np.shape(leaf)).copy(),
+        (template.accuracy, template.valuation))
     leaves = (n.astype(np.int64), p / p.sum(axis=1, keepdims=True), c, q, curves[0], curves[1], f, m_res)
     return ContractProblem.tree_unflatten((conditioning, tuple(range(c.shape[1]))), leaves)
 

@@ -76,10 +76,13 @@ def test_vmap_over_a_stack_of_problems_with_learned_curves():
     np.testing.assert_allclose(np.asarray(batched), loop, rtol=1e-13)  # vmap vs loop, float64
 
 
-@pytest.mark.xfail(strict=True, reason="problem_grid broadcasts every curve leaf to shape (B,); array leaves "
-                                       "(LearnedAccuracy) need (B,) + leaf.shape -- an edit to problem.py")
 def test_problem_grid_with_a_learned_curve():
-    dc.problem_grid([4, 4], [[0.4, 0.6]] * 2, [[0.02, 0.01]] * 2, accuracy=LEARNED)
+    batch = dc.problem_grid([4, 4], [[0.4, 0.6]] * 2, [[0.02, 0.01]] * 2, accuracy=LEARNED)
+    single = dc.ContractProblem(participants=4, probs=[0.4, 0.6], costs=[0.02, 0.01], accuracy=LEARNED)
+    # Same global reservation search, vectorized vs one at a time: float64 rounding only.
+    np.testing.assert_allclose(np.asarray(batch.reservation_utility)[1], single.reservation_utility, rtol=1e-9)
+    leaves = jax.tree_util.tree_leaves(batch.accuracy)
+    assert all(np.shape(leaf)[0] == 2 for leaf in leaves)
 
 
 @pytest.mark.slow
