@@ -7,7 +7,6 @@ import pytest
 
 import diffcontract
 from diffcontract import ContractProblem
-from diffcontract.expectation import conditional_weights
 from diffcontract.solvers.driver import SolveError
 
 

@@ -159,7 +159,6 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
     F = lambda x: _kkt.objective(x, *args)  # noqa: E731
     G = lambda x: _kkt.general_constraints(x, *args)  # noqa: E731
     num_g = G(x_start).shape[0]
-    num_x = x_start.shape[0]
 
     def lagrangian(z, lam, rho):
         x = _to_x(z, parameterization)
