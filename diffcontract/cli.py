@@ -37,7 +37,8 @@ def _load_config(path: str) -> dict:
         raise ValueError(f"config {path!r} is not valid TOML: {err}") from err
 
 
-CONFIG_KEYS = {"participants", "probs", "costs", "quality", "conditioning", "accuracy", "valuation", "method", "constraints"}
+CONFIG_KEYS = {"participants", "probs", "costs", "quality", "conditioning", "accuracy", "valuation", "method", "constraints",
+               "backend"}
 
 
 def problem_from_args(args: argparse.Namespace):
@@ -55,7 +56,7 @@ def problem_from_args(args: argparse.Namespace):
     for key in ("probs", "costs", "quality"):
         if getattr(args, key, None) is not None:
             cfg[key] = _float_list(key, getattr(args, key))
-    for key in ("participants", "conditioning", "accuracy", "valuation", "method", "constraints"):
+    for key in ("participants", "conditioning", "accuracy", "valuation", "method", "constraints", "backend"):
         if getattr(args, key, None) is not None:
             cfg[key] = getattr(args, key)
     for key in ("participants", "probs", "costs"):
@@ -70,19 +71,26 @@ def problem_from_args(args: argparse.Namespace):
         quality=cfg.get("quality"),
         conditioning=cfg.get("conditioning", "truncated"),
     )
-    return problem, cfg.get("method", "exact"), cfg.get("constraints", "simplified")
+    return problem, cfg.get("method", "exact"), cfg.get("constraints", "simplified"), cfg.get("backend", "auto")
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
     from .analysis import solution_record, solution_table
     from .solvers import solve
 
-    problem, method, constraints = problem_from_args(args)
-    solution = solve(problem, method=method, constraints=constraints)
+    problem, method, constraints, backend = problem_from_args(args)
+    solution = solve(problem, method=method, constraints=constraints, backend=backend)
+    extra = {}
+    if getattr(args, "sensitivities", False):
+        from .analysis.report import sensitivity_record
+
+        extra = sensitivity_record(problem, solution)
     if args.json:
-        print(json.dumps(solution_record(solution)))
+        print(json.dumps({**solution_record(solution), **extra}))
     else:
         print(solution_table(solution))
+        for key, values in extra.items():
+            print(f"{key} = {values}")
     return EXIT_OK if solution.succeeded else EXIT_NOT_CONVERGED
 
 
@@ -233,9 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--valuation", help="valuation spec: linear[:scale=100] | exponential:scale=,gamma=")
     solve.add_argument("--method", choices=["exact", "alm"], help="solver: exact (SLSQP) or alm (augmented Lagrangian, optax); default exact")
     solve.add_argument("--constraints", choices=["simplified", "full"], help="constraint set (default simplified)")
+    solve.add_argument("--backend", choices=["auto", "enumerate", "chunked", "convolution", "montecarlo"],
+                       help="expectation backend (default auto: enumerate up to 2^18 outcomes, chunked up to 2^27, "
+                            "else convolution); the JSON's \"backend\" key names the one used")
     solve.add_argument("--conditioning", choices=["truncated", "interim"], help="conditioning of rewards (default truncated)")
     solve.add_argument("--config", help="TOML file with any of the keys above (flags override it)")
     solve.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    solve.add_argument("--sensitivities", action="store_true",
+                       help="add d_value_d_costs and d_value_d_probs: derivatives of expected_value by implicit "
+                            "differentiation of the KKT conditions, in the order the types were given (not the "
+                            "costliest-first order of the other lists); d/dprobs is projected on the simplex (entry "
+                            "i is the derivative along e_i - (1/I) sum_j e_j, so the entries sum to 0); null where "
+                            "the derivative is one-sided or the solve did not converge")
     solve.set_defaults(func=cmd_solve)
     add_mechanism_parsers(sub)
     from .curves.cli_commands import add_fit_curve_parser

@@ -54,11 +54,27 @@ def _evaluate_curve(curve, x):
     return curve(x)
 
 
+def _check_pytree_curve(name: str, curve: Any) -> None:
+    """A curve must be a JAX pytree whose leaves are numbers or arrays (e.g. a ``flax.struct``
+    dataclass such as ``GeneralizationBound``): it is an argument of compiled functions and a leaf
+    of the problem's pytree. A plain function (a lambda, a closure) is one opaque leaf, which
+    ``jax.jit`` rejects with a TypeError deep inside; say so here, naming the field."""
+    leaves = jax.tree_util.tree_leaves(curve)
+    if any(leaf is curve for leaf in leaves):
+        raise ValueError(f"{name} must be a JAX pytree curve (a flax.struct.dataclass such as GeneralizationBound, "
+                         f"or a registered pytree with numeric parameters), got the plain callable {curve!r}")
+    for leaf in leaves:
+        if callable(leaf) or np.asarray(leaf).dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be a JAX pytree curve whose leaves are numbers or arrays, got the "
+                             f"leaf {leaf!r} in {curve!r}")
+
+
 def _check_curve(name: str, curve: Any, domain: np.ndarray, lower: float | None, upper: float | None) -> None:
     if not callable(curve):
         raise ValueError(f"{name} must be a callable curve, got {curve!r}")
-    if hasattr(curve, "validate"):
+    if hasattr(curve, "validate"):  # first: it names the parameter ("GeneralizationBound.k")
         curve.validate()
+    _check_pytree_curve(name, curve)
     values = np.asarray(_evaluate_curve(curve, jnp.asarray(domain)), dtype=np.float64)
     if not np.all(np.isfinite(values)):
         bad = domain[~np.isfinite(values)][0]
@@ -91,9 +107,15 @@ def reservation(accuracy, valuation, costs, quality, grid_size: int = 2048, refi
 
     def one(c, q):
         def h(m):
-            return valuation(accuracy(q * m)) - c * m
+            value = valuation(accuracy(q * m)) - c * m
+            # A curve may return NaN where q m overflows; such an m is never the argmax.
+            return jnp.where(jnp.isfinite(value), value, -jnp.inf)
 
-        hi = jnp.log(valuation(1.0) / c) + 1.0
+        # log(v(1)/c) + 1 as a difference of logs: v(1)/c overflows for subnormal c (~1e-310),
+        # which XLA moreover flushes to 0 (log c = -inf). The grid then ends where q m would
+        # overflow instead; f ~ v(a_max) there, the supremum of training alone at a vanishing cost.
+        log_m_max = jnp.log(jnp.finfo(jnp.result_type(c)).max) - 1.0 - jnp.log(jnp.maximum(q, 1.0))
+        hi = jnp.minimum(jnp.log(valuation(1.0)) - jnp.log(c) + 1.0, log_m_max)
         logs = jnp.linspace(jnp.log(1e-6), hi, grid_size)
         grid = jnp.exp(logs)
         values = h(grid)

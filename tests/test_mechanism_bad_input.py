@@ -179,35 +179,39 @@ def test_infeasible_configuration_is_not_reported_as_solved():
     assert not report.ok and any(v.name.startswith(("IC", "budget", "IR")) for v in report.violations)
 
 
-@pytest.mark.xfail(strict=True, reason="exact solver reports 'stalled' (SLSQP exit 8) for an infeasible problem; "
-                                       "it says 'infeasible' only on SLSQP exit 4 (see the report)")
 def test_infeasible_configuration_exact_status():
+    # N = 1: the feasible set is at most the reservation menu (solvers/_single.py), which violates
+    # IC[2->1] here, so 'infeasible' is proved, not guessed. (For N >= 2 the exact solver says
+    # 'infeasible' only when a phase-1 minimization of the largest violation fails too.)
     assert diffcontract.solve(infeasible_problem(), method="exact").status_name == "infeasible"
 
 
-@pytest.mark.slow  # one more ALM compilation (~45 s)
+@pytest.mark.slow  # was one more ALM compilation (~45 s); N = 1 now compiles nothing (solvers/_single.py)
 def test_infeasible_configuration_alm_status():
     assert diffcontract.solve(infeasible_problem(), method="alm").status_name == "infeasible"
 
 
-# ----------------------------------------------------------------------------- known validation gaps
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="problem.py: a callable that is not a pytree (a lambda) "
-                                                         "reaches jax.jit and raises TypeError, not ValueError")
+# ----------------------------------------------------------------------------- formerly known validation gaps
 def test_non_pytree_curve_named():
+    # problem.py checks that a curve is a pytree with numeric leaves before jax.jit sees it (a
+    # lambda used to surface as a TypeError from inside jit).
     with pytest.raises(ValueError, match="accuracy"):
         ContractProblem(**GOOD, accuracy=lambda x: x / (1.0 + x))
+    with pytest.raises(ValueError, match="valuation"):
+        ContractProblem(**GOOD, valuation=lambda r: 100.0 * r)
 
 
-@pytest.mark.xfail(strict=True, reason="problem.reservation: log(v(1)/c) overflows for c < ~1e-306, the grid is "
-                                       "NaN and f silently becomes 0 (true f ~ v(1))")
 def test_denormal_cost_reservation():
+    # problem.reservation bounds its grid by log v(1) - log c (v(1)/c overflowed for c < ~1e-306,
+    # the grid was NaN and f silently 0), capped where q m would overflow (XLA flushes subnormal c
+    # to 0): f ~ v(1) = 100, the supremum of training alone at a vanishing cost.
     problem = ContractProblem(participants=4, probs=[0.5, 0.5], costs=[0.02, 1e-310])
     assert problem.reservation_utility[1] > 99.0
 
 
-@pytest.mark.xfail(strict=True, raises=ZeroDivisionError, reason="curves/accuracy.py GeneralizationBound.validate "
-                                                                 "divides by a_opt**2, which underflows to 0")
 def test_sgb_tiny_a_opt():
+    # GeneralizationBound.validate rejects a_opt below 4 / sqrt(float max) (the curve is 0 on every
+    # float64; a_opt**2 used to underflow to 0 and raise ZeroDivisionError).
     with pytest.raises(ValueError, match="GeneralizationBound"):
         ContractProblem(**GOOD, accuracy=GeneralizationBound(a_opt=1e-200, k=1.0))
 
@@ -234,7 +238,7 @@ def normalized(draw_lists):
 
 
 # Curves with arbitrary (possibly junk) parameters: the dataclasses accept anything, validate() judges.
-# Non-pytree callables are left out: they hit the known gap above (TypeError from jax.jit).
+# Non-pytree callables are left out (test_non_pytree_curve_named covers them).
 def mostly(valid, corrupt):
     """``valid`` three times in four, else ``corrupt``: a few fields go bad at a time, so about one
     example in eight is a valid problem and the rest probe each validation branch."""
@@ -246,7 +250,7 @@ def mostly(valid, corrupt):
 accuracies = mostly(
     st.one_of(st.none(), st.builds(GeneralizationBound, a_opt=st.floats(0.5, 1.0), k=st.floats(0.1, 5.0)),
               st.builds(PowerLaw, a_opt=st.floats(0.5, 1.0), b=st.floats(0.5, 3.0), alpha=st.floats(0.2, 1.0))),
-    # a_opt below 1e-150 is left to test_sgb_tiny_a_opt (a known ZeroDivisionError in validate).
+    # a_opt below 1e-150 is left to test_sgb_tiny_a_opt.
     st.one_of(junk, st.builds(GeneralizationBound, a_opt=any_float.filter(lambda x: not 0 < abs(x) < 1e-150),
                               k=any_float),
               st.builds(PowerLaw, a_opt=any_float, b=any_float, alpha=any_float), st.builds(Arctan, s=any_float)))

@@ -73,9 +73,12 @@ def test_a_menu_that_is_not_incentive_compatible(solutions):
     t = np.asarray(solution.t).copy()
     t[1] -= 5.0  # type 2 now prefers item 1
     report = simulate(solution.replace(rewards=t), samples=SAMPLES, seed=0)
-    assert not report.ok and not report.truthful[1] and report.actions[1] == 0
+    # At this optimum IR_2 and the downward IC_21 both bind, so for type 2 the item of type 1 and
+    # opting out tie at u = f_2 (to rounding): either is a best response, and which one the argmax
+    # picks is decided by ~1e-14 differences. Both are a deviation of margin -5.
+    assert not report.ok and not report.truthful[1] and report.actions[1] in (0, -1)
     assert report.model_margin[1] == pytest.approx(-5.0, abs=1e-6)
-    assert any("type 2 is better off with the item of type 1" in f for f in report.failures)
+    assert any(f.startswith("type 2 is better off with") for f in report.failures)
 
 
 def test_opting_out(solutions):

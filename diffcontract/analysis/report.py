@@ -85,3 +85,27 @@ def solution_record(solution) -> dict:
             "multipliers": {k: _list(v) for k, v in cert.multipliers.items()},
         }
     return record
+
+
+def sensitivity_record(problem, solution) -> dict:
+    """``d_value_d_costs`` and ``d_value_d_probs`` for ``diffcontract solve --sensitivities``.
+
+    Derivatives of expected_value (``diffcontract.sensitivity.sensitivities``) in the order the
+    types were given to ``ContractProblem`` (input order, unlike the costliest-first lists of
+    ``solution_record``); d/dprobs projected on the simplex's tangent space (entries sum to 0).
+    ``None`` (JSON null) marks a one-sided derivative, and every entry is ``None`` when the
+    solution is not a converged KKT point.
+    """
+    from ..sensitivity import SensitivityError, sensitivities
+
+    num = problem.num_types
+    try:
+        sens = sensitivities(problem, solution, probs="tangent", order="input")
+    except SensitivityError:
+        return {"d_value_d_costs": [None] * num, "d_value_d_probs": [None] * num}
+
+    def nullable(values) -> list:
+        return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=float)]
+
+    return {"d_value_d_costs": nullable(sens.d_expected_value.costs),
+            "d_value_d_probs": nullable(sens.d_expected_value.probs)}

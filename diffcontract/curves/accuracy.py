@@ -9,6 +9,7 @@ including x = 0 and the kinks where a clipped branch begins.
 from __future__ import annotations
 
 import math
+import sys
 
 import jax.numpy as jnp
 from flax import struct
@@ -53,9 +54,14 @@ class GeneralizationBound:
         if a_opt > 1.0:
             raise ValueError(f"GeneralizationBound.a_opt must be in (0, 1], got {a_opt!r}")
         k = check_positive_scalar("GeneralizationBound", "k", self.k)
+        # a(x) > 0 needs a_opt > 4 / sqrt(x), i.e. x > 16 / a_opt^2: beyond the largest float the
+        # curve is 0 at every representable data size (and a_opt**2 below underflows to 0).
+        if a_opt < 4.0 / math.sqrt(sys.float_info.max):
+            raise ValueError(f"GeneralizationBound.a_opt must be >= {4.0 / math.sqrt(sys.float_info.max):.3g}: "
+                             f"a(x) > 0 needs x > 16 / a_opt^2, beyond every float64, got {a_opt!r}")
         # For k > 16 e^2 / a_opt^2 the unclipped branch is already positive at the kink k e^-2:
         # the curve jumps there and then decreases, so it is not an accuracy curve.
-        k_max = 16.0 * math.e**2 / a_opt**2
+        k_max = 16.0 * math.e**2 / a_opt / a_opt
         if k > k_max:
             raise ValueError(f"GeneralizationBound.k must be <= 16 e^2 / a_opt^2 = {k_max:.6g} for a "
                              f"non-decreasing curve, got {k!r}")

@@ -1,13 +1,27 @@
 """Expectation backends over the multinomial outcome law (MODEL.md "First-moment problem").
 
-One interface: a backend turns a problem into an ``Expectations`` evaluator ``m -> Moments``:
-E[a(n . qm)], E[v(a(n . qm))] and tbar_i(m) = E[v(a(n . qm)) | type i present].
+One interface: ``moments(m, problem, backend)`` -> ``Moments`` (E[a(n . qm)], E[v(a(n . qm))] and
+tbar_i(m) = E[v(a(n . qm)) | type i present]), where ``backend`` is an ``OutcomeTable`` (full
+enumeration) or a ``ChunkedEnumeration``, ``LatticeConvolution`` or ``MonteCarlo`` object;
+``make_backend`` builds one by name (see ``backends``).
 """
 
 from ._interface import Moments, OutcomeTable, bucket_length, moments, outcome_table, outcome_weights, with_weights
+from .backends import BACKENDS, make_backend, resolve_backend
+from .chunked import ChunkedEnumeration, unrank_outcomes
+from .convolution import LatticeConvolution
 from .enumerate import conditional_weights, enumerate_outcomes, log_pmf, num_outcomes
+from .montecarlo import MonteCarlo, sample_outcomes
 
 __all__ = [
+    "BACKENDS",
+    "ChunkedEnumeration",
+    "LatticeConvolution",
+    "MonteCarlo",
+    "make_backend",
+    "resolve_backend",
+    "sample_outcomes",
+    "unrank_outcomes",
     "Moments",
     "bucket_length",
     "conditional_weights",

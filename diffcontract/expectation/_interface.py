@@ -78,7 +78,12 @@ def outcome_weights(problem, table: OutcomeTable) -> tuple[jnp.ndarray, jnp.ndar
 
 
 def with_weights(problem, table: OutcomeTable) -> OutcomeTable:
-    """``table`` with the problem's P(n) and w_i(n) attached (jittable; differentiable in p)."""
+    """``table`` with the problem's P(n) and w_i(n) attached (jittable; differentiable in p).
+
+    Other backends (objects with ``prepare``) precompute their own per-problem data instead.
+    """
+    if not isinstance(table, OutcomeTable) and hasattr(table, "prepare"):
+        return table.prepare(problem)
     prob, weights = outcome_weights(problem, table._replace(prob=None, weights=None))
     return table._replace(prob=prob, weights=weights)
 
@@ -89,8 +94,12 @@ def moments(m: jnp.ndarray, problem, table) -> Moments:
     Args:
       m: (I,) contributions, units of data (canonical type order).
       problem: ``ContractProblem`` (its leaves may be traced).
-      table: ``OutcomeTable`` (or a bare (K, I) counts array, all rows valid).
+      table: ``OutcomeTable`` (or a bare (K, I) counts array, all rows valid), or any other backend
+        object with a ``moments(m, problem)`` method (``ChunkedEnumeration``, ``LatticeConvolution``,
+        ``MonteCarlo``): solvers pass it through unchanged, so every backend works with every solver.
     """
+    if hasattr(table, "moments") and not isinstance(table, OutcomeTable):
+        return table.moments(m, problem)
     if not isinstance(table, OutcomeTable):
         table = OutcomeTable(table, jnp.ones(jnp.shape(table)[0], dtype=bool))
     prob, weights = outcome_weights(problem, table)

@@ -11,6 +11,20 @@ from flax import struct
 from ..formulation import Residuals
 
 
+#: Default feasibility tolerance of every solver, *relative to the value scale* v(1) - v(0): a
+#: solution is accepted with constraint violations up to ``FEASIBILITY_TOL * (v(1) - v(0))``
+#: money (1e-8 money for the paper's v(r) = 100 r). Every money residual (budget, IR, IC) scales
+#: with v when v and all costs are multiplied by one factor, and the optimal m does not change
+#: (MODEL.md), so a relative tolerance gives the same status for both problems; an absolute one
+#: did not.
+FEASIBILITY_TOL = 1e-10
+
+
+def value_scale(problem) -> float:
+    """v(1) - v(0), money: the unit of the relative ``FEASIBILITY_TOL`` (host side, float)."""
+    return float(np.asarray(problem.valuation(1.0) - problem.valuation(0.0)))
+
+
 class Status(enum.IntEnum):
     """How a solve ended, decided from measured residuals, never from "the loop ended".
 

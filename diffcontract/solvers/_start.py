@@ -17,11 +17,40 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..expectation import moments
+from ..expectation import MonteCarlo, OutcomeTable, moments, outcome_weights
 from ..formulation import binding_rewards, residuals
 
-_GRID_POINTS = 128
-_BISECTIONS = 50
+_GRID_POINTS = 48  # geometric, ratio 1.48 between neighbours
+_BISECTIONS = 40  # brackets the largest feasible m0 to 1.48 * 2^-40 ~ 1e-12 relative
+_PROXY_SAMPLES = 4096
+
+
+def _map(fn, xs, table):
+    """``vmap`` over xs for in-memory tables; a sequential ``lax.map`` in small batches for the
+    streaming backends (chunked, lattice, ...), whose per-call work is large: their peak memory
+    then stays that of a few evaluations."""
+    if isinstance(table, OutcomeTable):
+        return jax.vmap(fn)(xs)
+    return jax.lax.map(fn, xs, batch_size=4)
+
+
+def _proxy_table(problem, table):
+    """A ``_PROXY_SAMPLES``-row unbiased Monte Carlo stand-in for ``table`` (jittable, vmappable).
+
+    For an outcome table (N may be traced), rows are drawn with probability P(n) and carry the
+    importance weights w_i(n) / (P(n) S); for other backends, ``MonteCarlo`` draws the outcomes.
+    """
+    if isinstance(table, OutcomeTable):
+        prob, weights = outcome_weights(problem, table)
+        # Inverse-CDF sampling (stratified uniforms: lower variance, O(S log K)).
+        u = (jnp.arange(_PROXY_SAMPLES) + jax.random.uniform(jax.random.PRNGKey(0), (_PROXY_SAMPLES,))) / _PROXY_SAMPLES
+        cdf = jnp.cumsum(prob)
+        rows = jnp.clip(jnp.searchsorted(cdf, u * cdf[-1]), 0, prob.shape[0] - 1)
+        rows = jnp.where(prob[rows] > 0, rows, jnp.argmax(prob))  # never a zero-probability row
+        scale = 1.0 / (prob[rows] * _PROXY_SAMPLES)
+        return OutcomeTable(jnp.asarray(table.counts)[rows], jnp.asarray(table.valid)[rows],
+                            jnp.full((_PROXY_SAMPLES,), 1.0 / _PROXY_SAMPLES, prob.dtype), weights[rows] * scale[:, None])
+    return MonteCarlo(table.participants, problem.costs.shape[0], samples=_PROXY_SAMPLES).prepare(problem)
 
 
 def _menu(m0, excluded, num):
@@ -36,23 +65,30 @@ def _slack(m0, excluded, problem, table):
     return jnp.minimum(jnp.min(res.budget), jnp.min(res.ir))
 
 
-def exclusion_pooled_start(problem, table):
-    """The best feasible exclude-then-pool contract (jittable, vmappable).
+def exclusion_pooled_candidates(problem, table):
+    """Every exclude-then-pool candidate, one per number j of excluded costliest types (jittable).
 
     Args:
       problem: ``ContractProblem``.  table: ``OutcomeTable``.
 
     Returns:
-      (m, found): (I,) contributions (units of data) and a bool, False when no candidate with
-      m0 > 0 is feasible (then m is the monotone envelope of the reservation data m^res, a
-      reasonable but infeasible start).
+      (menus, found, value): (I, I) contributions (row j: the j costliest types excluded, the rest
+      pooled at the largest feasible m0; units of data), (I,) bool (False where no m0 > 0 is
+      feasible; that row is then all zeros) and (I,) E[a(n . q m)] of each row.
     """
     num = problem.costs.shape[0]
+    if not isinstance(table, OutcomeTable):
+        # A streaming backend (chunked, lattice) would cost I * ~90 full passes here: the
+        # candidates are searched on a 4096-sample Monte Carlo proxy of the same problem instead
+        # (fixed seed). It is a start only (the solvers measure everything with the real backend)
+        # and, where the feasible pooled window is narrower than the proxy's error, an infeasible
+        # one: SLSQP then starts from the m^res envelope.
+        table = _proxy_table(problem, table)
     m_ref = jnp.maximum(jnp.max(problem.reservation_data), 1.0)
     grid = m_ref * jnp.geomspace(1e-4, 1e4, _GRID_POINTS)
 
     def largest_m0(excluded):
-        ok = jax.vmap(lambda m0: _slack(m0, excluded, problem, table))(grid) >= 0.0
+        ok = _map(lambda m0: _slack(m0, excluded, problem, table), grid, table) >= 0.0
         last = jnp.max(jnp.where(ok, jnp.arange(_GRID_POINTS), -1))
         lo = jnp.where(last >= 0, grid[jnp.maximum(last, 0)], 0.0)
         hi = jnp.where(last >= 0, grid[jnp.minimum(last + 1, _GRID_POINTS - 1)], 0.0)
@@ -67,7 +103,21 @@ def exclusion_pooled_start(problem, table):
         m = _menu(lo, excluded, num)
         return m, last >= 0, moments(m, problem, table).expected_accuracy
 
-    menus, found, value = jax.vmap(largest_m0)(jnp.arange(num))
+    return _map(largest_m0, jnp.arange(num), table)
+
+
+def exclusion_pooled_start(problem, table):
+    """The best feasible exclude-then-pool contract (jittable, vmappable).
+
+    Args:
+      problem: ``ContractProblem``.  table: ``OutcomeTable``.
+
+    Returns:
+      (m, found): (I,) contributions (units of data) and a bool, False when no candidate with
+      m0 > 0 is feasible (then m is the monotone envelope of the reservation data m^res, a
+      reasonable but infeasible start).
+    """
+    menus, found, value = exclusion_pooled_candidates(problem, table)
     best = jnp.argmax(jnp.where(found, value, -jnp.inf))
     fallback = jax.lax.cummax(problem.reservation_data)
     any_found = jnp.any(found)

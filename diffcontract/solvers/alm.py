@@ -25,12 +25,14 @@ import numpy as np
 import optax
 
 from .. import _precision
-from ..expectation import OutcomeTable, moments, outcome_table, with_weights
+from ..expectation import OutcomeTable, moments, with_weights
+from ..expectation.backends import make_backend, resolve_backend
 from ..formulation import max_violation, residuals, utilities
 from . import _kkt
 from ._kkt import PARAMETERIZATIONS, Scales
 from ._projection import isotonic_regression
-from ._solution import Certificate, Solution, Status
+from ._single import solve_single_participant
+from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status
 from ._start import exclusion_pooled_start
 
 
@@ -59,8 +61,11 @@ class ALMOptions(NamedTuple):
     polish_guesses: active-set guesses tried at once, as multiples of ``active_tol``; the first
       also counts constraints with positive ALM multipliers as active. Under ``vmap`` each guess
       costs every member a polish, so the default is two.
-    feasibility_tol: accepted max violation, money.  kkt_tol: accepted scaled stationarity (and
-      complementarity).
+    feasibility_tol: accepted max violation *relative to the value scale*: violations up to
+      ``feasibility_tol * (v(1) - v(0))`` money are accepted (``FEASIBILITY_TOL`` = 1e-10, i.e.
+      1e-8 money for v(r) = 100 r; the exact solver's rule, so both methods give the same verdict
+      and scaling v and every cost by one factor leaves it unchanged).  kkt_tol: accepted scaled
+      stationarity (and complementarity).
     full_start: where the full parameterization starts when no ``x0`` is given: "reduced" (the
       reduced solve's contract; the full solve then re-optimizes with every IR and pairwise IC
       penalized, so agreement certifies the simplified constraint set at that point) or "pooled"
@@ -80,7 +85,7 @@ class ALMOptions(NamedTuple):
     pool_tol: float = 1e-3
     zero_tol: float = 1e-6
     active_tol: float = 1e-4
-    feasibility_tol: float = 1e-8
+    feasibility_tol: float = FEASIBILITY_TOL
     kkt_tol: float = 1e-8
     polish: bool = True
     newton_steps: int = 10
@@ -144,6 +149,7 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
     data_scale = jnp.maximum(jnp.maximum(jnp.max(start_m), jnp.max(problem.reservation_data)), 1.0)
     value_scale = problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
     scales = Scales(data_scale, value_scale)
+    feasibility_money = options.feasibility_tol * value_scale  # relative tolerance -> money
     start_m = jnp.maximum(start_m, 1e-3 * data_scale)
     start_t = binding_rewards(start_m, problem.costs, problem.reservation_utility)
     x_start = _kkt.encode(start_m, start_t, scales, parameterization)
@@ -278,7 +284,7 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
             mu, kkt, better = mu0, kkt0, jnp.asarray(False)
         m, t = _kkt.decode(x, problem, scales, parameterization)
         res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
-        converged = ((max_violation(res) <= options.feasibility_tol) & (kkt.stationarity <= options.kkt_tol)
+        converged = ((max_violation(res) <= feasibility_money) & (kkt.stationarity <= options.kkt_tol)
                      & (kkt.complementarity <= options.kkt_tol) & jnp.all(jnp.isfinite(x)))
         return x, jnp.maximum(mu, 0.0), kkt, better, converged
 
@@ -308,7 +314,7 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
     res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
     violation_money = max_violation(res)
     finite = jnp.all(jnp.isfinite(x)) & jnp.isfinite(st.kkt.stationarity)
-    infeasible = (st.rho >= options.penalty_max) & (violation_money > options.feasibility_tol)
+    infeasible = (st.rho >= options.penalty_max) & (violation_money > feasibility_money)
     status = jnp.where(
         st.converged & finite, Status.CONVERGED,
         jnp.where(~finite, Status.NONFINITE,
@@ -350,7 +356,7 @@ def _solution_from_result(problem, table, result: ALMResult, parameterization: s
 
 
 def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | None = None, x0=None,
-              **overrides) -> Solution:
+              backend: str = "auto", backend_options: dict | None = None, **overrides) -> Solution:
     """Solve one problem with the augmented-Lagrangian method (float64).
 
     Args:
@@ -359,21 +365,44 @@ def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | 
         and pairwise IC penalized). The aliases "simplified" -> "reduced" are accepted.
       options: ``ALMOptions``; keyword ``overrides`` replace single fields.
       x0: optional warm start (scaled units, as in ``ALMResult.x``).
+      backend, backend_options: expectation backend and its ``make_backend`` options (as for
+        ``solve_exact``). The ALM's polish uses second derivatives: with "chunked" or
+        "convolution" each costs a pass over the outcomes or the lattice per Hessian column.
+
+    One participant (N = 1): the feasible set is one point, which an augmented Lagrangian cannot
+    approach (it ends "infeasible"); the reservation menu is returned instead, checked against
+    the full constraint set (``_single.solve_single_participant``), without compiling anything.
+
+    Status INFEASIBLE (penalty at ``penalty_max`` and the violation above tolerance) from the
+    reduced parameterization is not final: that is the simplified constraint set, which can be
+    empty while the full problem is feasible, so the full parameterization is solved and its
+    ``Solution`` returned (``constraints="full"``, the message says why).
     """
     parameterization = {"simplified": "reduced"}.get(parameterization, parameterization)
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(f"constraints/parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
     options = (options or ALMOptions())._replace(**overrides)
+    if problem.num_participants == 1:
+        resolve_backend(backend, 1, problem.num_types)  # a bad name is an error whatever N
+        return solve_single_participant(problem, "alm", parameterization, options.feasibility_tol)
     start = time.perf_counter()
     with _precision.float64():
-        table = outcome_table(problem.num_participants, problem.num_types, length="bucket")
         problem64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
-        table = OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid))
+        backend_name, table = make_backend(problem64, backend, **(backend_options or {}))
         result = _alm_jit(problem64, table, x0, parameterization=parameterization, options=options)
         jax.block_until_ready(result)
-        sol = _solution_from_result(problem64, table, result, parameterization, 0.0)
+        sol = _solution_from_result(problem64, table, result, parameterization, 0.0, backend_name)
         sol = jax.tree_util.tree_map(np.asarray, sol)
     status = int(sol.status)
     message = f"ALM: {int(result.outer_iterations)} outer iterations, polished={bool(result.polished)}"
+    if status == Status.INFEASIBLE and parameterization == "reduced" and x0 is None:
+        # The reduced parameterization is MODEL.md's simplified set, whose binding local ICs can
+        # make it empty while the full problem is feasible (a cheaper type's IR binding above that
+        # IC; see ``solve_exact``): the full parameterization decides (one more compile, only here).
+        full = solve_alm(problem, "full", options, None, backend, backend_options)
+        return full.replace(wall_time=time.perf_counter() - start,
+                            iterations=int(sol.iterations) + int(full.iterations),
+                            message=f"reduced (simplified) set appears empty ({message}, infeasible); "
+                                    f"full: {full.message}")
     return sol.replace(wall_time=time.perf_counter() - start, status=status,
                        iterations=int(sol.iterations), message=message)

@@ -59,7 +59,12 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
     Returns:
       Batched ``Solution`` (canonical type order). ``unstack_solution(sol, k)`` extracts one. A
       vmapped while-loop runs until its slowest member stops; each member's status says whether it
-      converged.
+      converged. Members with one participant (N = 1) get their unique feasible menu, as from
+      ``solve`` (``solvers/_single.py``); under "alm" they still ride along in the vmapped call,
+      where they never converge and so keep it running to ``max_outer``: batch them separately.
+      Unlike ``solve_alm``, an "alm" member that the reduced parameterization ends "infeasible" is
+      not re-solved with the full one (its simplified set may be empty while the full problem is
+      feasible): re-solve such members with ``constraints="full"``.
     """
     if isinstance(problems, ContractProblem) and batch_size(problems) is not None:
         batch = problems
@@ -88,10 +93,35 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
         tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
         sol = _batched_alm(batch64, tables, constraints, options)
         sol = jax.block_until_ready(sol)
-    elapsed = time.perf_counter() - start
     sol = jax.tree_util.tree_map(np.asarray, sol)
+    single = np.flatnonzero(np.asarray(batch.participants).ravel() == 1)
+    if single.size:
+        sol = _with_single_participant_members(sol, batch, single, constraints, options.feasibility_tol)
+    elapsed = time.perf_counter() - start
+    note = f"; {single.size} N = 1 members: the reservation menu (solvers/_single.py)" if single.size else ""
     return sol.replace(problem=batch, wall_time=np.full(batch_size(batch), elapsed / batch_size(batch)),
-                       message=f"batched ALM ({batch_size(batch)} problems, {elapsed:.3f} s)")
+                       message=f"batched ALM ({batch_size(batch)} problems, {elapsed:.3f} s){note}")
+
+
+def _with_single_participant_members(sol: Solution, batch, members, parameterization: str,
+                                     feasibility_tol: float) -> Solution:
+    """``sol`` with the rows of the N = 1 members replaced by their unique feasible menu.
+
+    The vmapped ALM cannot solve N = 1 (its feasible set is one point, see ``_single``) and reports
+    it "infeasible"; ``solve_alm`` returns the reservation menu instead, and so does a batch.
+    """
+    from ._single import solve_single_participant
+
+    leaves, treedef = jax.tree_util.tree_flatten(sol.replace(problem=None, message=""))
+    leaves = [np.array(leaf, copy=True) for leaf in leaves]
+    for k in members:
+        one = solve_single_participant(unstack_problem(batch, int(k)), "alm", parameterization, feasibility_tol)
+        one_leaves = jax.tree_util.tree_leaves(one.replace(problem=None, message=""))
+        if len(one_leaves) != len(leaves):
+            raise RuntimeError("single-participant solution does not match the batch's structure")
+        for leaf, value in zip(leaves, one_leaves):
+            leaf[k] = np.asarray(value, dtype=leaf.dtype)
+    return jax.tree_util.tree_unflatten(treedef, leaves).replace(problem=sol.problem, message=sol.message)
 
 
 def _stack_solutions(solutions: Sequence[Solution]) -> Solution:

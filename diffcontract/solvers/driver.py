@@ -17,7 +17,7 @@ class SolveError(RuntimeError):
 
 
 def solve(problem, method: str = "exact", constraints: str = "simplified", throw: bool = False, welfare: bool = False,
-          **options) -> Solution:
+          backend: str = "auto", **options) -> Solution:
     """Solve a ``ContractProblem``.
 
     Args:
@@ -26,15 +26,26 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
         optax, jit-compiled, float64).
       constraints: "simplified" (alias "reduced") or "full" (MODEL.md).
       throw: raise ``SolveError`` unless the status is CONVERGED (default: return the status).
+      backend: expectation backend: "enumerate" (exact, table in memory), "chunked" (exact, chunks
+        unranked on the device), "convolution" (FFT lattice), "montecarlo" (sample average) or
+        "auto" (by outcome count); ``Solution.backend`` names the one used. Backend settings go in
+        ``backend_options={...}`` (see ``diffcontract.expectation.make_backend``).
       welfare: also solve the complete-information benchmark and fill ``Solution.information_cost``.
       **options: passed to the method's solver (tolerances, iteration limits).
+
+    With one participant (N = 1) the feasible set is a single menu, the reservation menu
+    (MODEL.md; ``solvers/_single.py``): both methods return it without optimizing, CONVERGED if it
+    satisfies every IR and IC within the method's ``feasibility_tol`` and INFEASIBLE otherwise
+    (then no contract is feasible). Iterative solvers cannot find such a point (no interior, no
+    constraint qualification) and the simplified constraint set is generally empty there.
     """
     if method == "exact":
-        solution = solve_exact(problem, constraints={"reduced": "simplified"}.get(constraints, constraints), **options)
+        solution = solve_exact(problem, constraints={"reduced": "simplified"}.get(constraints, constraints),
+                               backend=backend, **options)
     elif method == "alm":
         from .alm import solve_alm
 
-        solution = solve_alm(problem, parameterization=constraints, **options)
+        solution = solve_alm(problem, parameterization=constraints, backend=backend, **options)
     else:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if welfare:

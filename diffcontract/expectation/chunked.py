@@ -1,0 +1,216 @@
+r"""Exact expectations by enumeration in fixed-size chunks generated on the device.
+
+The C(N+I-1, I-1) outcomes are never stored. Chunk c holds the outcomes of ranks
+c*B .. c*B + B - 1 (B = ``chunk_size``), produced inside ``jit`` by *unranking* in the
+combinatorial number system: an outcome n is a placement of I-1 bars among N+I-1 slots (stars and
+bars), i.e. an (I-1)-subset {b_1 < ... < b_{I-1}} of {0..N+I-2}, and its rank is
+:math:`r = \sum_j \binom{b_j}{j}`. Unranking is greedy: for j = I-1 down to 1,
+:math:`b_j = \max\{b : \binom{b}{j} \le r\}` (a ``searchsorted`` in a table of binomials) and
+r -= C(b_j, j). The counts are the gaps between bars:
+n_1 = b_1, n_j = b_j - b_{j-1} - 1, n_I = N+I-2 - b_{I-1}.
+
+Each chunk's contribution to E[a], E[v] and the conditional sums tbar_i is accumulated by
+``lax.scan``; the chunk body is rematerialized (``jax.checkpoint``) so reverse-mode derivatives
+store only the running sums. Peak memory is O(B I), whatever the outcome count. The first
+derivatives are analytic (``custom_jvp``):
+
+.. math:: \partial E[a] / \partial m_j = E[a'(s) n_j q_j],\qquad
+          \partial \bar t_i / \partial m_j = \sum_n w_i(n) v'(a(s)) a'(s) n_j q_j,
+
+accumulated as one (B, I)^T (B, I) product per chunk, so a full Jacobian costs one pass (not I).
+Ranks are int64 (float64 mode) or int32; tables of up to 2^62 outcomes are addressable.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from ._interface import Moments
+
+DEFAULT_CHUNK = 1 << 15
+
+
+def _binomial_table(participants: int, num_types: int) -> np.ndarray:
+    """(N+I-1, I) table C(b, j) for b = 0..N+I-2 and j = 0..I-1 (exact integers, int64)."""
+    rows = participants + num_types - 1
+    table = np.zeros((rows, num_types), dtype=np.int64)
+    for b in range(rows):
+        for j in range(num_types):
+            table[b, j] = math.comb(b, j)
+    return table
+
+
+def unrank_outcomes(ranks: jnp.ndarray, participants: int, num_types: int) -> jnp.ndarray:
+    """Outcomes (type counts) of the given ranks in the combinatorial number system.
+
+    Args:
+      ranks: (B,) integer ranks in [0, C(N+I-1, I-1)); out-of-range ranks give garbage rows that
+        callers mask.
+      participants, num_types: N and I (static).
+
+    Returns:
+      (B, I) int32 counts, each row summing to N. Jittable; the order is a bijection with
+      ``enumerate_outcomes`` rows (not the same order).
+    """
+    if num_types == 1:
+        return jnp.full((ranks.shape[0], 1), participants, dtype=jnp.int32)
+    binom = jnp.asarray(_binomial_table(participants, num_types), dtype=ranks.dtype)
+    remaining = ranks
+    bars = []
+    for j in range(num_types - 1, 0, -1):
+        b = jnp.searchsorted(binom[:, j], remaining, side="right", method="compare_all") - 1
+        remaining = remaining - binom[b, j]
+        bars.append(b)
+    bars = jnp.stack(bars[::-1], axis=1).astype(jnp.int32)  # (B, I-1), increasing
+    top = participants + num_types - 2
+    edges = jnp.concatenate([jnp.full((ranks.shape[0], 1), -1, jnp.int32), bars,
+                             jnp.full((ranks.shape[0], 1), top + 1, jnp.int32)], axis=1)
+    return jnp.diff(edges, axis=1) - 1
+
+
+@struct.dataclass
+class ChunkedEnumeration:
+    """Backend: exact enumeration in chunks of ``chunk_size`` outcomes, generated inside jit.
+
+    participants, num_types: N and I (static: they fix the number of chunks).
+    chunk_size: outcomes per chunk B; peak memory ~ B * I * 8 bytes * (a few arrays).
+    devices: shard the chunks over this many devices (``jax.devices()[:devices]``, a 1-D
+      ``Mesh`` with axis "outcomes"): each device scans its own chunks and the sums meet in one
+      ``psum``. 1 (default) runs on the default device. On several hosts, call
+      ``jax.distributed.initialize()`` first; ``jax.devices()`` then lists every host's devices.
+    """
+
+    participants: int = struct.field(pytree_node=False)
+    num_types: int = struct.field(pytree_node=False)
+    chunk_size: int = struct.field(pytree_node=False, default=DEFAULT_CHUNK)
+    devices: int = struct.field(pytree_node=False, default=1)
+
+    name = "chunked"
+
+    def __post_init__(self):
+        if int(self.chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size!r}")
+        if not 1 <= int(self.devices) <= jax.device_count():
+            raise ValueError(f"devices must be in 1..{jax.device_count()} (jax.device_count()), got {self.devices!r}")
+
+    @property
+    def num_outcomes(self) -> int:
+        return math.comb(self.participants + self.num_types - 1, self.num_types - 1)
+
+    @property
+    def num_chunks(self) -> int:
+        """Chunks to scan, rounded up to a multiple of ``devices`` (extra chunks are all padding)."""
+        chunks = -(-self.num_outcomes // self.chunk_size)
+        return -(-chunks // self.devices) * self.devices
+
+    def prepare(self, problem) -> "ChunkedEnumeration":
+        """Nothing to precompute (weights are rebuilt per chunk)."""
+        return self
+
+    def moments(self, m: jnp.ndarray, problem) -> Moments:
+        """Exact moments (same values as the enumeration backend to rounding); see module docstring."""
+        return _chunked_moments(self, m, problem)
+
+    def chunk(self, index, problem):
+        """(counts (B, I) float, P(n) (B,), w_i(n) (B, I)) of chunk ``index``; padding rows weigh 0."""
+        dtype = jnp.result_type(problem.probs)
+        rank_dtype = jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
+        if self.num_outcomes >= np.iinfo(np.dtype(rank_dtype)).max // 2:
+            raise ValueError(f"{self.num_outcomes} outcomes (N={self.participants}, I={self.num_types}) exceed "
+                             f"{np.dtype(rank_dtype).name} ranks; use backend='convolution' or 'montecarlo'")
+        ranks = jnp.asarray(index, rank_dtype) * self.chunk_size + jnp.arange(self.chunk_size, dtype=rank_dtype)
+        valid = ranks < self.num_outcomes
+        counts_int = unrank_outcomes(jnp.where(valid, ranks, 0), self.participants, self.num_types)
+        counts = counts_int.astype(dtype)
+        # log P(n) = log N! - sum_i log n_i! + sum_i n_i log p_i, with log k! (k <= N) looked up.
+        log_factorial = jnp.asarray([math.lgamma(k + 1.0) for k in range(self.participants + 1)], dtype)
+        log_prob = log_factorial[-1] - jnp.sum(log_factorial[counts_int], axis=1) + counts @ jnp.log(problem.probs)
+        prob = jnp.where(valid, jnp.exp(log_prob), 0.0)
+        if problem.conditioning == "truncated":
+            present = -jnp.expm1(self.participants * jnp.log1p(-problem.probs))
+            weights = prob[:, None] * (counts_int >= 1) / present[None, :]
+        elif problem.conditioning == "interim":
+            weights = prob[:, None] * counts / (self.participants * problem.probs)[None, :]
+        else:
+            raise ValueError(f"conditioning must be 'truncated' or 'interim', got {problem.conditioning!r}")
+        return counts, prob, weights
+
+
+def _scan_chunks(backend: ChunkedEnumeration, indices, m, problem, with_jacobian: bool):
+    """Sums over the chunks ``indices`` of the moments and (optionally) their Jacobians in m."""
+    dtype = jnp.result_type(m, problem.probs)
+    qm = problem.quality * m
+    num = backend.num_types
+
+    @jax.checkpoint
+    def body(carry, index):
+        counts, prob, weights = backend.chunk(index, problem)
+        pooled = counts @ qm
+        if with_jacobian:
+            acc, dacc = jax.vmap(jax.value_and_grad(problem.accuracy))(pooled)
+            val, dval = jax.vmap(jax.value_and_grad(problem.valuation))(acc)
+        else:
+            acc = problem.accuracy(pooled)
+            val = problem.valuation(acc)
+        out = [prob @ acc, prob @ val, val @ weights]
+        if with_jacobian:
+            dn = counts * problem.quality[None, :]  # d pooled / d m_j = n_j q_j
+            out += [(prob * dacc) @ dn, (prob * dval * dacc) @ dn, (weights * (dval * dacc)[:, None]).T @ dn]
+        return jax.tree_util.tree_map(jnp.add, carry, tuple(out)), None
+
+    init = [jnp.zeros((), dtype), jnp.zeros((), dtype), jnp.zeros((num,), dtype)]
+    if with_jacobian:
+        init += [jnp.zeros((num,), dtype), jnp.zeros((num,), dtype), jnp.zeros((num, num), dtype)]
+    return jax.lax.scan(body, tuple(init), indices)[0]
+
+
+def _accumulate(backend: ChunkedEnumeration, m, problem, with_jacobian: bool):
+    """Sums over all chunks, on one device or sharded over ``backend.devices``."""
+    indices = jnp.arange(backend.num_chunks)
+    if backend.devices == 1:
+        return _scan_chunks(backend, indices, m, problem, with_jacobian)
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[: backend.devices]), ("outcomes",))
+    spec = jax.sharding.PartitionSpec
+
+    def per_device(local_indices, m_, problem_):
+        return jax.lax.psum(_scan_chunks(backend, local_indices, m_, problem_, with_jacobian), "outcomes")
+
+    sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(spec("outcomes"), spec(), spec()), out_specs=spec(),
+                            check_vma=False)
+    return sharded(indices, m, problem)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _chunked_moments(backend, m, problem):
+    ea, ev, tbar = _accumulate(backend, m, problem, with_jacobian=False)
+    return Moments(ea, ev, tbar)
+
+
+def _chunked_moments_jvp(backend, primals, tangents):
+    m, problem = primals
+    dm, dproblem = tangents
+    ea, ev, tbar, grad_ea, grad_ev, jac_tbar = _accumulate(backend, m, problem, with_jacobian=True)
+    zero = jax.custom_derivatives.SymbolicZero
+    if isinstance(dm, zero):
+        dm = jnp.zeros_like(m)
+    tangent = Moments(grad_ea @ dm, grad_ev @ dm, jac_tbar @ dm)
+    live = [not isinstance(t, zero) for t in jax.tree_util.tree_leaves(dproblem, is_leaf=lambda t: isinstance(t, zero))]
+    if any(live):
+        # Derivatives in the problem's own leaves (p, q, curve parameters) by plain autodiff of one
+        # (checkpointed) pass; only sensitivity analysis needs them, never the solvers.
+        dproblem = jax.tree_util.tree_map(
+            lambda t, x: jnp.zeros(jnp.shape(x), jax.dtypes.float0 if jnp.issubdtype(jnp.result_type(x), jnp.integer)
+                                   else jnp.result_type(x)) if isinstance(t, zero) else t,
+            dproblem, problem, is_leaf=lambda t: isinstance(t, zero))
+        _, extra = jax.jvp(lambda pr: _accumulate(backend, m, pr, with_jacobian=False), (problem,), (dproblem,))
+        tangent = Moments(*(a + b for a, b in zip(tangent, extra)))
+    return Moments(ea, ev, tbar), tangent
+
+
+_chunked_moments.defjvp(_chunked_moments_jvp, symbolic_zeros=True)
