@@ -116,10 +116,23 @@ def test_lattice_matches_enumeration(conditioning, participants):
         np.testing.assert_allclose(g, r, rtol=1e-5)
 
 
-@pytest.mark.parametrize("conditioning", ["truncated", pytest.param("interim", marks=pytest.mark.slow)])
-def test_lattice_analytic_jacobian_equals_autodiff(conditioning):
-    problem = _problem64(participants=10, conditioning=conditioning)
+def test_lattice_analytic_jacobian_matches_finite_differences():
+    problem = _problem64(participants=10)
     backend = LatticeConvolution(10, 64)
+    m = jnp.asarray(M)
+    evaluate = jax.jit(lambda x: moments(x, problem, backend).reward_bounds)
+    jac = np.asarray(jax.jacfwd(evaluate)(m))
+    step = 1e-4 * m  # central differences on a C^1 (quadratic B-spline) lattice function
+    fd = np.stack([(np.asarray(evaluate(m.at[j].add(step[j]))) - np.asarray(evaluate(m.at[j].add(-step[j]))))
+                   / (2 * float(step[j])) for j in range(4)], axis=1)
+    np.testing.assert_allclose(jac, fd, rtol=1e-5, atol=1e-6 * np.max(np.abs(jac)))  # FD truncation ~1e-8
+
+
+@pytest.mark.slow  # ~30 s of compilation (two Jacobians through FFTs); the FD check above is the fast twin
+@pytest.mark.parametrize("conditioning", ["truncated", "interim"])
+def test_lattice_analytic_jacobian_equals_autodiff(conditioning):
+    problem = _problem64(participants=3, conditioning=conditioning)
+    backend = LatticeConvolution(3, 16)  # small lattice: the identity is exact at any size
 
     def plain(m, pr=problem):  # the same function without the custom JVP rule
         qm = pr.quality * m
@@ -147,12 +160,12 @@ def test_lattice_grid_choice_meets_its_error_estimate():
         LatticeConvolution(10, 1)
 
 
-@pytest.mark.parametrize("conditioning", ["truncated", "interim"])
+@pytest.mark.parametrize("conditioning", ["truncated", pytest.param("interim", marks=pytest.mark.slow)])
 def test_monte_carlo_is_unbiased_within_its_standard_errors(conditioning):
     problem = _problem64(participants=10, conditioning=conditioning)
     m = jnp.asarray(M) / 10.0
     exact = moments(m, problem, outcome_table(10, 4))
-    estimate, error = MonteCarlo(10, 4, samples=40_000, chunk_size=20_000, seed=3).estimate(m, problem)
+    estimate, error = MonteCarlo(10, 4, samples=20_000, chunk_size=10_000, seed=3).estimate(m, problem)
     for e, s, x in zip(estimate, error, exact):
         z = np.abs(np.asarray(e) - np.asarray(x)) / np.asarray(s)
         assert np.all(z < 4.5), z  # 4.5 standard errors: a false alarm has probability < 1e-4 per moment
@@ -176,7 +189,7 @@ def test_auto_backend_choice_and_bad_names():
 
 
 @pytest.mark.parametrize("backend,options,rtol", [
-    ("chunked", {"chunk_size": 512}, 1e-9),  # exact: the solver's own tolerance
+    pytest.param("chunked", {"chunk_size": 512}, 1e-9, marks=pytest.mark.slow),  # exact; default run: gpu script
     ("convolution", {}, 1e-5),  # issue 4: lattice within 1e-5 of enumeration
 ])
 def test_every_backend_solves_the_paper_scenarios(backend, options, rtol):
@@ -195,6 +208,7 @@ def test_monte_carlo_backend_solution_is_near_the_exact_one():
     np.testing.assert_allclose(sol.expected_value, ref.expected_value, rtol=1e-3)  # 2^15 samples
 
 
+@pytest.mark.slow  # ~20 s: two compiled solves + evaluations (pytest -m slow)
 def test_gpu_script_runs_on_cpu_at_small_sizes(capsys):
     import importlib.util
     import json
