@@ -98,6 +98,7 @@ def test_paper_scenarios_pooled_exactly(alm_batches):
     assert np.ptp(m1[:4]) <= 1e-9 * m1[0]  # exact pooling: equal to rounding, not "nearly"
 
 
+@pytest.mark.slow  # two more ALM compilations (~45 s): vmapped and single kernels
 def test_batched_equals_one_by_one():
     problems = CASES[3][:2]
     batch = dc.solve_batch(problems, method="alm")
