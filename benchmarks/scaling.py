@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             ref = exact[0]["values"]
             diffs = [abs(a - b) / abs(b) for a, b in zip(row["values"], ref) if math.isfinite(a) and b != 0]
             row["agreement"] = max(diffs) if diffs else None
-        paper = [r for r in same if r["backend"] == "paper" and "seconds" in r]
+        paper = [r for r in rows if (r["I"], r["N"]) == (row["I"], row["N"]) and r["backend"] == "paper" and "seconds" in r]
         if paper and "seconds" in row:
             row["ratio"] = paper[0]["seconds"] / row["seconds"]
         if "seconds" in row:
