@@ -79,7 +79,16 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from .solvers import solve
 
     problem, method, constraints, backend = problem_from_args(args)
-    solution = solve(problem, method=method, constraints=constraints, backend=backend)
+    options = {}
+    if getattr(args, "mechanism", None) is not None:
+        if method != "learned" and getattr(args, "warm_start", None) is None:
+            raise ValueError("--mechanism needs --method learned or --warm-start learned")
+        options["mechanism"] = args.mechanism
+    if getattr(args, "warm_start", None) is not None:
+        if method != "alm":
+            raise ValueError(f"--warm-start needs --method alm, got --method {method}")
+        options["warm_start"] = args.warm_start
+    solution = solve(problem, method=method, constraints=constraints, backend=backend, **options)
     extra = {}
     if getattr(args, "sensitivities", False):
         from .analysis.report import sensitivity_record
@@ -91,7 +100,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(solution_table(solution))
         for key, values in extra.items():
             print(f"{key} = {values}")
-    return EXIT_OK if solution.succeeded else EXIT_NOT_CONVERGED
+    # A learned contract is FEASIBLE (every constraint holds; no optimality claim): the job is done.
+    done = solution.succeeded or (method == "learned" and solution.status_name == "feasible")
+    return EXIT_OK if done else EXIT_NOT_CONVERGED
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -239,7 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--quality", help="quality weights, comma-separated (default all 1)")
     solve.add_argument("--accuracy", help="accuracy curve spec: sgb[:a_opt=1,k=1] | power:a_opt=,b=,alpha= | arctan:s= | FILE.msgpack (from diffcontract fit-curve)")
     solve.add_argument("--valuation", help="valuation spec: linear[:scale=100] | exponential:scale=,gamma=")
-    solve.add_argument("--method", choices=["exact", "alm"], help="solver: exact (SLSQP) or alm (augmented Lagrangian, optax); default exact")
+    solve.add_argument("--method", choices=["exact", "alm", "learned"],
+                       help="solver: exact (SLSQP), alm (augmented Lagrangian, optax) or learned (trained mechanism "
+                            "network + feasibility repair; status 'feasible', exit 0); default exact")
+    solve.add_argument("--mechanism", help="saved learned mechanism (.msgpack) for --method learned or --warm-start "
+                                           "learned (default: the packaged I = 3 model)")
+    solve.add_argument("--warm-start", choices=["learned"], help="alm only: start from the learned mechanism's contract")
     solve.add_argument("--constraints", choices=["simplified", "full"], help="constraint set (default simplified)")
     solve.add_argument("--backend", choices=["auto", "enumerate", "chunked", "convolution", "montecarlo"],
                        help="expectation backend (default auto: enumerate up to 2^18 outcomes, chunked up to 2^27, "

@@ -33,6 +33,8 @@ class Status(enum.IntEnum):
     INFEASIBLE: no contract satisfying the constraints was found (the constraint set appears empty).
     NONFINITE: a NaN or infinity appeared in the iterates.
     STALLED: the optimizer stopped early (line search failure, no progress) with residuals above tolerance.
+    FEASIBLE: every constraint holds but optimality is not claimed (no KKT certificate): the
+      learned mechanism's repaired contracts (``diffcontract.learned``).
     """
 
     CONVERGED = 0
@@ -40,6 +42,7 @@ class Status(enum.IntEnum):
     INFEASIBLE = 2
     NONFINITE = 3
     STALLED = 4
+    FEASIBLE = 5
 
 
 @struct.dataclass

@@ -33,7 +33,7 @@ from ._kkt import PARAMETERIZATIONS, Scales
 from ._projection import isotonic_regression
 from ._single import solve_single_participant
 from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status
-from ._start import exclusion_pooled_start
+from ._start import exclusion_pooled_candidates, exclusion_pooled_start
 
 
 class ALMOptions(NamedTuple):
@@ -71,6 +71,13 @@ class ALMOptions(NamedTuple):
       penalized, so agreement certifies the simplified constraint set at that point) or "pooled"
       (the best all-pooled contract; independent of the reduced solve but, with the degenerate IC
       pairs of pooled types, less reliable).
+    starts: the solve runs from the ``starts`` best feasible exclude-then-pool menus in turn
+      (``lax.map`` inside the kernel; ``_start``) and keeps the converged run with the largest E[a]
+      (the exact solver's multi-start). The objective is not concave (the accuracy curve's
+      convex part near 0; ``tests/test_mechanism_properties.py``), and from the best start alone
+      the ALM can end at a KKT point with a costly type excluded while pooling it pays more.
+      Each start costs a full solve (the loop runs until the slower one stops); 1 turns it off.
+      A given ``x0`` is the only start.
     """
 
     max_outer: int = 40
@@ -92,6 +99,7 @@ class ALMOptions(NamedTuple):
     polish_rounds: int = 6
     polish_guesses: tuple = (1.0, 1e3)
     full_start: str = "reduced"
+    starts: int = 2
 
 
 class ALMState(NamedTuple):
@@ -106,6 +114,7 @@ class ALMState(NamedTuple):
     polished: jnp.ndarray
     converged: jnp.ndarray
     lr: jnp.ndarray  # current Adam step (reduced parameterization)
+    steps: jnp.ndarray  # inner optimizer steps taken
 
 
 class ALMResult(NamedTuple):
@@ -131,7 +140,7 @@ def _from_x(x, parameterization: str):
 
 
 def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str = "reduced",
-               options: ALMOptions = ALMOptions()) -> ALMResult:
+               options: ALMOptions = ALMOptions(), warm_start=None) -> ALMResult:
     """The jittable, vmappable ALM solve of one problem (see module docstring).
 
     Args:
@@ -140,31 +149,41 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
       x0: optional warm start in scaled units (from a previous ``ALMResult.x`` with the same scales).
       parameterization: "reduced" or "full" (static).
       options: ``ALMOptions`` (static).
+      warm_start: optional (I,) contributions m (units of data, monotone), e.g. a learned
+        mechanism's (``diffcontract.learned``): the only start, with t = binding_rewards(m). The
+        first iteration then polishes the start before any Adam step (a warm start near the
+        optimum converges without descending at all); its inner steps are not counted.
     """
     from ..formulation import binding_rewards
 
     dtype = jnp.result_type(problem.costs)
     table = with_weights(problem, table)
-    start_m, _ = exclusion_pooled_start(problem, table)
+    warm = x0 is not None or warm_start is not None
+    start_ms, distinct = _start_menus(problem, table, 1 if warm else options.starts)
+    start_m = start_ms[0]
     data_scale = jnp.maximum(jnp.maximum(jnp.max(start_m), jnp.max(problem.reservation_data)), 1.0)
     value_scale = problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
     scales = Scales(data_scale, value_scale)
     feasibility_money = options.feasibility_tol * value_scale  # relative tolerance -> money
-    start_m = jnp.maximum(start_m, 1e-3 * data_scale)
-    start_t = binding_rewards(start_m, problem.costs, problem.reservation_utility)
-    x_start = _kkt.encode(start_m, start_t, scales, parameterization)
-    if parameterization == "full" and x0 is None and options.full_start == "reduced":
+    start_ms = jnp.maximum(start_ms, 1e-3 * data_scale)
+    start_ts = jax.vmap(lambda m: binding_rewards(m, problem.costs, problem.reservation_utility))(start_ms)
+    x_starts = jax.vmap(lambda m, t: _kkt.encode(m, t, scales, parameterization))(start_ms, start_ts)
+    if parameterization == "full" and not warm and options.full_start == "reduced":
         reduced = alm_kernel(problem, table, parameterization="reduced", options=options)
         m_r, t_r = _kkt.decode(reduced.x, problem, reduced.scales, "reduced")
-        x_start = _kkt.encode(m_r, t_r, scales, "full")
+        x_starts, distinct = _kkt.encode(m_r, t_r, scales, "full")[None, :], jnp.ones((1,), bool)
+    if warm_start is not None:
+        m_w = jnp.asarray(warm_start, dtype)
+        t_w = binding_rewards(m_w, problem.costs, problem.reservation_utility)
+        x_starts, distinct = _kkt.encode(m_w, t_w, scales, parameterization)[None, :], jnp.ones((1,), bool)
     if x0 is not None:
-        x_start = jnp.asarray(x0, dtype)
-    x_start = jnp.maximum(_kkt.project(x_start, parameterization), 1e-9)
+        x_starts, distinct = jnp.asarray(x0, dtype)[None, :], jnp.ones((1,), bool)
+    x_starts = jnp.maximum(jax.vmap(lambda x: _kkt.project(x, parameterization))(x_starts), 1e-9)
 
     args = (problem, table, scales, parameterization)
     F = lambda x: _kkt.objective(x, *args)  # noqa: E731
     G = lambda x: _kkt.general_constraints(x, *args)  # noqa: E731
-    num_g = G(x_start).shape[0]
+    num_g = G(x_starts[0]).shape[0]
 
     def lagrangian(z, lam, rho):
         x = _to_x(z, parameterization)
@@ -289,26 +308,48 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
         return x, jnp.maximum(mu, 0.0), kkt, better, converged
 
     def body(state: ALMState) -> ALMState:
-        z, lam, rho, violation, lr = alm_update(state)
+        if warm_start is not None:
+            # Polish the warm start itself first: no Adam steps in the first iteration.
+            first = state.outer == 0
+            z, lam, rho, violation, lr = jax.lax.cond(
+                first, lambda s: (s.z, s.lam, s.rho, s.violation, s.lr), alm_update, state)
+            steps = state.steps + jnp.where(first, 0, options.inner_steps)
+        else:
+            z, lam, rho, violation, lr = alm_update(state)
+            steps = state.steps + options.inner_steps
         x, mu, kkt, polished, converged = attempt(z, lam)
-        return ALMState(z, lam, rho, violation, state.outer + 1, x, mu, kkt, polished, converged, lr)
+        return ALMState(z, lam, rho, violation, state.outer + 1, x, mu, kkt, polished, converged, lr, steps)
 
     def cond(state: ALMState):
         return (~state.converged) & (state.outer < options.max_outer) & jnp.all(jnp.isfinite(state.z))
 
-    # Start the multipliers at their least-squares estimate for the start's near-active constraints.
-    lam_start = jnp.maximum(ls_multipliers(x_start, guess_active(x_start, jnp.zeros((num_g,), dtype)))[:num_g], 0.0)
-    z_start = _from_x(x_start, parameterization)
-    if parameterization == "reduced":
-        z_start = isotonic_regression(z_start)
-    # No separate polish of the start: one traced copy of ``attempt`` (inside the loop) halves the
-    # compile time, and under vmap every member would pay for it anyway.
-    kkt_none = _kkt.KKTResiduals(*(jnp.asarray(jnp.inf, dtype) for _ in range(4)))
-    st = jax.lax.while_loop(cond, body, ALMState(
-        z=z_start, lam=lam_start, rho=jnp.asarray(options.penalty_init, dtype),
-        violation=jnp.asarray(jnp.inf, dtype), outer=jnp.asarray(0), x=x_start,
-        mu=jnp.zeros((num_g + x_start.shape[0],), dtype), kkt=kkt_none,
-        polished=jnp.asarray(False), converged=jnp.asarray(False), lr=jnp.asarray(options.learning_rate, dtype)))
+    def run_from(x_start):
+        # Start the multipliers at their least-squares estimate for the start's near-active constraints.
+        lam_start = jnp.maximum(ls_multipliers(x_start, guess_active(x_start, jnp.zeros((num_g,), dtype)))[:num_g], 0.0)
+        z_start = _from_x(x_start, parameterization)
+        if parameterization == "reduced":
+            z_start = isotonic_regression(z_start)
+        # No separate polish of the start: one traced copy of ``attempt`` (inside the loop) halves
+        # the compile time, and under vmap every member would pay for it anyway.
+        kkt_none = _kkt.KKTResiduals(*(jnp.asarray(jnp.inf, dtype) for _ in range(4)))
+        return jax.lax.while_loop(cond, body, ALMState(
+            z=z_start, lam=lam_start, rho=jnp.asarray(options.penalty_init, dtype),
+            violation=jnp.asarray(jnp.inf, dtype), outer=jnp.asarray(0), x=x_start,
+            mu=jnp.zeros((num_g + x_start.shape[0],), dtype), kkt=kkt_none,
+            polished=jnp.asarray(False), converged=jnp.asarray(False), lr=jnp.asarray(options.learning_rate, dtype),
+            steps=jnp.asarray(0)))
+
+    # One start after the other (``lax.map``): a vmap over starts nested in a vmap over problems
+    # deadlocked XLA's CPU runtime at batches of 256 (jax 0.10.2); a vmapped while loop runs until
+    # its slowest member anyway, so the sequential form costs about the same.
+    runs = jax.lax.map(run_from, x_starts)
+    # Keep the converged run with the largest E[a] (the first start's run when none converged).
+    run_values = jax.vmap(F)(runs.x)
+    score = jnp.where(runs.converged & jnp.all(jnp.isfinite(runs.x), axis=1), run_values, jnp.inf)
+    chosen = jnp.where(jnp.any(jnp.isfinite(score)), jnp.argmin(score), 0)
+    st = jax.tree_util.tree_map(lambda a: a[chosen], runs)
+    outer_total = jnp.sum(jnp.where(distinct, runs.outer, 0))
+    steps_total = jnp.sum(jnp.where(distinct, runs.steps, 0))
     x = st.x
     m, t = _kkt.decode(x, problem, scales, parameterization)
     res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
@@ -320,8 +361,38 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
         jnp.where(~finite, Status.NONFINITE,
                   jnp.where(infeasible, Status.INFEASIBLE,
                             jnp.where(st.outer >= options.max_outer, Status.MAX_ITERATIONS, Status.STALLED))))
-    return ALMResult(x, st.mu, scales, status, st.outer, st.outer * options.inner_steps, st.kkt,
+    return ALMResult(x, st.mu, scales, status, outer_total, steps_total, st.kkt,
                      st.polished)
+
+
+def _check_warm_start(warm_start, problem) -> jnp.ndarray:
+    """``warm_start`` as a float64 (I,) array; ValueError naming it when it is not a valid menu."""
+    m = np.asarray(warm_start, dtype=np.float64)
+    num = problem.costs.shape[-1]
+    if m.shape != (num,):
+        raise ValueError(f"warm_start must have shape ({num},) (contributions, canonical order), got {m.shape}")
+    if not np.all(np.isfinite(m)) or np.any(m < 0.0):
+        raise ValueError(f"warm_start must be finite and >= 0, got {m.tolist()}")
+    if np.any(np.diff(m) < 0.0):
+        raise ValueError(f"warm_start must be non-decreasing (canonical order, costliest type first), got {m.tolist()}")
+    return jnp.asarray(m)
+
+
+def _start_menus(problem, table, count: int):
+    """The ``count`` best feasible exclude-then-pool menus: ((count', I) contributions, (count',) bool).
+
+    count' = min(count, I). Row 0 is ``exclusion_pooled_start``'s menu (the m^res envelope when none
+    is feasible); a later row with no further feasible candidate repeats row 0 (the same run, no
+    extra iterations) and is flagged False in the second output ("distinct start").
+    """
+    if count == 1:
+        return exclusion_pooled_start(problem, table)[0][None, :], jnp.ones((1,), bool)
+    count = min(count, problem.costs.shape[0])
+    menus, found, value = exclusion_pooled_candidates(problem, table)
+    order = jnp.argsort(jnp.where(found, -value, jnp.inf))[:count]
+    first = jnp.where(jnp.any(found), menus[order[0]], jax.lax.cummax(problem.reservation_data))
+    distinct = found[order] | (jnp.arange(count) == 0)
+    return jnp.where(distinct[:, None], menus[order], first[None, :]).at[0].set(first), distinct
 
 
 _alm_jit = jax.jit(alm_kernel, static_argnames=("parameterization", "options"))
@@ -356,7 +427,7 @@ def _solution_from_result(problem, table, result: ALMResult, parameterization: s
 
 
 def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | None = None, x0=None,
-              backend: str = "auto", backend_options: dict | None = None, **overrides) -> Solution:
+              backend: str = "auto", backend_options: dict | None = None, warm_start=None, **overrides) -> Solution:
     """Solve one problem with the augmented-Lagrangian method (float64).
 
     Args:
@@ -365,6 +436,8 @@ def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | 
         and pairwise IC penalized). The aliases "simplified" -> "reduced" are accepted.
       options: ``ALMOptions``; keyword ``overrides`` replace single fields.
       x0: optional warm start (scaled units, as in ``ALMResult.x``).
+      warm_start: optional (I,) contributions m (units of data, canonical order, non-decreasing),
+        e.g. ``LearnedMechanism.warm_start(problem)``: the only start (see ``alm_kernel``).
       backend, backend_options: expectation backend and its ``make_backend`` options (as for
         ``solve_exact``). The ALM's polish uses second derivatives: with "chunked" or
         "convolution" each costs a pass over the outcomes or the lattice per Hessian column.
@@ -389,13 +462,16 @@ def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | 
     with _precision.float64():
         problem64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
         backend_name, table = make_backend(problem64, backend, **(backend_options or {}))
-        result = _alm_jit(problem64, table, x0, parameterization=parameterization, options=options)
+        if warm_start is not None:
+            warm_start = _check_warm_start(warm_start, problem64)
+        result = _alm_jit(problem64, table, x0, parameterization=parameterization, options=options,
+                          warm_start=warm_start)
         jax.block_until_ready(result)
         sol = _solution_from_result(problem64, table, result, parameterization, 0.0, backend_name)
         sol = jax.tree_util.tree_map(np.asarray, sol)
     status = int(sol.status)
     message = f"ALM: {int(result.outer_iterations)} outer iterations, polished={bool(result.polished)}"
-    if status == Status.INFEASIBLE and parameterization == "reduced" and x0 is None:
+    if status == Status.INFEASIBLE and parameterization == "reduced" and x0 is None and warm_start is None:
         # The reduced parameterization is MODEL.md's simplified set, whose binding local ICs can
         # make it empty while the full problem is feasible (a cheaper type's IR binding above that
         # IC; see ``solve_exact``): the full parameterization decides (one more compile, only here).

@@ -33,16 +33,16 @@ def batch_tables(participants: Sequence[int], num_types: int, length: int | None
     return OutcomeTable(np.stack([cache[n].counts for n in ns]), np.stack([cache[n].valid for n in ns]))
 
 
-def _batched_kernel(problem, table, parameterization, options):
-    result = alm_kernel(problem, table, parameterization=parameterization, options=options)
+def _batched_kernel(problem, table, warm_start, parameterization, options):
+    result = alm_kernel(problem, table, parameterization=parameterization, options=options, warm_start=warm_start)
     return _solution_from_result(problem, table, result, parameterization, 0.0)
 
 
-_batched_alm = jax.jit(jax.vmap(_batched_kernel, in_axes=(0, 0, None, None)), static_argnums=(2, 3))
+_batched_alm = jax.jit(jax.vmap(_batched_kernel, in_axes=(0, 0, 0, None, None)), static_argnums=(3, 4))
 
 
 def solve_batch(problems, method: str = "alm", constraints: str = "reduced", options: ALMOptions | None = None,
-                progress: bool = False, table_length: int | None = None, **overrides) -> Solution:
+                progress: bool = False, table_length: int | None = None, warm_start=None, **overrides) -> Solution:
     """Solve a batch of problems; returns one ``Solution`` whose leaves have a leading batch axis.
 
     Args:
@@ -55,6 +55,8 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
       progress: show a progress bar (exact method).
       table_length: pad outcome tables to this many rows (default: ``bucket_length`` of the largest
         N). Chunks of one sweep given the same length share one compilation.
+      warm_start: optional (B, I) contributions (canonical order, non-decreasing rows), one start
+        per member ("alm"; e.g. ``LearnedMechanism.solve(batch).contributions``); see ``alm_kernel``.
 
     Returns:
       Batched ``Solution`` (canonical type order). ``unstack_solution(sol, k)`` extracts one. A
@@ -91,7 +93,14 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
         tables = batch_tables(batch.participants, batch.num_types, table_length)
         batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), batch)
         tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
-        sol = _batched_alm(batch64, tables, constraints, options)
+        if warm_start is not None:
+            from .alm import _check_warm_start
+
+            rows = np.asarray(warm_start, dtype=np.float64)
+            if rows.ndim != 2 or rows.shape[0] != batch_size(batch):
+                raise ValueError(f"warm_start must have shape ({batch_size(batch)}, I), got {rows.shape}")
+            warm_start = jnp.stack([_check_warm_start(row, unstack_problem(batch, k)) for k, row in enumerate(rows)])
+        sol = _batched_alm(batch64, tables, warm_start, constraints, options)
         sol = jax.block_until_ready(sol)
     sol = jax.tree_util.tree_map(np.asarray, sol)
     single = np.flatnonzero(np.asarray(batch.participants).ravel() == 1)

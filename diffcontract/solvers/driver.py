@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._solution import Solution, Status
 from .exact import solve_exact
 
-METHODS = ("exact", "alm")
+METHODS = ("exact", "alm", "learned")
 
 
 class SolveError(RuntimeError):
@@ -22,8 +22,12 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
 
     Args:
       problem: the problem.
-      method: "exact" (SLSQP on exact enumeration, float64) or "alm" (augmented Lagrangian with
-        optax, jit-compiled, float64).
+      method: "exact" (SLSQP on exact enumeration, float64), "alm" (augmented Lagrangian with
+        optax, jit-compiled, float64) or "learned" (a trained mechanism network + exact-feasibility
+        repair, ``diffcontract.learned``: status FEASIBLE, no optimality claim; option
+        ``mechanism=`` a ``LearnedMechanism`` or a saved file, default the packaged I = 3 model).
+        "alm" takes ``warm_start=`` contributions, or "learned" to start from the mechanism's
+        contract (``mechanism=`` as above).
       constraints: "simplified" (alias "reduced") or "full" (MODEL.md).
       throw: raise ``SolveError`` unless the status is CONVERGED (default: return the status).
       backend: expectation backend: "enumerate" (exact, table in memory), "chunked" (exact, chunks
@@ -45,7 +49,18 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
     elif method == "alm":
         from .alm import solve_alm
 
+        if isinstance(options.get("warm_start"), str):
+            if options["warm_start"] != "learned":
+                raise ValueError(f"warm_start must be contributions or 'learned', got {options['warm_start']!r}")
+            options["warm_start"] = _mechanism(options.pop("mechanism", None)).warm_start(problem)
         solution = solve_alm(problem, parameterization=constraints, backend=backend, **options)
+    elif method == "learned":
+        if backend not in ("auto", "enumerate"):
+            raise ValueError(f"backend must be 'auto' or 'enumerate' for method='learned', got {backend!r}")
+        mechanism = _mechanism(options.pop("mechanism", None))
+        if options:
+            raise ValueError(f"method='learned' takes only mechanism=, got {sorted(options)}")
+        solution = mechanism.solve(problem)
     else:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if welfare:
@@ -55,3 +70,12 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
     if throw and int(solution.status) != Status.CONVERGED:
         raise SolveError(solution)
     return solution
+
+
+def _mechanism(mechanism):
+    """A ``LearnedMechanism`` from an instance, a saved file, or None (the packaged I = 3 model)."""
+    from ..learned import LearnedMechanism, load_mechanism
+
+    if isinstance(mechanism, LearnedMechanism):
+        return mechanism
+    return load_mechanism(mechanism)

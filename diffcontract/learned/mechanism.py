@@ -1,0 +1,156 @@
+r"""A trained mechanism: network + repair as a fast solver, and as a warm start for the ALM.
+
+``learned_contract`` is the pure, jittable map (parameters, problem, table) -> proposal and repaired
+contract; ``LearnedMechanism`` wraps a trained network with its ``ProblemDistribution`` and gives
+``propose`` (network only), ``solve`` (network + repair, a ``Solution``) and ``warm_start``
+(contributions for ``solve_alm(..., warm_start=...)``), for one problem or a batch in one compiled
+call. Status of a learned solution: FEASIBLE (the repaired contract meets every constraint; no
+optimality claim: there is no certificate) or INFEASIBLE (no feasible contract on the repair
+segment: the problem has no feasible exclude-then-pool menu and the proposal is infeasible).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _precision
+from ..expectation import OutcomeTable, moments, with_weights
+from ..formulation import max_violation, residuals, utilities
+from ..problem import ContractProblem, batch_size, unstack_problem
+from ..solvers._solution import Solution, Status
+from .distribution import ProblemDistribution
+from .network import MechanismNetwork, decode_contributions, problem_features
+from .repair import Repaired, improve, repair
+
+
+class LearnedContract(NamedTuple):
+    """proposal: (I,) network contributions before repair; repaired: ``Repaired``."""
+
+    proposal: jnp.ndarray
+    repaired: Repaired
+
+
+def propose(params, network: MechanismNetwork, problem, table: OutcomeTable, participants_range, log10_cost_range):
+    """(I,) proposed contributions for one problem (jittable, differentiable in params).
+
+    ``table``: the problem's ``OutcomeTable`` with weights attached (``with_weights``).
+    """
+    features = problem_features(problem, table, participants_range, log10_cost_range)
+    return decode_contributions(network.apply({"params": params}, features), problem)
+
+
+def learned_contract(params, network: MechanismNetwork, problem, table: OutcomeTable,
+                     participants_range: tuple, log10_cost_range: tuple) -> LearnedContract:
+    """Network proposal and its repair for one problem (jittable; vmap over problems and tables)."""
+    table = with_weights(problem, table)
+    m = propose(params, network, problem, table, participants_range, log10_cost_range)
+    return LearnedContract(m, improve(repair(m, problem, table), problem, table))
+
+
+def _solution_leaves(problem, table, contract: LearnedContract):
+    table = with_weights(problem, table)
+    m, t = contract.repaired.m, contract.repaired.t
+    mom = moments(m, problem, table)
+    res = residuals(m, t, mom.reward_bounds, problem.costs, problem.reservation_utility)
+    u = utilities(m, t, problem.costs)
+    status = jnp.where(contract.repaired.feasible, Status.FEASIBLE, Status.INFEASIBLE)
+    return dict(contributions=m, rewards=t, reward_bounds=mom.reward_bounds, expected_accuracy=mom.expected_accuracy,
+                expected_value=mom.expected_value, utilities=u, reservation_utilities=problem.reservation_utility,
+                information_rents=u - problem.reservation_utility, residuals=res, max_violation=max_violation(res),
+                status=status, blend=contract.repaired.blend, proposal=contract.proposal)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LearnedMechanism:
+    """A trained mechanism network for one ``ProblemDistribution``.
+
+    network: the Flax module.  params: its parameters.  distribution: the support it answers for.
+    metadata: training settings and measured figures (JSON-serializable dict).
+    """
+
+    network: MechanismNetwork
+    params: Any
+    distribution: ProblemDistribution
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    @functools.cached_property
+    def _batched(self):
+        dist = self.distribution
+        ranges = (tuple(dist.participants), tuple(dist.log10_costs))
+
+        def one(params, problem, table):
+            contract = learned_contract(params, self.network, problem, table, *ranges)
+            return _solution_leaves(problem, table, contract)
+
+        return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+
+    @functools.cached_property
+    def _proposals(self):
+        dist = self.distribution
+        ranges = (tuple(dist.participants), tuple(dist.log10_costs))
+        return jax.jit(jax.vmap(lambda params, problem, table: propose(params, self.network, problem,
+                                                                       with_weights(problem, table), *ranges),
+                                in_axes=(None, 0, 0)))
+
+    def _as_batch(self, problem: ContractProblem) -> tuple[ContractProblem, bool, list[str]]:
+        if not isinstance(problem, ContractProblem):
+            raise ValueError(f"problem must be a ContractProblem, got {type(problem).__name__}")
+        notes = self.distribution.check(problem)
+        single = batch_size(problem) is None
+        if single:
+            problem = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], problem)
+        return problem, single, notes
+
+    def propose(self, problem: ContractProblem) -> np.ndarray:
+        """Network contributions before repair: (I,) for one problem, (B, I) for a batch."""
+        batch, single, _ = self._as_batch(problem)
+        with _precision.float64():
+            tables = self.distribution.tables_for(batch.participants)
+            out = np.asarray(self._proposals(self.params, jax.tree_util.tree_map(jnp.asarray, batch),
+                                             OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))))
+        return out[0] if single else out
+
+    def warm_start(self, problem: ContractProblem) -> np.ndarray:
+        """Repaired contributions to start the ALM from (``solve_alm(..., warm_start=...)``)."""
+        return np.asarray(self.solve(problem).contributions)
+
+    def solve(self, problem: ContractProblem) -> Solution:
+        """Network + repair for one problem or a batch (one compiled call); a ``Solution``.
+
+        Status FEASIBLE or INFEASIBLE (see the module docstring); ``iterations`` 0; the message
+        gives the repair's blend toward the safe menu (0: the network's contract as proposed).
+        """
+        batch, single, notes = self._as_batch(problem)
+        start = time.perf_counter()
+        with _precision.float64():
+            batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64)
+                                             if np.issubdtype(np.asarray(a).dtype, np.floating) else jnp.asarray(a), batch)
+            tables = self.distribution.tables_for(batch.participants)
+            leaves = self._batched(self.params, batch64, OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid)))
+            leaves = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(leaves))
+        elapsed = time.perf_counter() - start
+        blend, proposal = leaves.pop("blend"), leaves.pop("proposal")
+        size = blend.shape[0]
+        repaired = int(np.sum(blend > 0))
+        message = (f"learned mechanism ({self.metadata.get('name', 'network')}): {size - repaired} of {size} "
+                   f"proposals feasible as is, {repaired} repaired (max blend {float(np.max(blend)):.3g})")
+        if notes:
+            message += "; " + "; ".join(notes)
+        sol = Solution(problem=batch, iterations=np.zeros(size, np.int64), wall_time=np.full(size, elapsed / size),
+                       certificate=None, method="learned", constraints="simplified", backend="enumerate",
+                       message=message, **leaves)
+        if single:
+            rest = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], sol.replace(problem=None))
+            return rest.replace(problem=unstack_problem(batch, 0), wall_time=float(elapsed))
+        return sol
+
+    def __repr__(self) -> str:
+        return (f"LearnedMechanism(I={self.distribution.num_types}, N in {list(self.distribution.participants)}, "
+                f"hidden={list(self.network.hidden)}, name={self.metadata.get('name', '')!r})")

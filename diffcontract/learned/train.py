@@ -1,0 +1,228 @@
+r"""Training a mechanism network over a distribution of problems on an augmented Lagrangian.
+
+In the style of RegretNet (Duetting et al., 2019), with one multiplier per training problem and
+constraint: for network parameters theta and a minibatch of problems b with proposed contributions
+m_b = net_theta(b) and t_b = binding_rewards(m_b), Adam minimizes the minibatch mean of the
+Powell-Hestenes-Rockafellar augmented Lagrangian
+
+.. math::
+    L_b(\theta) = -E[a(n\cdot m_b)]
+       + \frac{1}{2\rho} \sum_j \big(\max(0, \lambda_{bj} - \rho (G_{bj}(m_b) - \epsilon))^2 - \lambda_{bj}^2\big),
+
+where G_b = (budget residuals, IR residuals of types 2..I) / (v(1) - v(0)) are the constraints the
+construction does not meet by itself (``network``) and epsilon = ``margin`` asks for a little
+slack so that most proposals need no repair. After each step the visited problems' multipliers
+take lambda_b <- max(0, lambda_b - rho (G_b - epsilon)); every ``update_every`` steps rho grows by
+``penalty_growth`` up to ``penalty_max``. Per-problem multipliers let every problem's own binding
+constraints be priced (a multiplier shared across problems, RegretNet's, prices all alike and
+leaves the network conservative where a constraint is slack). One compiled ``lax.scan`` runs each
+block of steps; the host loop over blocks shows a progress bar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from .. import _precision
+from ..expectation import OutcomeTable, moments, with_weights
+from ..formulation import binding_rewards, residuals
+from .distribution import ProblemDistribution
+from .mechanism import LearnedMechanism
+from .network import MechanismNetwork, data_reference, decode_contributions, problem_features
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training settings.
+
+    hidden: MLP widths.  steps: Adam steps (rounded up to whole blocks).  batch: problems per step.
+    pool: training problems drawn once (seed) and sampled from.  learning_rate: Adam's initial
+    step, cosine-decayed to ``final_lr_fraction`` of it.  penalty_init / penalty_growth /
+    penalty_max, update_every: the multiplier and penalty schedule (see module docstring).
+    margin: requested constraint slack epsilon (fraction of v(1) - v(0)).  seed: initialization,
+    pool and minibatch seed.
+    targets: solve the pool first with the batched ALM (``solve_batch``) and use its KKT points:
+      each converged problem's multipliers start its lambda (the augmented Lagrangian's minimizer
+      is then the optimum from the first step), and an imitation term
+      ``imitation_weight * ||log m - log m*||^2`` (logs of m / m_ref, floored at 1e-6) guides the
+      network there; its weight decays linearly to 0 at ``imitation_until`` of the steps, after
+      which the augmented Lagrangian alone trains. Without targets the multipliers start at 0.
+    """
+
+    hidden: tuple = (128, 128, 128)
+    steps: int = 20000
+    batch: int = 256
+    pool: int = 2048
+    learning_rate: float = 2e-3
+    final_lr_fraction: float = 0.02
+    penalty_init: float = 10.0
+    penalty_growth: float = 1.05
+    penalty_max: float = 1e3
+    update_every: int = 100
+    margin: float = 2e-5
+    seed: int = 0
+    targets: bool = True
+    imitation_weight: float = 1.0
+    imitation_until: float = 0.5
+
+    def __post_init__(self):
+        for name in ("steps", "batch", "pool", "update_every"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("learning_rate", "penalty_init", "penalty_growth", "penalty_max"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+        if not (0.0 <= self.margin < 1.0):
+            raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
+
+
+def _constraint_terms(params, network, problem, table, features):
+    """(objective, G (2I - 1,)) of one problem's proposal: -E[a] and the scaled constraints G >= 0."""
+    m = decode_contributions(network.apply({"params": params}, features), problem)
+    t = binding_rewards(m, problem.costs, problem.reservation_utility)
+    mom = moments(m, problem, table)
+    res = residuals(m, t, mom.reward_bounds, problem.costs, problem.reservation_utility)
+    dtype = jnp.result_type(m)
+    value_scale = problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
+    return -mom.expected_accuracy, jnp.concatenate([res.budget, res.ir[1:]]) / value_scale
+
+
+_TARGET_FLOOR = 1e-6  # m / m_ref below this counts as excluded in the imitation term
+
+
+def _alm_targets(pool, distribution: ProblemDistribution, progress: bool):
+    """Batched-ALM KKT points of the pool: (log(m*/m_ref) floored, converged mask, (B, 2I-1) multipliers).
+
+    Solved in chunks of 256 (one compilation; a vmapped solve runs until its slowest member
+    stops). Multipliers are those of G = (budget, IR_2..I) / (v(1) - v(0)) against -E[a], the
+    training Lagrangian's own scaling (the ``Solution`` stores them divided by v(1) - v(0)).
+    """
+    from ..problem import batch_size
+    from ..solvers.batch import solve_batch
+    from ..solvers._solution import Status
+
+    size = batch_size(pool)
+    chunk = 256
+    logs, ok, lams = [], [], []
+    for start in tqdm(range(0, size, chunk), disable=not progress, desc="ALM targets"):
+        part = jax.tree_util.tree_map(lambda a: np.asarray(a)[start:start + chunk], pool)
+        sol = solve_batch(part, method="alm", table_length=distribution.table_length)
+        m_ref = np.asarray(jax.vmap(data_reference)(jax.tree_util.tree_map(jnp.asarray, part)))
+        logs.append(np.log(np.maximum(np.asarray(sol.contributions) / m_ref[:, None], _TARGET_FLOOR)))
+        ok.append(np.asarray(sol.status) == Status.CONVERGED)
+        value_scale = np.asarray(part.valuation(1.0) - part.valuation(0.0)).reshape(-1, 1)
+        mult = sol.certificate.multipliers
+        lams.append(np.concatenate([np.asarray(mult["budget"]), np.asarray(mult["ir_others"])], axis=1) * value_scale)
+    ok = np.concatenate(ok)
+    lam = np.where(ok[:, None], np.concatenate(lams), 0.0)
+    return jnp.asarray(np.concatenate(logs)), jnp.asarray(ok), jnp.asarray(lam)
+
+
+def train_mechanism(distribution: ProblemDistribution = ProblemDistribution(), config: TrainConfig = TrainConfig(),
+                    progress: bool = True, name: str = "") -> tuple[LearnedMechanism, dict]:
+    """Train a ``LearnedMechanism`` for ``distribution`` (float64, deterministic for a seed).
+
+    Returns:
+      (mechanism, history): history holds per-block arrays "step", "objective" (mean -E[a]),
+      "violation" (mean max violation before repair, fraction of v(1) - v(0)), "feasible_share"
+      (share of the minibatch with no violation beyond the margin), "rho", and "seconds".
+    """
+    start = time.perf_counter()
+    network = MechanismNetwork(distribution.num_types, tuple(config.hidden))
+    ranges = (tuple(distribution.participants), tuple(distribution.log10_costs))
+    blocks = -(-config.steps // config.update_every)
+    with _precision.float64():
+        pool = distribution.sample(config.pool, seed=config.seed)
+        pool = jax.tree_util.tree_map(jnp.asarray, pool)
+        tables = distribution.tables_for(np.asarray(pool.participants))
+        tables = jax.vmap(with_weights)(pool, OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid)))
+        # Features do not depend on the parameters: computed once for the whole pool.
+        features = jax.jit(jax.vmap(lambda prob, tab: problem_features(prob, tab, *ranges)))(pool, tables)
+        key = jax.random.PRNGKey(config.seed)
+        key, init_key = jax.random.split(key)
+        params = network.init(init_key, features[0])["params"]
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
+        schedule = optax.cosine_decay_schedule(config.learning_rate, blocks * config.update_every,
+                                               alpha=config.final_lr_fraction)
+        optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+        opt_state = optimizer.init(params)
+        num_g = 2 * distribution.num_types - 1
+        lam = jnp.zeros((config.pool, num_g), jnp.float64)  # one multiplier per problem and constraint
+        rho = jnp.asarray(config.penalty_init, jnp.float64)
+        num = distribution.num_types
+        target_log = jnp.zeros((config.pool, num), jnp.float64)
+        has_target = jnp.zeros((config.pool,), bool)
+        if config.targets:
+            target_log, has_target, lam = _alm_targets(pool, distribution, progress)
+        total_steps = blocks * config.update_every
+
+        terms = jax.vmap(lambda p, prob, tab, feat: _constraint_terms(p, network, prob, tab, feat),
+                         in_axes=(None, 0, 0, 0))
+
+        def loss_fn(params, batch, tabs, feats, lam_b, rho, targets_b, has_b, weight):
+            objective, g = terms(params, batch, tabs, feats)
+            shifted = jnp.maximum(0.0, lam_b - rho * (g - config.margin))
+            penalty = jnp.sum(shifted**2 - lam_b**2, axis=1) / (2.0 * rho)
+            logits = jax.vmap(lambda f: network.apply({"params": params}, f))(feats)
+            m = jax.vmap(decode_contributions)(logits, batch)
+            m_ref = jax.vmap(data_reference)(batch)
+            log_m = jnp.log(jnp.maximum(m / m_ref[:, None], _TARGET_FLOOR))
+            imitation = jnp.where(has_b, jnp.sum((log_m - targets_b) ** 2, axis=1), 0.0)
+            return jnp.mean(objective + penalty + weight * imitation), (objective, g)
+
+        def step(carry, key):
+            params, opt_state, lam, rho, count = carry
+            index = jax.random.randint(key, (config.batch,), 0, config.pool)
+            batch = jax.tree_util.tree_map(lambda a: a[index], pool)
+            tabs = jax.tree_util.tree_map(lambda a: a[index], tables)
+            weight = config.imitation_weight * jnp.maximum(0.0, 1.0 - count / (config.imitation_until * total_steps))
+            weight = jnp.where(config.targets, weight, 0.0)
+            (_, (objective, g)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                params, batch, tabs, features[index], lam[index], rho, target_log[index], has_target[index], weight)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            # First-order multiplier step of the visited problems (PHR: lambda <- max(0, lambda - rho G)).
+            lam = lam.at[index].set(jnp.maximum(0.0, lam[index] - rho * (g - config.margin)))
+            violation = jnp.max(jnp.maximum(-g, 0.0), axis=1)
+            stats = (jnp.mean(objective), jnp.mean(violation), jnp.mean(violation <= 0.0))
+            return (params, opt_state, lam, rho, count + 1), stats
+
+        @jax.jit
+        def block(params, opt_state, lam, rho, count, key):
+            keys = jax.random.split(key, config.update_every)
+            (params, opt_state, lam, rho, count), stats = jax.lax.scan(step, (params, opt_state, lam, rho, count), keys)
+            rho = jnp.minimum(rho * config.penalty_growth, config.penalty_max)
+            return params, opt_state, lam, rho, count, jax.tree_util.tree_map(lambda a: a[-10:].mean(axis=0), stats)
+
+        history = {"step": [], "objective": [], "violation": [], "feasible_share": [], "rho": []}
+        count = jnp.asarray(0.0, jnp.float64)
+        bar = tqdm(range(blocks), disable=not progress, desc="training mechanism")
+        for b in bar:
+            key, sub = jax.random.split(key)
+            params, opt_state, lam, rho, count, (objective, violation, share) = block(params, opt_state, lam, rho,
+                                                                                     count, sub)
+            history["step"].append((b + 1) * config.update_every)
+            history["objective"].append(float(objective))
+            history["violation"].append(float(violation))
+            history["feasible_share"].append(float(share))
+            history["rho"].append(float(rho))
+            bar.set_postfix(Ea=f"{-float(objective):.4f}", viol=f"{float(violation):.1e}", ok=f"{float(share):.2f}")
+        params = jax.tree_util.tree_map(np.asarray, params)
+    history = {k: np.asarray(v) for k, v in history.items()}
+    history["seconds"] = time.perf_counter() - start
+    metadata = {"name": name, "config": {k: (list(v) if isinstance(v, tuple) else v)
+                                         for k, v in dataclasses.asdict(config).items()},
+                "final": {"mean_expected_accuracy": -float(history["objective"][-1]),
+                          "mean_violation": float(history["violation"][-1]),
+                          "feasible_share": float(history["feasible_share"][-1])},
+                "training_seconds": history["seconds"]}
+    return LearnedMechanism(network, params, distribution, metadata), history
