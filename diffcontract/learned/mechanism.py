@@ -6,7 +6,8 @@ contract; ``LearnedMechanism`` wraps a trained network with its ``ProblemDistrib
 (contributions for ``solve_alm(..., warm_start=...)``), for one problem or a batch in one compiled
 call. Status of a learned solution: FEASIBLE (the repaired contract meets every constraint; no
 optimality claim: there is no certificate) or INFEASIBLE (no feasible contract on the repair
-segment: the problem has no feasible exclude-then-pool menu and the proposal is infeasible).
+segment: typically the simplified constraint set, whose binding local ICs every learned contract
+has, is empty there while the full problem may be feasible: ``solve(method="exact")`` decides).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..expectation import OutcomeTable, moments, with_weights
 from ..formulation import max_violation, residuals, utilities
 from ..problem import ContractProblem, batch_size, unstack_problem
 from ..solvers._solution import Solution, Status
+from ..solvers._start import exclusion_pooled_candidates
 from .distribution import ProblemDistribution
 from .network import MechanismNetwork, decode_contributions, problem_features
 from .repair import Repaired, improve, repair
@@ -50,8 +52,10 @@ def learned_contract(params, network: MechanismNetwork, problem, table: OutcomeT
                      participants_range: tuple, log10_cost_range: tuple) -> LearnedContract:
     """Network proposal and its repair for one problem (jittable; vmap over problems and tables)."""
     table = with_weights(problem, table)
-    m = propose(params, network, problem, table, participants_range, log10_cost_range)
-    return LearnedContract(m, improve(repair(m, problem, table), problem, table))
+    candidates = exclusion_pooled_candidates(problem, table)  # features, repair anchor and improvement share them
+    features = problem_features(problem, table, participants_range, log10_cost_range, candidates)
+    m = decode_contributions(network.apply({"params": params}, features), problem)
+    return LearnedContract(m, improve(repair(m, problem, table, candidates), problem, table, candidates))
 
 
 def _solution_leaves(problem, table, contract: LearnedContract):
@@ -141,6 +145,11 @@ class LearnedMechanism:
         repaired = int(np.sum(blend > 0))
         message = (f"learned mechanism ({self.metadata.get('name', 'network')}): {size - repaired} of {size} "
                    f"proposals feasible as is, {repaired} repaired (max blend {float(np.max(blend)):.3g})")
+        failed = int(np.sum(np.asarray(leaves["status"]) != Status.FEASIBLE))
+        if failed:
+            message += (f"; {failed} with no feasible contract found: the mechanism's contracts have binding local "
+                        "ICs (MODEL.md's simplified set), which can be empty while the full problem is feasible; "
+                        "solve those with solve(method='exact')")
         if notes:
             message += "; " + "; ".join(notes)
         sol = Solution(problem=batch, iterations=np.zeros(size, np.int64), wall_time=np.full(size, elapsed / size),

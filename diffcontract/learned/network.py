@@ -54,12 +54,14 @@ def data_reference(problem) -> jnp.ndarray:
     return value_scale / problem.costs[-1]
 
 
-def problem_features(problem, table, participants_range: tuple, log10_cost_range: tuple) -> jnp.ndarray:
+def problem_features(problem, table, participants_range: tuple, log10_cost_range: tuple,
+                     candidates=None) -> jnp.ndarray:
     """(6I + 1,) dimensionless features of one problem (see module docstring; jittable).
 
     Args:
       problem: one ``ContractProblem``.  table: its ``OutcomeTable`` with weights attached.
       participants_range, log10_cost_range: the training distribution's ranges (for scaling).
+      candidates: ``exclusion_pooled_candidates(problem, table)`` if already computed.
     """
     from ..solvers._start import exclusion_pooled_candidates
 
@@ -74,7 +76,7 @@ def problem_features(problem, table, participants_range: tuple, log10_cost_range
     m_res = problem.reservation_data / m_ref
     # The pooled frontier: for j = 0..I-1 costliest types excluded, the largest feasible common
     # m0 of the rest and its E[a] (``solvers/_start.py``); 0 where none is feasible.
-    menus, found, value = exclusion_pooled_candidates(problem, table)
+    menus, found, value = exclusion_pooled_candidates(problem, table) if candidates is None else candidates
     pooled = jnp.where(found, jnp.log(jnp.maximum(menus[:, -1] / m_ref, 1e-12)) / 10.0, -3.0)
     pooled_value = jnp.where(found, value, 0.0)
     return jnp.concatenate([n[None], problem.probs, logc, f, m_res, pooled, pooled_value])

@@ -10,7 +10,7 @@ contract of ``solvers/_start.py``, feasible whenever one exists) anchors a segme
 every point of which is monotone and non-negative (a convex combination of two such vectors).
 Where no exclude-then-pool menu is feasible (cheap types with high reservation utilities need
 separating contracts), ``restore`` supplies a second anchor: a nearby strictly feasible point
-found by descending the squared constraint violations from the proposal.
+found by Gauss-Newton steps on the violated constraints from the proposal.
 The repair returns the smallest feasible lambda found: lambda = 0 (the proposal itself) when
 feasible, otherwise the first feasible point of a geometric grid refined by bisection against its
 infeasible neighbour, so the repaired contract stays as close to the proposal as the search
@@ -24,7 +24,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from ..expectation import moments
 from ..formulation import binding_rewards, residuals
@@ -33,8 +32,7 @@ from .network import data_reference
 
 GRID = 24  # lambda in {0} + geomspace(1e-6, 1, GRID)
 BISECTIONS = 40  # refines lambda to ~1e-12 of its grid bracket
-RESTORE_STEPS = 300  # Adam steps of the feasibility restoration (``restore``)
-RESTORE_LR = 0.05  # Adam step in log-gap units (5 % moves)
+RESTORE_STEPS = 40  # Gauss-Newton steps of the feasibility restoration (``restore``)
 RESTORE_MARGIN = 1e-6  # restoration aims at this slack (fraction of v(1) - v(0)), so it lands inside
 
 
@@ -58,12 +56,15 @@ def _slack(m, problem, table):
 
 
 def restore(m, problem, table, steps: int = RESTORE_STEPS, margin: float = RESTORE_MARGIN):
-    """A nearby strictly feasible point, or the closest attempt (jittable; fixed work).
+    """A nearby exactly feasible point, or the closest attempt: ((I,) m, feasible) (jittable).
 
-    Adam on phi(o) = sum_j max(0, margin - G_j(m(o)))^2, G = (budget, IR_2..I) / (v(1) - v(0)), in
-    the network's own coordinates m = m_ref cumsum(exp(o)) (monotone, positive), from the proposal.
-    The anchor of last resort when no exclude-then-pool menu is feasible (cheap types with a high
-    reservation utility need contracts that separate them).
+    Gauss-Newton on the violated constraints in the network's own coordinates o = log of the gaps
+    of m / m_ref (m = m_ref cumsum(exp(o)): monotone, positive): each step is the least-norm
+    solution of the linearized system G_j(o) + J_j(o) d = margin over the constraints below the
+    margin (G = (budget, IR_2..I) / (v(1) - v(0))), damped to at most 0.5 per coordinate, and the
+    iteration stops at the first exactly feasible point. The anchor of last resort when no
+    exclude-then-pool menu is feasible (cheap types with a high reservation utility need
+    separating contracts).
     """
     dtype = jnp.result_type(m)
     m_ref = data_reference(problem)
@@ -72,24 +73,55 @@ def restore(m, problem, table, steps: int = RESTORE_STEPS, margin: float = RESTO
     value_scale = problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
     to_m = lambda o: m_ref * jnp.cumsum(jnp.exp(jnp.clip(o, -40.0, 10.0)))  # noqa: E731
 
-    def phi(o):
+    def constraints(o):
         mm = to_m(o)
         t = binding_rewards(mm, problem.costs, problem.reservation_utility)
         res = residuals(mm, t, moments(mm, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
-        g = jnp.concatenate([res.budget, res.ir[1:]]) / value_scale
-        return jnp.sum(jnp.maximum(margin - g, 0.0) ** 2)
+        return jnp.concatenate([res.budget, res.ir[1:]]) / value_scale
 
-    adam = optax.adam(RESTORE_LR)
+    def body(_, o):
+        g = constraints(o)
+        jac = jax.jacfwd(constraints)(o)
+        below = g < margin
+        jac_b = jnp.where(below[:, None], jac, 0.0)
+        rhs = jnp.where(below, margin - g, 0.0)
+        gram = jac_b @ jac_b.T + 1e-12 * jnp.eye(g.shape[0], dtype=dtype)
+        step = jac_b.T @ jnp.linalg.solve(gram, rhs)
+        step = step / jnp.maximum(1.0, jnp.max(jnp.abs(step)) / 0.5)
+        o_new = o + step
+        moved = jnp.all(jnp.isfinite(o_new)) & (jnp.min(g) < 0.0)  # stop once exactly feasible
+        return jnp.where(moved, o_new, o)
 
-    def body(_, carry):
-        o, state = carry
-        updates, state = adam.update(jax.grad(phi)(o), state, o)
-        o_new = o + updates
-        return jnp.where(jnp.all(jnp.isfinite(o_new)), o_new, o), state
-
-    o, _ = jax.lax.fori_loop(0, steps, body, (o, adam.init(o)))
+    o = jax.lax.fori_loop(0, steps, body, o)
     out = to_m(o)
     return out, _slack(out, problem, table) >= 0.0
+
+
+SCALE_FACTORS = 40  # geometric factors in [1/20, 20] of the scaled-proposal anchor search
+
+
+def _scaled_anchor(m, problem, table):
+    """The best feasible rescaling of the proposal: ((I,) m, found) (jittable; 2 I x 40 evaluations).
+
+    Candidates: for each type i and factor s in geomspace(1/20, 20), type i alone or types i..I
+    multiplied by s, made monotone by a running max. The network's typical error is one type's
+    level (a cheap type over- or under-contributing), which one such rescaling undoes.
+    """
+    num = m.shape[0]
+    dtype = jnp.result_type(m)
+    factors = jnp.geomspace(0.05, 20.0, SCALE_FACTORS).astype(dtype)
+    eye = jnp.eye(num, dtype=dtype)
+    tails = (jnp.arange(num)[None, :] >= jnp.arange(num)[:, None]).astype(dtype)
+    masks = jnp.concatenate([eye, tails])  # (2I, I)
+    scale = 1.0 + masks[:, None, :] * (factors[None, :, None] - 1.0)
+    cands = jax.lax.cummax(m[None, None, :] * scale, axis=2).reshape(-1, num)
+
+    def score(c):
+        return jnp.where(_slack(c, problem, table) >= 0.0, moments(c, problem, table).expected_accuracy, -jnp.inf)
+
+    scores = jax.vmap(score)(cands)
+    k = jnp.argmax(scores)
+    return cands[k], jnp.isfinite(scores[k])
 
 
 def _segment(m, anchor, anchor_ok, problem, table):
@@ -115,26 +147,35 @@ def _segment(m, anchor, anchor_ok, problem, table):
     return lam, _slack(blend_at(lam), problem, table) >= 0.0
 
 
-def repair(m, problem, table) -> Repaired:
+def repair(m, problem, table, candidates=None) -> Repaired:
     """Repair proposed contributions ``m`` (I,) for ``problem`` (see module docstring).
 
-    Three anchors are tried, and the feasible result with the larger E[a] kept: the best feasible
-    exclude-then-pool menu (``solvers/_start.py``) and ``restore``'s feasible points from the
-    proposal and from the monotone envelope of m^res.
+    Four anchors are tried, and the feasible result with the larger E[a] kept: the best feasible
+    exclude-then-pool menu (``solvers/_start.py``), ``restore``'s feasible points from the
+    proposal and from the monotone envelope of m^res, and the best feasible rescaling of the
+    proposal (``_scaled_anchor``).
 
     Args:
       m: (I,) monotone non-decreasing, non-negative contributions (units of data).
       problem: one ``ContractProblem``.  table: its ``OutcomeTable`` with weights attached
         (``expectation.with_weights``).
+      candidates: ``exclusion_pooled_candidates(problem, table)`` if already computed.
     """
-    safe, found = exclusion_pooled_start(problem, table)
+    if candidates is None:
+        safe, found = exclusion_pooled_start(problem, table)
+    else:  # the same choice as exclusion_pooled_start, from candidates computed once by the caller
+        menus, found_all, value = candidates
+        found = jnp.any(found_all)
+        safe = jnp.where(found, menus[jnp.argmax(jnp.where(found_all, value, -jnp.inf))],
+                         jax.lax.cummax(problem.reservation_data))
     # Restorations from the proposal and from the m^res envelope (the exact solver's fallback
     # start): from far above the feasible set the first can run out of steps; the second starts
     # where every type's own reservation data already is.
     envelope = jax.lax.cummax(problem.reservation_data) + 1e-6 * data_reference(problem)
     restored, restored_ok = jax.vmap(lambda s: restore(s, problem, table))(jnp.stack([m, envelope]))
-    anchors = jnp.concatenate([safe[None, :], restored])
-    anchor_ok = jnp.concatenate([found[None], restored_ok])
+    scaled, scaled_ok = _scaled_anchor(m, problem, table)
+    anchors = jnp.concatenate([safe[None, :], restored, scaled[None, :]])
+    anchor_ok = jnp.concatenate([found[None], restored_ok, scaled_ok[None]])
     lams, feasible = jax.vmap(lambda a, ok: _segment(m, a, ok, problem, table))(anchors, anchor_ok)
     candidates = (1.0 - lams[:, None]) * m[None, :] + lams[:, None] * anchors
     value = jax.vmap(lambda mm: moments(mm, problem, table).expected_accuracy)(candidates)
@@ -149,7 +190,7 @@ IMPROVE_ROUNDS = ((0.5, 4.0), (0.8, 1.25), (0.95, 1.05))  # factor ranges of the
 IMPROVE_FACTORS = 12  # factors per range (geometric)
 
 
-def improve(repaired: Repaired, problem, table) -> Repaired:
+def improve(repaired: Repaired, problem, table, candidates=None) -> Repaired:
     """A feasible contract at least as good as ``repaired``, by a vectorized local search (jittable).
 
     Candidates, all monotone and non-negative: the current contract; every exclude-then-pool menu
@@ -164,7 +205,7 @@ def improve(repaired: Repaired, problem, table) -> Repaired:
 
     num = repaired.m.shape[0]
     dtype = jnp.result_type(repaired.m)
-    menus, found, _ = exclusion_pooled_candidates(problem, table)
+    menus, found, _ = exclusion_pooled_candidates(problem, table) if candidates is None else candidates
 
     def score(m):
         feasible = _slack(m, problem, table) >= 0.0
