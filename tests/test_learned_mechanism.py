@@ -68,6 +68,7 @@ def test_repair_returns_a_feasible_contract_from_any_proposal(scale):
         np.testing.assert_allclose(np.asarray(out.m), np.asarray(exact.m), rtol=1e-8)
 
 
+@pytest.mark.slow  # another table shape to compile (~10 s); CI's 10-minute budget
 def test_repair_never_improves_on_the_optimum():
     problem = ContractProblem(participants=5, probs=[0.5, 0.25, 0.25], costs=[0.4, 0.1, 0.005])
     exact = dc.solve(problem)
@@ -159,6 +160,7 @@ def test_out_of_support_problems_are_refused_by_name(mechanism, kwargs, field):
         mechanism.solve(ContractProblem(**kwargs))
 
 
+@pytest.mark.slow  # ~6 s; CI's 10-minute budget
 def test_costs_outside_the_trained_range_are_flagged_and_still_feasible(mechanism):
     sol = mechanism.solve(ContractProblem(participants=5, probs=[0.2, 0.3, 0.5], costs=[3.0, 0.05, 0.01]))
     assert "outside the trained range" in sol.message
