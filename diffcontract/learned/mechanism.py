@@ -23,13 +23,13 @@ import numpy as np
 
 from .. import _precision
 from ..expectation import OutcomeTable, moments, with_weights
-from ..formulation import max_violation, residuals, utilities
+from ..formulation import binding_rewards, max_violation, residuals, utilities
 from ..problem import ContractProblem, batch_size, unstack_problem
 from ..solvers._solution import Solution, Status
 from ..solvers._start import exclusion_pooled_candidates
 from .distribution import ProblemDistribution
 from .network import MechanismNetwork, decode_contributions, problem_features
-from .repair import Repaired, improve, repair
+from .repair import Repaired, _slack as _proposal_slack, improve, repair
 
 
 class LearnedContract(NamedTuple):
@@ -96,6 +96,29 @@ class LearnedMechanism:
         return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
 
     @functools.cached_property
+    def _first_pass(self):
+        """Network + improvement without the repair's anchors, and whether the proposal was feasible.
+
+        Under ``vmap`` every member pays for every branch, so the anchors (restorations,
+        rescalings, segment searches: ~4x the rest) run in a second call on the members whose
+        proposal is infeasible only (~1 in 10 for the packaged model).
+        """
+        dist = self.distribution
+        ranges = (tuple(dist.participants), tuple(dist.log10_costs))
+
+        def one(params, problem, table):
+            table = with_weights(problem, table)
+            candidates = exclusion_pooled_candidates(problem, table)
+            features = problem_features(problem, table, *ranges, candidates)
+            m = decode_contributions(self.network.apply({"params": params}, features), problem)
+            feasible = _proposal_slack(m, problem, table) >= 0.0
+            t = binding_rewards(m, problem.costs, problem.reservation_utility)
+            start = Repaired(m, t, jnp.zeros((), m.dtype), feasible, jnp.asarray(True))
+            return _solution_leaves(problem, table, LearnedContract(m, improve(start, problem, table, candidates))), feasible
+
+        return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+
+    @functools.cached_property
     def _proposals(self):
         dist = self.distribution
         ranges = (tuple(dist.participants), tuple(dist.log10_costs))
@@ -137,8 +160,25 @@ class LearnedMechanism:
             batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64)
                                              if np.issubdtype(np.asarray(a).dtype, np.floating) else jnp.asarray(a), batch)
             tables = self.distribution.tables_for(batch.participants)
-            leaves = self._batched(self.params, batch64, OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid)))
-            leaves = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(leaves))
+            tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
+            leaves, proposal_ok = self._first_pass(self.params, batch64, tables)
+            leaves = jax.tree_util.tree_map(lambda a: np.array(a, copy=True), jax.block_until_ready(leaves))
+            redo = np.flatnonzero(~np.asarray(proposal_ok))
+            if redo.size:
+                # Second pass, repair + improvement, on the infeasible proposals only; the subset is
+                # padded to a power of two (by repeating a member) so few shapes are compiled.
+                size = 1 << int(np.ceil(np.log2(redo.size)))
+                index = np.concatenate([redo, np.full(size - redo.size, redo[0])])
+                take = lambda a: a[index]  # noqa: E731
+                fixed = self._batched(self.params, jax.tree_util.tree_map(take, batch64),
+                                      jax.tree_util.tree_map(take, tables))
+                fixed = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(fixed))
+                for key, value in leaves.items():
+                    if isinstance(value, np.ndarray):
+                        value[redo] = fixed[key][:redo.size]
+                    else:  # the Residuals pytree
+                        for arr, new in zip(jax.tree_util.tree_leaves(value), jax.tree_util.tree_leaves(fixed[key])):
+                            arr[redo] = new[:redo.size]
         elapsed = time.perf_counter() - start
         blend, proposal = leaves.pop("blend"), leaves.pop("proposal")
         size = blend.shape[0]
