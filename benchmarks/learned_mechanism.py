@@ -110,11 +110,17 @@ def main() -> None:
             steps, converged = "-", count
         print(f"{name:<38}{seconds:>9.3f}{rate:>12.1f}{ratio:>9.1f}{steps:>12}{converged:>11}")
     both = (np.asarray(cold.status) == dc.Status.CONVERGED) & (np.asarray(warm.status) == dc.Status.CONVERGED)
+    w_it, c_it = np.asarray(warm.iterations)[both], np.asarray(cold.iterations)[both]
+    print(f"Adam steps to convergence over the {both.sum()} problems both converged on (non-converged members run to "
+          f"max_outer and say so): mean {w_it.mean():.1f} warm vs {c_it.mean():.1f} cold (2 starts), "
+          f"{1 - w_it.mean() / c_it.mean():.0%} fewer")
     diff = np.abs(np.asarray(warm.expected_value) - np.asarray(cold.expected_value)) / np.asarray(cold.expected_value)
     print(f"(ratio = exact seconds / row seconds; Adam steps = mean inner optimizer steps per problem.) Warm vs "
           f"cold: mean Adam steps {np.mean(warm.iterations):.1f} vs {np.mean(cold.iterations):.1f} "
           f"({1 - np.mean(warm.iterations) / np.mean(cold.iterations):.0%} fewer), vs 1-start "
-          f"{np.mean(cold1.iterations):.1f}; value agreement where both converged ({both.sum()}): max rel. diff "
+          f"{np.mean(cold1.iterations):.1f}; median {np.median(warm.iterations):.0f} warm vs {np.median(cold.iterations):.0f} "
+          f"cold; converged with 0 Adam steps: {int(np.sum(np.asarray(warm.iterations) == 0))} warm vs "
+          f"{int(np.sum(np.asarray(cold.iterations) == 0))} cold; value agreement where both converged ({both.sum()}): max rel. diff "
           f"{np.max(diff[both]) if both.any() else float('nan'):.1e}")
 
 
