@@ -23,9 +23,9 @@ import numpy as np
 
 from .. import _precision
 from ..expectation import OutcomeTable, moments, with_weights
-from ..formulation import binding_rewards, max_violation, residuals, utilities
+from ..formulation import binding_rewards, residuals
 from ..problem import ContractProblem, batch_size, unstack_problem
-from ..solvers._solution import Solution, Status
+from ..solvers._solution import Solution, Status, menu_fields
 from ..solvers._start import exclusion_pooled_candidates
 from .distribution import ProblemDistribution
 from .network import MechanismNetwork, decode_contributions, problem_features
@@ -39,12 +39,14 @@ class LearnedContract(NamedTuple):
     repaired: Repaired
 
 
-def propose(params, network: MechanismNetwork, problem, table: OutcomeTable, participants_range, log10_cost_range):
+def propose(params, network: MechanismNetwork, problem, table: OutcomeTable, participants_range, log10_cost_range,
+            candidates=None):
     """(I,) proposed contributions for one problem (jittable, differentiable in params).
 
-    ``table``: the problem's ``OutcomeTable`` with weights attached (``with_weights``).
+    ``table``: the problem's ``OutcomeTable`` with weights attached (``with_weights``);
+    ``candidates``: its ``exclusion_pooled_candidates`` if already computed.
     """
-    features = problem_features(problem, table, participants_range, log10_cost_range)
+    features = problem_features(problem, table, participants_range, log10_cost_range, candidates)
     return decode_contributions(network.apply({"params": params}, features), problem)
 
 
@@ -53,8 +55,7 @@ def learned_contract(params, network: MechanismNetwork, problem, table: OutcomeT
     """Network proposal and its repair for one problem (jittable; vmap over problems and tables)."""
     table = with_weights(problem, table)
     candidates = exclusion_pooled_candidates(problem, table)  # features, repair anchor and improvement share them
-    features = problem_features(problem, table, participants_range, log10_cost_range, candidates)
-    m = decode_contributions(network.apply({"params": params}, features), problem)
+    m = propose(params, network, problem, table, participants_range, log10_cost_range, candidates)
     return LearnedContract(m, improve(repair(m, problem, table, candidates), problem, table, candidates))
 
 
@@ -63,12 +64,8 @@ def _solution_leaves(problem, table, contract: LearnedContract):
     m, t = contract.repaired.m, contract.repaired.t
     mom = moments(m, problem, table)
     res = residuals(m, t, mom.reward_bounds, problem.costs, problem.reservation_utility)
-    u = utilities(m, t, problem.costs)
     status = jnp.where(contract.repaired.feasible, Status.FEASIBLE, Status.INFEASIBLE)
-    return dict(contributions=m, rewards=t, reward_bounds=mom.reward_bounds, expected_accuracy=mom.expected_accuracy,
-                expected_value=mom.expected_value, utilities=u, reservation_utilities=problem.reservation_utility,
-                information_rents=u - problem.reservation_utility, residuals=res, max_violation=max_violation(res),
-                status=status, blend=contract.repaired.blend, proposal=contract.proposal)
+    return dict(menu_fields(problem, m, t, mom, res), status=status, blend=contract.repaired.blend)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -109,8 +106,7 @@ class LearnedMechanism:
         def one(params, problem, table):
             table = with_weights(problem, table)
             candidates = exclusion_pooled_candidates(problem, table)
-            features = problem_features(problem, table, *ranges, candidates)
-            m = decode_contributions(self.network.apply({"params": params}, features), problem)
+            m = propose(params, self.network, problem, table, *ranges, candidates)
             feasible = _proposal_slack(m, problem, table) >= 0.0
             t = binding_rewards(m, problem.costs, problem.reservation_utility)
             start = Repaired(m, t, jnp.zeros((), m.dtype), feasible, jnp.asarray(True))
@@ -180,7 +176,7 @@ class LearnedMechanism:
                         for arr, new in zip(jax.tree_util.tree_leaves(value), jax.tree_util.tree_leaves(fixed[key])):
                             arr[redo] = new[:redo.size]
         elapsed = time.perf_counter() - start
-        blend, proposal = leaves.pop("blend"), leaves.pop("proposal")
+        blend = leaves.pop("blend")
         size = blend.shape[0]
         repaired = int(np.sum(blend > 0))
         message = (f"learned mechanism ({self.metadata.get('name', 'network')}): {size - repaired} of {size} "

@@ -47,11 +47,15 @@ class MechanismNetwork(nn.Module):
                         bias_init=nn.initializers.constant(jnp.log(0.05)))(h)
 
 
+def value_unit(problem) -> jnp.ndarray:
+    """v(1) - v(0), money (one problem; jittable): the unit of every scaled constraint."""
+    dtype = jnp.result_type(problem.costs)
+    return problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
+
+
 def data_reference(problem) -> jnp.ndarray:
     """m_ref = (v(1) - v(0)) / c_I, units of data (one problem; jittable)."""
-    dtype = jnp.result_type(problem.costs)
-    value_scale = problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
-    return value_scale / problem.costs[-1]
+    return value_unit(problem) / problem.costs[-1]
 
 
 def problem_features(problem, table, participants_range: tuple, log10_cost_range: tuple,
@@ -70,8 +74,7 @@ def problem_features(problem, table, participants_range: tuple, log10_cost_range
     n = (jnp.asarray(problem.participants, dtype) - lo) / max(hi - lo, 1) * 2.0 - 1.0
     a, b = log10_cost_range
     logc = (jnp.log10(problem.costs) - 0.5 * (a + b)) / (0.5 * (b - a))
-    value_scale = problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
-    f = problem.reservation_utility / value_scale
+    f = problem.reservation_utility / value_unit(problem)
     m_ref = data_reference(problem)
     m_res = problem.reservation_data / m_ref
     # The pooled frontier: for j = 0..I-1 costliest types excluded, the largest feasible common

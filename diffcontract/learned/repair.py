@@ -27,8 +27,8 @@ import jax.numpy as jnp
 
 from ..expectation import moments
 from ..formulation import binding_rewards, residuals
-from ..solvers._start import exclusion_pooled_start
-from .network import data_reference
+from ..solvers._start import best_candidate, exclusion_pooled_candidates
+from .network import data_reference, value_unit
 
 GRID = 24  # lambda in {0} + geomspace(1e-6, 1, GRID)
 BISECTIONS = 40  # refines lambda to ~1e-12 of its grid bracket
@@ -48,11 +48,21 @@ class Repaired(NamedTuple):
     safe_found: jnp.ndarray
 
 
-def _slack(m, problem, table):
-    """min over budget and IR_2..I residuals of (m, binding_rewards(m)), money (>= 0 iff feasible)."""
+def learned_constraints(m, problem, table):
+    """(``Moments``, (2I - 1,) G money) of the menu (m, binding_rewards(m)).
+
+    G = (budget residuals, IR residuals of types 2..I): the constraints a contract with binding
+    local ICs and IR_1 does not meet by construction (the training Lagrangian's and the repair's).
+    """
     t = binding_rewards(m, problem.costs, problem.reservation_utility)
-    res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
-    return jnp.minimum(jnp.min(res.budget), jnp.min(res.ir[1:]))
+    mom = moments(m, problem, table)
+    res = residuals(m, t, mom.reward_bounds, problem.costs, problem.reservation_utility)
+    return mom, jnp.concatenate([res.budget, res.ir[1:]])
+
+
+def _slack(m, problem, table):
+    """min G (``learned_constraints``), money: >= 0 iff (m, binding_rewards(m)) is feasible."""
+    return jnp.min(learned_constraints(m, problem, table)[1])
 
 
 def restore(m, problem, table, steps: int = RESTORE_STEPS, margin: float = RESTORE_MARGIN):
@@ -70,14 +80,11 @@ def restore(m, problem, table, steps: int = RESTORE_STEPS, margin: float = RESTO
     m_ref = data_reference(problem)
     gaps = jnp.diff(jnp.concatenate([jnp.zeros((1,), dtype), m]))
     o = jnp.log(jnp.maximum(gaps, 1e-13 * m_ref) / m_ref)
-    value_scale = problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
+    value_scale = value_unit(problem)
     to_m = lambda o: m_ref * jnp.cumsum(jnp.exp(jnp.clip(o, -40.0, 10.0)))  # noqa: E731
 
     def constraints(o):
-        mm = to_m(o)
-        t = binding_rewards(mm, problem.costs, problem.reservation_utility)
-        res = residuals(mm, t, moments(mm, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
-        return jnp.concatenate([res.budget, res.ir[1:]]) / value_scale
+        return learned_constraints(to_m(o), problem, table)[1] / value_scale
 
     def body(_, o):
         g = constraints(o)
@@ -108,20 +115,28 @@ def _scaled_anchor(m, problem, table):
     level (a cheap type over- or under-contributing), which one such rescaling undoes.
     """
     num = m.shape[0]
-    dtype = jnp.result_type(m)
-    factors = jnp.geomspace(0.05, 20.0, SCALE_FACTORS).astype(dtype)
-    eye = jnp.eye(num, dtype=dtype)
-    tails = (jnp.arange(num)[None, :] >= jnp.arange(num)[:, None]).astype(dtype)
-    masks = jnp.concatenate([eye, tails])  # (2I, I)
-    scale = 1.0 + masks[:, None, :] * (factors[None, :, None] - 1.0)
-    cands = jax.lax.cummax(m[None, None, :] * scale, axis=2).reshape(-1, num)
-
-    def score(c):
-        return jnp.where(_slack(c, problem, table) >= 0.0, moments(c, problem, table).expected_accuracy, -jnp.inf)
-
-    scores = jax.vmap(score)(cands)
+    masks = jnp.concatenate([jnp.eye(num, dtype=m.dtype), _tails(num, m.dtype)])  # (2I, I)
+    cands = _rescalings(m, masks, jnp.geomspace(0.05, 20.0, SCALE_FACTORS).astype(m.dtype))
+    scores = jax.vmap(lambda c: _feasible_value(c, problem, table))(cands)
     k = jnp.argmax(scores)
     return cands[k], jnp.isfinite(scores[k])
+
+
+def _tails(num: int, dtype) -> jnp.ndarray:
+    """(I, I) masks: row i selects types i..I."""
+    return (jnp.arange(num)[None, :] >= jnp.arange(num)[:, None]).astype(dtype)
+
+
+def _rescalings(m, masks, factors) -> jnp.ndarray:
+    """(M F, I) copies of m with the types of each mask row multiplied by each factor, made
+    monotone by a running max."""
+    scale = 1.0 + masks[:, None, :] * (factors[None, :, None] - 1.0)
+    return jax.lax.cummax(m[None, None, :] * scale, axis=2).reshape(-1, m.shape[0])
+
+
+def _feasible_value(m, problem, table):
+    """E[a] of (m, binding_rewards(m)) where feasible (``_slack`` >= 0), else -inf."""
+    return jnp.where(_slack(m, problem, table) >= 0.0, moments(m, problem, table).expected_accuracy, -jnp.inf)
 
 
 def _segment(m, anchor, anchor_ok, problem, table):
@@ -162,12 +177,8 @@ def repair(m, problem, table, candidates=None) -> Repaired:
       candidates: ``exclusion_pooled_candidates(problem, table)`` if already computed.
     """
     if candidates is None:
-        safe, found = exclusion_pooled_start(problem, table)
-    else:  # the same choice as exclusion_pooled_start, from candidates computed once by the caller
-        menus, found_all, value = candidates
-        found = jnp.any(found_all)
-        safe = jnp.where(found, menus[jnp.argmax(jnp.where(found_all, value, -jnp.inf))],
-                         jax.lax.cummax(problem.reservation_data))
+        candidates = exclusion_pooled_candidates(problem, table)
+    safe, found = best_candidate(problem, candidates)
     # Restorations from the proposal and from the m^res envelope (the exact solver's fallback
     # start): from far above the feasible set the first can run out of steps; the second starts
     # where every type's own reservation data already is.
@@ -201,15 +212,10 @@ def improve(repaired: Repaired, problem, table, candidates=None) -> Repaired:
     few per cent in m; this search recovers most of what that costs in value (and the pooled
     optimum exactly when it is one of the menus), for about 120 evaluations per problem.
     """
-    from ..solvers._start import exclusion_pooled_candidates
-
     num = repaired.m.shape[0]
     dtype = jnp.result_type(repaired.m)
     menus, found, _ = exclusion_pooled_candidates(problem, table) if candidates is None else candidates
-
-    def score(m):
-        feasible = _slack(m, problem, table) >= 0.0
-        return jnp.where(feasible, moments(m, problem, table).expected_accuracy, -jnp.inf)
+    score = lambda m: _feasible_value(m, problem, table)  # noqa: E731
 
     best = repaired.m
     best_score = jnp.where(repaired.feasible, score(best), -jnp.inf)
@@ -217,11 +223,8 @@ def improve(repaired: Repaired, problem, table, candidates=None) -> Repaired:
     k = jnp.argmax(menu_scores)
     take = menu_scores[k] > best_score
     best, best_score = jnp.where(take, menus[k], best), jnp.where(take, menu_scores[k], best_score)
-    tails = (jnp.arange(num)[None, :] >= jnp.arange(num)[:, None]).astype(dtype)  # (I, I): row i masks types i..I
     for lo, hi in IMPROVE_ROUNDS:
-        factors = jnp.geomspace(lo, hi, IMPROVE_FACTORS).astype(dtype)
-        scale = 1.0 + tails[:, None, :] * (factors[None, :, None] - 1.0)  # (I, F, I)
-        cands = jax.lax.cummax(best[None, None, :] * scale, axis=2).reshape(-1, num)
+        cands = _rescalings(best, _tails(num, dtype), jnp.geomspace(lo, hi, IMPROVE_FACTORS).astype(dtype))
         scores = jax.vmap(score)(cands)
         k = jnp.argmax(scores)
         take = scores[k] > best_score

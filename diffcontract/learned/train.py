@@ -31,11 +31,11 @@ import optax
 from tqdm.auto import tqdm
 
 from .. import _precision
-from ..expectation import OutcomeTable, moments, with_weights
-from ..formulation import binding_rewards, residuals
+from ..expectation import OutcomeTable, with_weights
 from .distribution import ProblemDistribution
 from .mechanism import LearnedMechanism
-from .network import MechanismNetwork, data_reference, decode_contributions, problem_features
+from .network import MechanismNetwork, data_reference, decode_contributions, problem_features, value_unit
+from .repair import learned_constraints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,12 +88,8 @@ class TrainConfig:
 def _constraint_terms(params, network, problem, table, features):
     """(objective, G (2I - 1,)) of one problem's proposal: -E[a] and the scaled constraints G >= 0."""
     m = decode_contributions(network.apply({"params": params}, features), problem)
-    t = binding_rewards(m, problem.costs, problem.reservation_utility)
-    mom = moments(m, problem, table)
-    res = residuals(m, t, mom.reward_bounds, problem.costs, problem.reservation_utility)
-    dtype = jnp.result_type(m)
-    value_scale = problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
-    return -mom.expected_accuracy, jnp.concatenate([res.budget, res.ir[1:]]) / value_scale
+    mom, g = learned_constraints(m, problem, table)
+    return -mom.expected_accuracy, g / value_unit(problem)
 
 
 _TARGET_FLOOR = 1e-6  # m / m_ref below this counts as excluded in the imitation term

@@ -34,8 +34,8 @@ import numpy as np
 
 from .. import _precision
 from ..expectation import moments, outcome_table, with_weights
-from ..formulation import max_violation, residuals, utilities
-from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status, value_scale
+from ..formulation import max_violation, residuals
+from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status, host_menu_fields, value_scale
 
 MESSAGE = ("N = 1: the feasible set is the single reservation menu (m_i = m^res_i, t_i = v(a(q_i m^res_i)); "
            "solvers/_single.py), returned without optimization")
@@ -81,7 +81,6 @@ def solve_single_participant(problem, method: str = "exact", constraints: str = 
         t = mom.reward_bounds  # tbar_i(m) = v(a(q_i m_i)): every budget binds
         res = residuals(m, t, mom.reward_bounds, problem.costs, problem.reservation_utility)
         violation = float(max_violation(res))
-        u = utilities(m, t, problem.costs)
         tol = feasibility_tol * value_scale(problem)
     finite = bool(np.all(np.isfinite(np.asarray(t)))) and np.isfinite(violation)
     if not finite:
@@ -93,16 +92,7 @@ def solve_single_participant(problem, method: str = "exact", constraints: str = 
                                            "is feasible")
     return Solution(
         problem=problem,
-        contributions=np.asarray(m),
-        rewards=np.asarray(t),
-        reward_bounds=np.asarray(mom.reward_bounds),
-        expected_accuracy=float(mom.expected_accuracy),
-        expected_value=float(mom.expected_value),
-        utilities=np.asarray(u),
-        reservation_utilities=np.asarray(problem.reservation_utility),
-        information_rents=np.asarray(u - problem.reservation_utility),
-        residuals=jax.tree_util.tree_map(np.asarray, res),
-        max_violation=violation,
+        **host_menu_fields(problem, m, t, mom, res),
         status=int(status),
         iterations=0,
         wall_time=time.perf_counter() - start,

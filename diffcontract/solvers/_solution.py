@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+import jax
 import numpy as np
 from flax import struct
 
@@ -23,6 +24,29 @@ FEASIBILITY_TOL = 1e-10
 def value_scale(problem) -> float:
     """v(1) - v(0), money: the unit of the relative ``FEASIBILITY_TOL`` (host side, float)."""
     return float(np.asarray(problem.valuation(1.0) - problem.valuation(0.0)))
+
+
+def menu_fields(problem, m, t, mom, res) -> dict:
+    """The ``Solution`` fields every solver measures for a menu (m, t), as one dict.
+
+    Args: problem; m, t: (I,) menu; mom: its ``Moments``; res: its ``Residuals``. Pure array
+    arithmetic (jittable, vmappable); host callers convert the leaves themselves.
+    """
+    from ..formulation import max_violation, utilities
+
+    u = utilities(m, t, problem.costs)
+    return dict(contributions=m, rewards=t, reward_bounds=mom.reward_bounds, expected_accuracy=mom.expected_accuracy,
+                expected_value=mom.expected_value, utilities=u, reservation_utilities=problem.reservation_utility,
+                information_rents=u - problem.reservation_utility, residuals=res, max_violation=max_violation(res))
+
+
+def host_menu_fields(problem, m, t, mom, res) -> dict:
+    """``menu_fields`` as numpy arrays and Python floats (the exact solver's and N = 1 records)."""
+    with jax.enable_x64(True):  # called after the solvers' float64 blocks: keep the arithmetic in float64
+        fields = jax.tree_util.tree_map(np.asarray, menu_fields(problem, m, t, mom, res))
+    for key in ("expected_accuracy", "expected_value", "max_violation"):
+        fields[key] = float(fields[key])
+    return fields
 
 
 class Status(enum.IntEnum):

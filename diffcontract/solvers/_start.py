@@ -117,8 +117,13 @@ def exclusion_pooled_start(problem, table):
       m0 > 0 is feasible (then m is the monotone envelope of the reservation data m^res, a
       reasonable but infeasible start).
     """
-    menus, found, value = exclusion_pooled_candidates(problem, table)
+    return best_candidate(problem, exclusion_pooled_candidates(problem, table))
+
+
+def best_candidate(problem, candidates):
+    """``exclusion_pooled_start``'s choice from already computed ``exclusion_pooled_candidates``:
+    (m, found), the feasible menu with the largest E[a], else the m^res envelope and False."""
+    menus, found, value = candidates
     best = jnp.argmax(jnp.where(found, value, -jnp.inf))
-    fallback = jax.lax.cummax(problem.reservation_data)
     any_found = jnp.any(found)
-    return jnp.where(any_found, menus[best], fallback), any_found
+    return jnp.where(any_found, menus[best], jax.lax.cummax(problem.reservation_data)), any_found

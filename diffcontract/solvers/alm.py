@@ -27,13 +27,13 @@ import optax
 from .. import _precision
 from ..expectation import OutcomeTable, moments, with_weights
 from ..expectation.backends import make_backend, resolve_backend
-from ..formulation import max_violation, residuals, utilities
+from ..formulation import max_violation, residuals
 from . import _kkt
 from ._kkt import PARAMETERIZATIONS, Scales
 from ._projection import isotonic_regression
 from ._single import solve_single_participant
-from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status
-from ._start import exclusion_pooled_candidates, exclusion_pooled_start
+from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status, menu_fields
+from ._start import best_candidate, exclusion_pooled_candidates, exclusion_pooled_start
 
 
 class ALMOptions(NamedTuple):
@@ -76,7 +76,9 @@ class ALMOptions(NamedTuple):
       (the exact solver's multi-start). The objective is not concave (the accuracy curve's
       convex part near 0; ``tests/test_mechanism_properties.py``), and from the best start alone
       the ALM can end at a KKT point with a costly type excluded while pooling it pays more.
-      Each start costs a full solve (the loop runs until the slower one stops); 1 turns it off.
+      Each start costs a full solve (the loop runs until the slower one stops); 1 turns it off (on
+      60 random I = 3, 4 problems, ``benchmarks/alm_vs_exact.py``, the second start changed no
+      result and cost 2-2.6x the batched time).
       A given ``x0`` is the only start.
     """
 
@@ -388,9 +390,10 @@ def _start_menus(problem, table, count: int):
     if count == 1:
         return exclusion_pooled_start(problem, table)[0][None, :], jnp.ones((1,), bool)
     count = min(count, problem.costs.shape[0])
-    menus, found, value = exclusion_pooled_candidates(problem, table)
+    candidates = exclusion_pooled_candidates(problem, table)
+    menus, found, value = candidates
     order = jnp.argsort(jnp.where(found, -value, jnp.inf))[:count]
-    first = jnp.where(jnp.any(found), menus[order[0]], jax.lax.cummax(problem.reservation_data))
+    first, _ = best_candidate(problem, candidates)
     distinct = found[order] | (jnp.arange(count) == 0)
     return jnp.where(distinct[:, None], menus[order], first[None, :]).at[0].set(first), distinct
 
@@ -404,7 +407,6 @@ def _solution_from_result(problem, table, result: ALMResult, parameterization: s
     m, t = _kkt.decode(result.x, problem, result.scales, parameterization)
     mom = moments(m, problem, table)
     res = residuals(m, t, mom.reward_bounds, problem.costs, problem.reservation_utility)
-    u = utilities(m, t, problem.costs)
     num_g = result.multipliers.shape[-1] - result.x.shape[-1]
     lam_g = result.multipliers[:num_g] / result.scales.value
     num = m.shape[0]
@@ -417,10 +419,7 @@ def _solution_from_result(problem, table, result: ALMResult, parameterization: s
     cert = Certificate(multipliers=mult, stationarity=result.kkt.stationarity,
                        complementarity=result.kkt.complementarity)
     return Solution(
-        problem=problem, contributions=m, rewards=t, reward_bounds=mom.reward_bounds,
-        expected_accuracy=mom.expected_accuracy, expected_value=mom.expected_value, utilities=u,
-        reservation_utilities=problem.reservation_utility, information_rents=u - problem.reservation_utility,
-        residuals=res, max_violation=max_violation(res), status=result.status,
+        problem=problem, **menu_fields(problem, m, t, mom, res), status=result.status,
         iterations=result.steps, wall_time=wall_time, certificate=cert, method="alm",
         constraints=parameterization, backend=backend, message="",
     )

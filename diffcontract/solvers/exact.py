@@ -22,9 +22,9 @@ from scipy import optimize
 from .. import _precision
 from ..expectation import moments, with_weights
 from ..expectation.backends import make_backend, resolve_backend
-from ..formulation import binding_rewards, max_violation, residuals, utilities
+from ..formulation import binding_rewards, max_violation, residuals
 from ._single import solve_single_participant
-from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status
+from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status, host_menu_fields
 from ._start import exclusion_pooled_candidates
 
 CONSTRAINT_SETS = ("simplified", "full")
@@ -389,7 +389,6 @@ def solve_exact(
     else:
         status = Status.STALLED
 
-    u = utilities(m, t, problem.costs)
     names = ["budget", "ir_others", "monotone"] if constraints == "simplified" else ["budget", "ir", "ic"]
     sizes = [num, num - 1, num - 1] if constraints == "simplified" else [num, num, num * (num - 1)]
     split_at = np.cumsum(sizes)[:-1]
@@ -403,16 +402,7 @@ def solve_exact(
     )
     return Solution(
         problem=problem,
-        contributions=np.asarray(m),
-        rewards=np.asarray(t),
-        reward_bounds=np.asarray(mom.reward_bounds),
-        expected_accuracy=float(mom.expected_accuracy),
-        expected_value=float(mom.expected_value),
-        utilities=np.asarray(u),
-        reservation_utilities=np.asarray(problem.reservation_utility),
-        information_rents=np.asarray(u - problem.reservation_utility),
-        residuals=jax.tree_util.tree_map(np.asarray, res),
-        max_violation=violation,
+        **{**host_menu_fields(problem, m, t, mom, res), "max_violation": violation},
         status=int(status),
         iterations=iterations,
         wall_time=time.perf_counter() - start,
