@@ -397,6 +397,18 @@ def problem_grid(participants, probs, costs, accuracy: Any = None, valuation: An
     return ContractProblem.tree_unflatten((conditioning, tuple(range(c.shape[1]))), leaves)
 
 
+def without_input_order(problem: ContractProblem) -> ContractProblem:
+    """``problem`` with the identity ``type_order``: the view that compiled kernels get.
+
+    The arrays are in canonical order already; ``type_order`` only maps results back to the input
+    order on the host. It is static pytree data, so a kernel given the problem itself would
+    compile once per input order of the types; given this view, once for all orders. Results
+    computed from it are canonical; keep ``problem`` for the ``Solution``.
+    """
+    flat, (conditioning, order) = problem.tree_flatten()
+    return ContractProblem.tree_unflatten((conditioning, tuple(range(len(order)))), flat)
+
+
 def batch_size(problem: ContractProblem) -> int | None:
     """B for a batched problem (leaves with a leading axis), None for a single one."""
     shape = np.shape(problem.costs)

@@ -12,6 +12,7 @@ import diffcontract as dc
 from diffcontract import _precision
 from diffcontract.analysis import paper_scenario
 from diffcontract.expectation import OutcomeTable, outcome_table, with_weights
+from diffcontract.mechanism import verify
 from diffcontract.solvers import _kkt
 from diffcontract.solvers._projection import isotonic_regression, project_monotone_nonnegative
 from diffcontract.solvers.alm import _alm_jit
@@ -96,6 +97,30 @@ def test_paper_scenarios_pooled_exactly(alm_batches):
     assert s2.pooled_groups() == [[0, 1, 2, 3, 4]]
     m1 = np.asarray(s1.contributions)
     assert np.ptp(m1[:4]) <= 1e-9 * m1[0]  # exact pooling: equal to rounding, not "nearly"
+
+
+def test_single_participant_members_get_the_reservation_menu(alm_batches):
+    # CASES[5][6] has N = 1: it rides in the vmapped call as a copy of another member (it could
+    # never converge there and would hold the loop to max_outer), then gets its unique menu.
+    _, batches = alm_batches
+    if 5 not in batches:
+        pytest.skip("this parameterization's default batch has no 5-type problems")
+    assert int(CASES[5][6].participants) == 1
+    member = dc.unstack_solution(batches[5], 6)
+    assert member.status_name == "converged"
+    np.testing.assert_array_equal(member.contributions, np.asarray(CASES[5][6].reservation_data))
+    assert verify(member, tol=1e-9).ok  # binding IRs and budgets: rounding-level residuals
+
+
+def test_batch_of_single_participant_problems_needs_no_alm():
+    problems = [dc.ContractProblem(participants=1, probs=[0.5, 0.5], costs=[0.02, 0.01]),
+                dc.ContractProblem(participants=1, probs=[0.3, 0.7], costs=[0.05, 0.01])]
+    batch = dc.solve_batch(problems, method="alm")
+    assert "every member has N = 1" in batch.message
+    for k, problem in enumerate(problems):
+        member = dc.unstack_solution(batch, k)
+        assert member.status_name == "converged"
+        np.testing.assert_array_equal(member.contributions, np.asarray(problem.reservation_data))
 
 
 @pytest.mark.slow  # two more ALM compilations (~45 s): vmapped and single kernels

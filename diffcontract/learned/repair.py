@@ -33,6 +33,7 @@ from .network import data_reference, value_unit
 GRID = 24  # lambda in {0} + geomspace(1e-6, 1, GRID)
 BISECTIONS = 40  # refines lambda to ~1e-12 of its grid bracket
 RESTORE_STEPS = 40  # Gauss-Newton steps of the feasibility restoration (``restore``)
+SEARCH_MARGIN = 1e-14  # the searches' acceptance slack (x (v(1) - v(0))); see ``_clears``
 RESTORE_MARGIN = 1e-6  # restoration aims at this slack (fraction of v(1) - v(0)), so it lands inside
 
 
@@ -63,6 +64,17 @@ def learned_constraints(m, problem, table):
 def _slack(m, problem, table):
     """min G (``learned_constraints``), money: >= 0 iff (m, binding_rewards(m)) is feasible."""
     return jnp.min(learned_constraints(m, problem, table)[1])
+
+
+def _clears(m, problem, table):
+    """Whether the slack is at least ``SEARCH_MARGIN`` x (v(1) - v(0)): the test inside searches.
+
+    A search that accepted slack >= 0 would end within a few ulps of the boundary, where another
+    evaluation order (the final check, the verifier) can round the slack below 0. The margin,
+    1e-14 of the value scale (1e-12 money for v = 100 r), is some 30 times that rounding for the
+    tables of a learned mechanism (I = 3, N <= 12: at most 91 outcomes) and far below any tolerance.
+    """
+    return _slack(m, problem, table) >= SEARCH_MARGIN * value_unit(problem)
 
 
 def restore(m, problem, table, steps: int = RESTORE_STEPS, margin: float = RESTORE_MARGIN):
@@ -135,8 +147,8 @@ def _rescalings(m, masks, factors) -> jnp.ndarray:
 
 
 def _feasible_value(m, problem, table):
-    """E[a] of (m, binding_rewards(m)) where feasible (``_slack`` >= 0), else -inf."""
-    return jnp.where(_slack(m, problem, table) >= 0.0, moments(m, problem, table).expected_accuracy, -jnp.inf)
+    """E[a] of (m, binding_rewards(m)) where feasible with the search margin (``_clears``), else -inf."""
+    return jnp.where(_clears(m, problem, table), moments(m, problem, table).expected_accuracy, -jnp.inf)
 
 
 def _segment(m, anchor, anchor_ok, problem, table):
@@ -144,7 +156,7 @@ def _segment(m, anchor, anchor_ok, problem, table):
     dtype = jnp.result_type(m)
     blend_at = lambda lam: (1.0 - lam) * m + lam * anchor  # noqa: E731
     lams = jnp.concatenate([jnp.zeros((1,), dtype), jnp.geomspace(1e-6, 1.0, GRID).astype(dtype)])
-    ok = jax.vmap(lambda lam: _slack(blend_at(lam), problem, table))(lams) >= 0.0
+    ok = jax.vmap(lambda lam: _clears(blend_at(lam), problem, table))(lams)
     ok = ok.at[-1].set(ok[-1] & anchor_ok)
     any_ok = jnp.any(ok)
     first = jnp.argmax(ok)  # first feasible grid point (0 when none)
@@ -153,7 +165,7 @@ def _segment(m, anchor, anchor_ok, problem, table):
     def halve(_, bounds):
         a, b = bounds
         mid = 0.5 * (a + b)
-        feasible = _slack(blend_at(mid), problem, table) >= 0.0
+        feasible = _clears(blend_at(mid), problem, table)
         return jnp.where(feasible, a, mid), jnp.where(feasible, mid, b)
 
     _, hi = jax.lax.fori_loop(0, BISECTIONS, halve, (lo, hi))

@@ -28,6 +28,7 @@ from .. import _precision
 from ..expectation import OutcomeTable, moments, with_weights
 from ..expectation.backends import make_backend, resolve_backend
 from ..formulation import max_violation, residuals
+from ..problem import without_input_order
 from . import _kkt
 from ._kkt import PARAMETERIZATIONS, Scales
 from ._projection import isotonic_regression
@@ -463,11 +464,12 @@ def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | 
         backend_name, table = make_backend(problem64, backend, **(backend_options or {}))
         if warm_start is not None:
             warm_start = _check_warm_start(warm_start, problem64)
-        result = _alm_jit(problem64, table, x0, parameterization=parameterization, options=options,
+        kernel_problem = without_input_order(problem64)  # one compilation for every type order
+        result = _alm_jit(kernel_problem, table, x0, parameterization=parameterization, options=options,
                           warm_start=warm_start)
         jax.block_until_ready(result)
-        sol = _solution_from_result(problem64, table, result, parameterization, 0.0, backend_name)
-        sol = jax.tree_util.tree_map(np.asarray, sol)
+        sol = _solution_from_result(kernel_problem, table, result, parameterization, 0.0, backend_name)
+        sol = jax.tree_util.tree_map(np.asarray, sol.replace(problem=problem64))
     status = int(sol.status)
     message = f"ALM: {int(result.outer_iterations)} outer iterations, polished={bool(result.polished)}"
     if status == Status.INFEASIBLE and parameterization == "reduced" and x0 is None and warm_start is None:

@@ -62,8 +62,9 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
       Batched ``Solution`` (canonical type order). ``unstack_solution(sol, k)`` extracts one. A
       vmapped while-loop runs until its slowest member stops; each member's status says whether it
       converged. Members with one participant (N = 1) get their unique feasible menu, as from
-      ``solve`` (``solvers/_single.py``); under "alm" they still ride along in the vmapped call,
-      where they never converge and so keep it running to ``max_outer``: batch them separately.
+      ``solve`` (``solvers/_single.py``); under "alm" they ride along in the vmapped call as copies
+      of another member (an N = 1 member never converges there and would keep the loop running to
+      ``max_outer``), and their rows are then replaced.
       Unlike ``solve_alm``, an "alm" member that the reduced parameterization ends "infeasible" is
       not re-solved with the full one (its simplified set may be empty while the full problem is
       feasible): re-solve such members with ``constraints="full"``.
@@ -89,27 +90,40 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
         raise ValueError(f"constraints must be one of {PARAMETERIZATIONS}, got {constraints!r}")
     options = (options or ALMOptions())._replace(**overrides)
     start = time.perf_counter()
+    num = batch_size(batch)
+    single = np.flatnonzero(np.asarray(batch.participants).ravel() == 1)
+    if single.size == num:  # nothing for the ALM: every member's menu is the reservation menu
+        sols = [_single_solution(unstack_problem(batch, k), constraints, options.feasibility_tol) for k in range(num)]
+        elapsed = time.perf_counter() - start
+        return _stack_solutions(sols).replace(
+            problem=batch, wall_time=np.full(num, elapsed / num),
+            message=f"batched ALM ({num} problems, {elapsed:.3f} s); every member has N = 1: the reservation menu")
+    # N = 1 members cannot converge in the ALM (one feasible point) and would keep the vmapped loop
+    # running to max_outer: they ride along as copies of a solvable member, then get their own rows.
+    rows = np.arange(num)
+    rows[single] = np.setdiff1d(rows, single)[0]
     with _precision.float64():
-        tables = batch_tables(batch.participants, batch.num_types, table_length)
-        batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), batch)
+        solvable = jax.tree_util.tree_map(lambda a: np.asarray(a)[rows], batch) if single.size else batch
+        tables = batch_tables(solvable.participants, solvable.num_types, table_length)
+        batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), solvable)
         tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
         if warm_start is not None:
             from .alm import _check_warm_start
 
-            rows = np.asarray(warm_start, dtype=np.float64)
-            if rows.ndim != 2 or rows.shape[0] != batch_size(batch):
-                raise ValueError(f"warm_start must have shape ({batch_size(batch)}, I), got {rows.shape}")
-            warm_start = jnp.stack([_check_warm_start(row, unstack_problem(batch, k)) for k, row in enumerate(rows)])
+            warm = np.asarray(warm_start, dtype=np.float64)
+            if warm.ndim != 2 or warm.shape[0] != num:
+                raise ValueError(f"warm_start must have shape ({num}, I), got {warm.shape}")
+            checked = [_check_warm_start(row, unstack_problem(batch, k)) for k, row in enumerate(warm)]
+            warm_start = jnp.stack([checked[k] for k in rows])
         sol = _batched_alm(batch64, tables, warm_start, constraints, options)
         sol = jax.block_until_ready(sol)
     sol = jax.tree_util.tree_map(np.asarray, sol)
-    single = np.flatnonzero(np.asarray(batch.participants).ravel() == 1)
     if single.size:
         sol = _with_single_participant_members(sol, batch, single, constraints, options.feasibility_tol)
     elapsed = time.perf_counter() - start
     note = f"; {single.size} N = 1 members: the reservation menu (solvers/_single.py)" if single.size else ""
-    return sol.replace(problem=batch, wall_time=np.full(batch_size(batch), elapsed / batch_size(batch)),
-                       message=f"batched ALM ({batch_size(batch)} problems, {elapsed:.3f} s){note}")
+    return sol.replace(problem=batch, wall_time=np.full(num, elapsed / num),
+                       message=f"batched ALM ({num} problems, {elapsed:.3f} s){note}")
 
 
 def _with_single_participant_members(sol: Solution, batch, members, parameterization: str,
@@ -119,18 +133,22 @@ def _with_single_participant_members(sol: Solution, batch, members, parameteriza
     The vmapped ALM cannot solve N = 1 (its feasible set is one point, see ``_single``) and reports
     it "infeasible"; ``solve_alm`` returns the reservation menu instead, and so does a batch.
     """
-    from ._single import solve_single_participant
-
     leaves, treedef = jax.tree_util.tree_flatten(sol.replace(problem=None, message=""))
     leaves = [np.array(leaf, copy=True) for leaf in leaves]
     for k in members:
-        one = solve_single_participant(unstack_problem(batch, int(k)), "alm", parameterization, feasibility_tol)
+        one = _single_solution(unstack_problem(batch, int(k)), parameterization, feasibility_tol)
         one_leaves = jax.tree_util.tree_leaves(one.replace(problem=None, message=""))
         if len(one_leaves) != len(leaves):
             raise RuntimeError("single-participant solution does not match the batch's structure")
         for leaf, value in zip(leaves, one_leaves):
             leaf[k] = np.asarray(value, dtype=leaf.dtype)
     return jax.tree_util.tree_unflatten(treedef, leaves).replace(problem=sol.problem, message=sol.message)
+
+
+def _single_solution(problem, parameterization: str, feasibility_tol: float) -> Solution:
+    from ._single import solve_single_participant
+
+    return solve_single_participant(problem, "alm", parameterization, feasibility_tol)
 
 
 def _stack_solutions(solutions: Sequence[Solution]) -> Solution:

@@ -54,7 +54,7 @@ from flax import struct
 
 from .. import _precision
 from ..expectation import OutcomeTable, outcome_table, outcome_weights
-from ..problem import ContractProblem, batch_size, stack_problems
+from ..problem import ContractProblem, batch_size, stack_problems, without_input_order
 from ._solution import Status
 
 #: Points of the scan over [A_lo, a_max]; see the module docstring for why 128 is enough.
@@ -304,7 +304,7 @@ def solve_complete_information(problem: ContractProblem, grid_size: int = GRID_S
         # rows (zero weight) are cut off again below.
         table = outcome_table(problem.num_participants, problem.num_types, length="bucket")
         table = OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid))
-        problem64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
+        problem64 = without_input_order(jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem))
         result = _kernel_jit(problem64, table, grid_size=grid_size, bracket_tol=bracket_tol)
         result = _to_numpy(jax.block_until_ready(result))
     rows = slice(0, problem.num_outcomes)

@@ -23,6 +23,7 @@ from .. import _precision
 from ..expectation import moments, with_weights
 from ..expectation.backends import make_backend, resolve_backend
 from ..formulation import binding_rewards, max_violation, residuals
+from ..problem import without_input_order
 from ._single import solve_single_participant
 from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status, host_menu_fields
 from ._start import exclusion_pooled_candidates
@@ -71,14 +72,7 @@ def _make_functions(constraints: str) -> Callable:
             m, t = x[:num] * m_scale, x[num:] * v_scale
         return m, t
 
-    def objective(x, problem, counts, scales):
-        m, _ = split(x, problem, scales)
-        return -moments(m, problem, counts).expected_accuracy
-
-    def cons(x, problem, counts, scales):
-        m, t = split(x, problem, scales)
-        _, v_scale = scales
-        tbar = moments(m, problem, counts).reward_bounds
+    def constraint_vector(x, m, t, tbar, problem, v_scale):
         res = residuals(m, t, tbar, problem.costs, problem.reservation_utility)
         num = m.shape[0]
         if constraints == "simplified":
@@ -90,12 +84,21 @@ def _make_functions(constraints: str) -> Callable:
             parts = [res.budget / v_scale, res.ir / v_scale, res.ic[off] / v_scale]
         return jnp.concatenate(parts)
 
+    def stacked(x, problem, counts, scales):
+        """(objective, constraints) as one vector: one pass over the outcomes serves both."""
+        m, t = split(x, problem, scales)
+        _, v_scale = scales
+        mom = moments(m, problem, counts)
+        g = constraint_vector(x, m, t, mom.reward_bounds, problem, v_scale)
+        return jnp.concatenate([-mom.expected_accuracy[None], g])
+
     @jax.jit
     def evaluate(x, problem, counts, scales):
-        obj, grad = jax.value_and_grad(objective)(x, problem, counts, scales)
-        g = cons(x, problem, counts, scales)
-        jac = jax.jacfwd(cons)(x, problem, counts, scales)
-        return obj, grad, g, jac
+        # Forward mode over the I (or 2I) variables with the values as aux: the curve is evaluated
+        # once per outcome and its derivative pushed along every direction, where
+        # value_and_grad + jacfwd would pass over the outcomes three times.
+        jac, out = jax.jacfwd(lambda z: (stacked(z, problem, counts, scales),) * 2, has_aux=True)(x)
+        return out[0], jac[0], out[1:], jac[1:]
 
     return evaluate
 
@@ -211,6 +214,7 @@ def solve_exact(
     start = time.perf_counter()
     with _precision.float64():
         problem = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), problem)
+        given, problem = problem, without_input_order(problem)  # one compilation for every type order
         # Padded to a shape ladder (compilations shared across N), weights computed once.
         backend_name, table = make_backend(problem, backend, **(backend_options or {}))
         counts = _weighted_table(problem, table)
@@ -296,7 +300,7 @@ def solve_exact(
                     # Last resort for the full set: start from the simplified optimum (a feasible
                     # point of the full set); the full KKT check below still decides the status.
                     if "x" not in simplified_optimum:  # solved once, whichever start needs it
-                        simple = solve_exact(problem, "simplified", max_iterations, feasibility_tol, kkt_tol,
+                        simple = solve_exact(given, "simplified", max_iterations, feasibility_tol, kkt_tol,
                                              restarts, backend, backend_options, max_starts=max_starts, _full_fallback=False)
                         simplified_optimum["x"] = np.concatenate([np.asarray(simple.contributions) / m_scale,
                                                                   np.asarray(simple.rewards) / v_scale])
@@ -379,7 +383,7 @@ def solve_exact(
     elif infeasible:
         status = Status.INFEASIBLE
         if constraints == "simplified" and _full_fallback:  # see the docstring: the full set decides
-            full = solve_exact(problem, "full", max_iterations, feasibility_tol, kkt_tol, restarts, backend,
+            full = solve_exact(given, "full", max_iterations, feasibility_tol, kkt_tol, restarts, backend,
                                backend_options, max_starts=max_starts, _full_fallback=False)
             note = "; ".join([str(result.message), *notes])
             return full.replace(iterations=iterations + int(full.iterations), wall_time=time.perf_counter() - start,
@@ -401,7 +405,7 @@ def solve_exact(
         complementarity=complementarity,
     )
     return Solution(
-        problem=problem,
+        problem=given,
         **{**host_menu_fields(problem, m, t, mom, res), "max_violation": violation},
         status=int(status),
         iterations=iterations,
