@@ -64,9 +64,8 @@ def _residuals(m0, excluded, problem, table):
 
     The IRs of the excluded types (f_1 - f_i) and of the first pooled one (index ``excluded``:
     f_1 - f_i + (c_i m0 - c_i m0)) are constant in m0 by construction, exact but for a few ulps of
-    either sign. A strict test of
-    them would let that sign decide (the largest feasible m0 jumped between grid points with the
-    evaluation order), so they get ``ROUNDING_ALLOWANCE`` x (v(1) - v(0)). The budget and the other
+    either sign. A strict test of them would let that sign decide (the largest feasible m0 jumped
+    between grid points with the evaluation order), so they get ``ROUNDING_ALLOWANCE`` x (v(1) - v(0)). The budget and the other
     IRs, which cross zero at the largest feasible m0, must clear ``MARGIN`` x (v(1) - v(0)): the
     root finder lands on the boundary to a few ulps, and the margin keeps the candidate feasible
     in any other evaluation order (a batched call, the verifier, the learned mechanism's repair).
