@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         res = _subprocess([f"--case=eval:{backend}:{num_types}:{participants}", f"--repeats={args.repeats}"])
         rows.append({"backend": backend, "I": num_types, "N": participants,
                      "outcomes": math.comb(participants + num_types - 1, num_types - 1), **res})
+        # Each row as it completes (stderr), so an interrupted run keeps what it measured.
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "values"}), file=sys.stderr)
     # Agreement against the exact backends, and ratios against the paper's evaluation, per (I, N).
     for row in rows:
         same = [r for r in rows if (r["I"], r["N"]) == (row["I"], row["N"]) and "values" in r and r["values"]]
@@ -240,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_solves:
         for name in tqdm(["I9", "I15", "I50"], desc="solves", file=sys.stderr):
             solves.append({"case": name, **_subprocess([f"--case=solve:{name}", f"--repeats={args.repeats}"])})
+            print(json.dumps(solves[-1], default=str), file=sys.stderr)
     _figure(rows)
     if args.json:
         print(json.dumps({"evaluations": rows, "solves": solves}, default=str))

@@ -176,12 +176,15 @@ def test_kkt_residuals_vanish_at_the_optimum_only():
         table = with_weights(p64, OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid)))
         scales = _kkt.Scales(jnp.asarray(400.0), jnp.asarray(100.0))
         x = _kkt.encode(jnp.asarray(exact.contributions), jnp.asarray(exact.rewards), scales, "reduced")
-        args = (p64, table, scales, "reduced")
-        h = _kkt.all_constraints(x, *args)
-        active = np.asarray(h) <= 1e-9
-        mu = _kkt.certificate_multipliers(x, jnp.asarray(active), jnp.zeros_like(h), *args)
-        at_opt = _kkt.kkt_residuals(x, mu, *args)
-        off = _kkt.kkt_residuals(x * 0.97, mu, *args)
+
+        @jax.jit  # one compilation instead of one per primitive
+        def residuals_at_and_off(x, p64, table, scales):
+            args = (p64, table, scales, "reduced")
+            h = _kkt.all_constraints(x, *args)
+            mu = _kkt.certificate_multipliers(x, h <= 1e-9, jnp.zeros_like(h), *args)
+            return _kkt.kkt_residuals(x, mu, *args), _kkt.kkt_residuals(x * 0.97, mu, *args)
+
+        at_opt, off = residuals_at_and_off(x, p64, table, scales)
     assert float(at_opt.stationarity) <= 1e-6  # SLSQP optimum, its own kkt_tol
     assert float(at_opt.feasibility) <= 1e-9
     assert float(off.stationarity) + float(off.feasibility) + float(off.complementarity) > 1e-4

@@ -58,16 +58,22 @@ def test_chunked_equals_enumeration_with_derivatives(conditioning):
     problem = _problem64(conditioning=conditioning)
     table, chunked = outcome_table(7, 4), ChunkedEnumeration(7, 4, chunk_size=16)  # 120 outcomes, 8 chunks
     m = jnp.asarray(M)
-    for ref, got in zip(moments(m, problem, table), moments(m, problem, chunked)):
-        np.testing.assert_allclose(got, ref, rtol=1e-13)  # same sums in another order: rounding only
-    jac_ref = jax.jacfwd(lambda x: moments(x, problem, table))(m)
-    for ref, got in zip(jac_ref, jax.jacfwd(lambda x: moments(x, problem, chunked))(m)):
-        np.testing.assert_allclose(got, ref, rtol=1e-12)  # analytic Jacobian vs autodiff, rounding
-    np.testing.assert_allclose(jax.jacrev(lambda x: moments(x, problem, chunked).reward_bounds)(m),
-                               jac_ref.reward_bounds, rtol=1e-12)  # reverse mode through the custom JVP
-    grad_p = [jax.grad(lambda p: moments(m, problem.replace(probs=p), b).expected_value)(problem.probs)
-              for b in (table, chunked)]
-    np.testing.assert_allclose(grad_p[1], grad_p[0], rtol=1e-12)  # problem-parameter derivatives too
+
+    @jax.jit  # one compilation per backend instead of one per primitive (eager scans are slow to run)
+    def derivatives(x, probs, backend):
+        value = moments(x, problem, backend)
+        jac = jax.jacfwd(lambda z: moments(z, problem, backend))(x)
+        jac_rev = jax.jacrev(lambda z: moments(z, problem, backend).reward_bounds)(x)
+        grad_p = jax.grad(lambda p: moments(x, problem.replace(probs=p), backend).expected_value)(probs)
+        return value, jac, jac_rev, grad_p
+
+    ref, got = derivatives(m, problem.probs, table), derivatives(m, problem.probs, chunked)
+    for r, g in zip(ref[0], got[0]):
+        np.testing.assert_allclose(g, r, rtol=1e-13)  # same sums in another order: rounding only
+    for r, g in zip(ref[1], got[1]):
+        np.testing.assert_allclose(g, r, rtol=1e-12)  # analytic Jacobian vs autodiff, rounding
+    np.testing.assert_allclose(got[2], ref[1].reward_bounds, rtol=1e-12)  # reverse mode through the custom JVP
+    np.testing.assert_allclose(got[3], ref[3], rtol=1e-12)  # problem-parameter derivatives too
 
 
 def test_chunked_rejects_bad_settings():
