@@ -40,3 +40,33 @@ def test_each_candidate_is_the_largest_feasible_pooled_menu(seed):
             # Feasible (rounding: 1e-12 of v(1) - v(0) = 100), and 1e-8 more data breaks a constraint.
             assert _raw_residuals(jnp.asarray(menus[j]), p64, table).min() >= -1e-10
             assert _raw_residuals(jnp.asarray(menus[j] * (1 + 1e-8)), p64, table).min() < 0.0
+
+
+# A cheap type that trains alone on 2,331 units of data where the costlier ones train on none:
+# no common m0 serves everyone (too small for the cheap type's IR, too large for a costly type's
+# budget) and every exclude-then-pool row is infeasible. The floored family (pooled types at
+# max(m0, cummax m^res)) has a feasible window m0 in ~[96, 104], between two grid points.
+CHEAP_TYPE_TRAINS_ALONE = ContractProblem(
+    participants=4, probs=[0.26283788094422394, 0.14526829195550697, 0.591893827100269],
+    costs=[0.7745642002665901, 0.25278488942948923, 0.003538587785079879])
+
+
+def test_floored_family_finds_the_start_the_pooled_family_misses():
+    from diffcontract.solvers._start import start_candidates
+
+    problem = CHEAP_TYPE_TRAINS_ALONE
+    num = problem.num_types
+    with _precision.float64():
+        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
+        table = with_weights(p64, outcome_table(int(problem.participants), num))
+        menus, found, _ = (np.asarray(a) for a in jax.jit(start_candidates)(p64, table))
+        assert menus.shape == (num + 1, num)
+        assert not found[:num].any()  # no exclude-then-pool menu is feasible
+        assert found[num]  # the floored fallback row
+        floor = np.maximum.accumulate(np.asarray(p64.reservation_data))
+        m0 = menus[num][0]
+        np.testing.assert_array_equal(menus[num], np.maximum(m0, floor))
+        assert 90.0 < m0 < 110.0  # inside the window, which no grid point (ratio 1.48) hits
+        # The largest feasible m0 of the window: feasible, and 1e-8 more breaks the budget.
+        assert _raw_residuals(jnp.asarray(menus[num]), p64, table).min() >= -1e-10
+        assert _raw_residuals(jnp.asarray(np.maximum(m0 * (1 + 1e-8), floor)), p64, table).min() < 0.0

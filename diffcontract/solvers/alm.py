@@ -34,7 +34,7 @@ from ._kkt import PARAMETERIZATIONS, Scales
 from ._projection import isotonic_regression
 from ._single import solve_single_participant
 from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status, menu_fields
-from ._start import best_candidate, exclusion_pooled_candidates, exclusion_pooled_start
+from ._start import best_candidate, best_start, start_candidates
 
 
 class ALMOptions(NamedTuple):
@@ -45,6 +45,12 @@ class ALMOptions(NamedTuple):
       projected Adam in log m (projection = isotonic regression, so pools are found exactly and
       early); the full one, which needs no projection in log (m, t), uses L-BFGS with a zoom line
       search. Both from optax.
+    long_after / long_inner_steps: from outer iteration ``long_after`` on, the reduced
+      parameterization's blocks run ``long_inner_steps`` (a problem not converged by then usually needs longer inner solves
+      between multiplier updates, e.g. contributions that must travel far from the start; most
+      problems converge within a few outer iterations and never pay for them). Only the first
+      start's run lengthens: a later start that does not converge (it often heads for a worse
+      KKT point) would otherwise hold a vmapped batch 2.75x longer.
     learning_rate / lr_decay / lr_min: initial Adam step in log units (0.02 = 2 % moves). After
       each block the step adapts to the progress ratio (net displacement / path length): it grows
       1.5x (up to 5x the initial) while the iterate drifts steadily and shrinks by ``lr_decay`` when
@@ -81,10 +87,16 @@ class ALMOptions(NamedTuple):
       60 random I = 3, 4 problems, ``benchmarks/alm_vs_exact.py``, the second start changed no
       result and cost 2-2.6x the batched time).
       A given ``x0`` is the only start.
+    infeasible_patience: the run stops ("infeasible") after this many consecutive outer
+      iterations with rho at ``penalty_max``, the violation above ``active_tol`` (scaled) and not
+      below 0.9 times its previous value: more iterations cannot help (an empty simplified set,
+      ``solve_alm``'s full fallback), and under ``vmap`` they would hold the whole batch.
     """
 
     max_outer: int = 40
     inner_steps: int = 60
+    long_after: int = 10
+    long_inner_steps: int = 200
     learning_rate: float = 0.02
     lr_decay: float = 0.5
     lr_min: float = 1e-6
@@ -103,6 +115,7 @@ class ALMOptions(NamedTuple):
     polish_guesses: tuple = (1.0, 1e3)
     full_start: str = "reduced"
     starts: int = 2
+    infeasible_patience: int = 3
 
 
 class ALMState(NamedTuple):
@@ -118,6 +131,8 @@ class ALMState(NamedTuple):
     converged: jnp.ndarray
     lr: jnp.ndarray  # current Adam step (reduced parameterization)
     steps: jnp.ndarray  # inner optimizer steps taken
+    stuck: jnp.ndarray  # consecutive outer iterations at penalty_max without the violation falling
+    long_blocks: jnp.ndarray  # whether blocks lengthen after ``long_after`` (the first start only)
 
 
 class ALMResult(NamedTuple):
@@ -196,10 +211,10 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
     if parameterization == "reduced":
         adam = optax.inject_hyperparams(optax.adam)(learning_rate=options.learning_rate)
 
-        def inner_solve(z, lam, rho, lr):
+        def inner_solve(z, lam, rho, lr, num_steps):
             def inner(k, carry):
                 u, opt_state, path = carry
-                opt_state.hyperparams["learning_rate"] = lr * 0.2 ** (k / options.inner_steps)
+                opt_state.hyperparams["learning_rate"] = lr * 0.2 ** (k / num_steps)
                 grad = jax.grad(lagrangian)(u, lam, rho)
                 updates, opt_state = adam.update(grad, opt_state, u)
                 # Monotone m <=> monotone log m: the projection is isotonic regression of u.
@@ -207,7 +222,7 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
                 u_new = jnp.where(jnp.all(jnp.isfinite(u_new)), u_new, u)
                 return u_new, opt_state, path + jnp.max(jnp.abs(u_new - u))
 
-            u, _, path = jax.lax.fori_loop(0, options.inner_steps, inner, (z, adam.init(z), jnp.zeros((), dtype)))
+            u, _, path = jax.lax.fori_loop(0, num_steps, inner, (z, adam.init(z), jnp.zeros((), dtype)))
             # Adapt the step to the progress ratio (net displacement / path length): steady drift
             # keeps the step, zig-zag around a point halves it. Contributions far from the optimum
             # keep moving fast; near it the iterate settles.
@@ -217,7 +232,7 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
     else:
         lbfgs = optax.lbfgs()
 
-        def inner_solve(z, lam, rho, lr):
+        def inner_solve(z, lam, rho, lr, num_steps):
             fn = lambda w: lagrangian(w, lam, rho)  # noqa: E731
             value_and_grad = optax.value_and_grad_from_state(fn)
 
@@ -228,10 +243,17 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
                 w_new = w + updates
                 return jnp.where(jnp.all(jnp.isfinite(w_new)), w_new, w), opt_state
 
-            return jax.lax.fori_loop(0, options.inner_steps, inner, (z, lbfgs.init(z)))[0], lr
+            return jax.lax.fori_loop(0, num_steps, inner, (z, lbfgs.init(z)))[0], lr
+
+    def block_steps(state):
+        # Inner steps of the next block (see ``ALMOptions.long_after``).
+        if parameterization == "full":  # 60 L-BFGS steps with line searches already go far
+            return jnp.asarray(options.inner_steps)
+        long = state.long_blocks & (state.outer >= options.long_after)
+        return jnp.where(long, options.long_inner_steps, options.inner_steps)
 
     def alm_update(state: ALMState):
-        z, lr = inner_solve(state.z, state.lam, state.rho, state.lr)
+        z, lr = inner_solve(state.z, state.lam, state.rho, state.lr, block_steps(state))
         g = G(_to_x(z, parameterization))
         lam = jnp.maximum(0.0, state.lam - state.rho * g)
         violation = jnp.maximum(-jnp.min(g), 0.0)
@@ -316,17 +338,22 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
             first = state.outer == 0
             z, lam, rho, violation, lr = jax.lax.cond(
                 first, lambda s: (s.z, s.lam, s.rho, s.violation, s.lr), alm_update, state)
-            steps = state.steps + jnp.where(first, 0, options.inner_steps)
+            steps = state.steps + jnp.where(first, 0, block_steps(state))
         else:
             z, lam, rho, violation, lr = alm_update(state)
-            steps = state.steps + options.inner_steps
+            steps = state.steps + block_steps(state)
         x, mu, kkt, polished, converged = attempt(z, lam)
-        return ALMState(z, lam, rho, violation, state.outer + 1, x, mu, kkt, polished, converged, lr, steps)
+        hopeless = (rho >= options.penalty_max) & (violation > options.active_tol) & (violation > 0.9 * state.violation)
+        stuck = jnp.where(hopeless, state.stuck + 1, 0)
+        return ALMState(z, lam, rho, violation, state.outer + 1, x, mu, kkt, polished, converged, lr, steps, stuck,
+                        state.long_blocks)
 
     def cond(state: ALMState):
-        return (~state.converged) & (state.outer < options.max_outer) & jnp.all(jnp.isfinite(state.z))
+        return ((~state.converged) & (state.outer < options.max_outer) & jnp.all(jnp.isfinite(state.z))
+                & (state.stuck < options.infeasible_patience))
 
-    def run_from(x_start):
+    def run_from(start):
+        x_start, index = start
         # Start the multipliers at their least-squares estimate for the start's near-active constraints.
         lam_start = jnp.maximum(ls_multipliers(x_start, guess_active(x_start, jnp.zeros((num_g,), dtype)))[:num_g], 0.0)
         z_start = _from_x(x_start, parameterization)
@@ -340,12 +367,12 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
             violation=jnp.asarray(jnp.inf, dtype), outer=jnp.asarray(0), x=x_start,
             mu=jnp.zeros((num_g + x_start.shape[0],), dtype), kkt=kkt_none,
             polished=jnp.asarray(False), converged=jnp.asarray(False), lr=jnp.asarray(options.learning_rate, dtype),
-            steps=jnp.asarray(0)))
+            steps=jnp.asarray(0), stuck=jnp.asarray(0), long_blocks=index == 0))
 
     # One start after the other (``lax.map``): a vmap over starts nested in a vmap over problems
     # deadlocked XLA's CPU runtime at batches of 256 (jax 0.10.2); a vmapped while loop runs until
     # its slowest member anyway, so the sequential form costs about the same.
-    runs = jax.lax.map(run_from, x_starts)
+    runs = jax.lax.map(run_from, (x_starts, jnp.arange(x_starts.shape[0])))
     # Keep the converged run with the largest E[a] (the first start's run when none converged).
     run_values = jax.vmap(F)(runs.x)
     score = jnp.where(runs.converged & jnp.all(jnp.isfinite(runs.x), axis=1), run_values, jnp.inf)
@@ -382,16 +409,17 @@ def _check_warm_start(warm_start, problem) -> jnp.ndarray:
 
 
 def _start_menus(problem, table, count: int):
-    """The ``count`` best feasible exclude-then-pool menus: ((count', I) contributions, (count',) bool).
+    """The ``count`` best feasible starting menus (``_start.start_candidates``):
+    ((count', I) contributions, (count',) bool).
 
-    count' = min(count, I). Row 0 is ``exclusion_pooled_start``'s menu (the m^res envelope when none
-    is feasible); a later row with no further feasible candidate repeats row 0 (the same run, no
+    count' = min(count, I + 1). Row 0 is ``best_start``'s menu (the m^res envelope when none is
+    feasible); a later row with no further feasible candidate repeats row 0 (the same run, no
     extra iterations) and is flagged False in the second output ("distinct start").
     """
     if count == 1:
-        return exclusion_pooled_start(problem, table)[0][None, :], jnp.ones((1,), bool)
-    count = min(count, problem.costs.shape[0])
-    candidates = exclusion_pooled_candidates(problem, table)
+        return best_start(problem, table)[0][None, :], jnp.ones((1,), bool)
+    count = min(count, problem.costs.shape[0] + 1)
+    candidates = start_candidates(problem, table)
     menus, found, value = candidates
     order = jnp.argsort(jnp.where(found, -value, jnp.inf))[:count]
     first, _ = best_candidate(problem, candidates)
@@ -446,10 +474,12 @@ def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | 
     approach (it ends "infeasible"); the reservation menu is returned instead, checked against
     the full constraint set (``_single.solve_single_participant``), without compiling anything.
 
-    Status INFEASIBLE (penalty at ``penalty_max`` and the violation above tolerance) from the
-    reduced parameterization is not final: that is the simplified constraint set, which can be
-    empty while the full problem is feasible, so the full parameterization is solved and its
-    ``Solution`` returned (``constraints="full"``, the message says why).
+    A reduced solve that does not converge is not final (``_full_fallback``): INFEASIBLE (penalty
+    at ``penalty_max`` and the violation above tolerance) can mean only that the simplified
+    constraint set is empty while the full problem is feasible, and MAX_ITERATIONS or STALLED is
+    often finished by the full parameterization from where the reduced one stopped. The full
+    parameterization is then solved and its ``Solution`` returned (``constraints="full"``, the
+    message says why) when the reduced one was infeasible or the full one converged.
     """
     parameterization = {"simplified": "reduced"}.get(parameterization, parameterization)
     if parameterization not in PARAMETERIZATIONS:
@@ -472,14 +502,34 @@ def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | 
         sol = jax.tree_util.tree_map(np.asarray, sol.replace(problem=problem64))
     status = int(sol.status)
     message = f"ALM: {int(result.outer_iterations)} outer iterations, polished={bool(result.polished)}"
-    if status == Status.INFEASIBLE and parameterization == "reduced" and x0 is None and warm_start is None:
-        # The reduced parameterization is MODEL.md's simplified set, whose binding local ICs can
-        # make it empty while the full problem is feasible (a cheaper type's IR binding above that
-        # IC; see ``solve_exact``): the full parameterization decides (one more compile, only here).
-        full = solve_alm(problem, "full", options, None, backend, backend_options)
+    sol = sol.replace(wall_time=time.perf_counter() - start, status=status, iterations=int(sol.iterations),
+                      message=message)
+    if status != Status.CONVERGED and parameterization == "reduced" and x0 is None and warm_start is None:
+        return _full_fallback(problem, sol, options, backend, backend_options, start)
+    return sol
+
+
+def _full_fallback(problem, reduced: Solution, options, backend, backend_options, start: float) -> Solution:
+    """The full parameterization's solve of a problem the reduced one did not converge on.
+
+    The reduced parameterization is MODEL.md's simplified set, whose binding local ICs can make it
+    empty while the full problem is feasible (a cheaper type's IR binding above that IC; see
+    ``solve_exact``): an "infeasible" reduced solve is never final, and the full solve is returned
+    whatever its status. A reduced solve that ran out of iterations (or stalled) near a point where
+    the simplified set's binding constraints degenerate is often finished by the full
+    parameterization from where it stopped (warm-started at the reduced m, whose t are the binding
+    rewards; its L-BFGS moves m and t freely): the full solve is
+    returned when it converged, else the reduced one, whose message says so.
+    (One more compilation, only here.)
+    """
+    # From where the reduced solve stopped: its t are binding_rewards(m), the warm start's own.
+    full = solve_alm(problem, "full", options, None, backend, backend_options, warm_start=np.maximum.accumulate(np.maximum(np.asarray(reduced.m, float), 0.0)))
+    reason = "appears empty" if int(reduced.status) == Status.INFEASIBLE else "did not converge"
+    if int(reduced.status) == Status.INFEASIBLE or full.succeeded:
         return full.replace(wall_time=time.perf_counter() - start,
-                            iterations=int(sol.iterations) + int(full.iterations),
-                            message=f"reduced (simplified) set appears empty ({message}, infeasible); "
+                            iterations=int(reduced.iterations) + int(full.iterations),
+                            message=f"reduced (simplified) set {reason} ({reduced.message}, {reduced.status_name}); "
                                     f"full: {full.message}")
-    return sol.replace(wall_time=time.perf_counter() - start, status=status,
-                       iterations=int(sol.iterations), message=message)
+    return reduced.replace(wall_time=time.perf_counter() - start,
+                           message=f"{reduced.message}; the full parameterization did not converge either "
+                                   f"({full.status_name}: {full.message})")

@@ -65,9 +65,15 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
       ``solve`` (``solvers/_single.py``); under "alm" they ride along in the vmapped call as copies
       of another member (an N = 1 member never converges there and would keep the loop running to
       ``max_outer``), and their rows are then replaced.
-      Unlike ``solve_alm``, an "alm" member that the reduced parameterization ends "infeasible" is
-      not re-solved with the full one (its simplified set may be empty while the full problem is
-      feasible): re-solve such members with ``constraints="full"``.
+      As in ``solve_alm`` (``alm._full_fallback``), members the reduced parameterization does not
+      converge on are re-solved with the full one, in one more batched call over just those
+      members (compiled only when needed): a member's row is replaced when its reduced solve was
+      "infeasible" (the simplified set can be empty while the full problem is feasible) or its
+      full solve converged. The message lists the replaced members. The batch keeps the reduced
+      certificate layout: a replaced row's "budget" and "ir_others" multipliers are the full
+      solve's budget and IR_2..I multipliers, its "monotone" ones are 0 (the full set has none;
+      its IC multipliers are not in the layout: ``solve(problem, method="alm")`` gives the full
+      certificate), and its stationarity and complementarity are the full solve's.
     """
     if isinstance(problems, ContractProblem) and batch_size(problems) is not None:
         batch = problems
@@ -116,14 +122,66 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
             checked = [_check_warm_start(row, unstack_problem(batch, k)) for k, row in enumerate(warm)]
             warm_start = jnp.stack([checked[k] for k in rows])
         sol = _batched_alm(batch64, tables, warm_start, constraints, options)
-        sol = jax.block_until_ready(sol)
-    sol = jax.tree_util.tree_map(np.asarray, sol)
+        sol = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(sol))
+        replaced = []
+        if constraints == "reduced":
+            sol, replaced = _with_full_fallback(sol, batch64, tables, options, exclude=single)
     if single.size:
         sol = _with_single_participant_members(sol, batch, single, constraints, options.feasibility_tol)
     elapsed = time.perf_counter() - start
     note = f"; {single.size} N = 1 members: the reservation menu (solvers/_single.py)" if single.size else ""
+    if replaced:
+        note += f"; members {replaced} not converged with the reduced parameterization: full parameterization's solution"
     return sol.replace(problem=batch, wall_time=np.full(num, elapsed / num),
                        message=f"batched ALM ({num} problems, {elapsed:.3f} s){note}")
+
+
+def _with_full_fallback(sol: Solution, batch64, tables: OutcomeTable, options: ALMOptions, exclude) -> tuple[Solution, list[int]]:
+    """Re-solve the non-converged members with the full parameterization (one batched call).
+
+    Returns the solution with replaced rows (see ``solve_batch``) and the replaced members' indices.
+    ``exclude``: members not to re-solve (the N = 1 copies).
+    """
+    status = np.asarray(sol.status)
+    members = np.setdiff1d(np.flatnonzero(status != Status.CONVERGED), exclude)
+    if members.size == 0:
+        return sol, []
+    take = lambda a: jnp.asarray(np.asarray(a)[members])  # noqa: E731
+    sub = jax.tree_util.tree_map(take, batch64)
+    sub_tables = OutcomeTable(take(tables.counts), take(tables.valid))
+    # From where the reduced solves stopped (their t are the binding rewards of their m).
+    sub_warm = jnp.asarray(np.maximum.accumulate(np.maximum(np.asarray(sol.contributions)[members], 0.0), axis=1))
+    full = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(
+        _batched_alm(sub, sub_tables, sub_warm, "full", options)))
+    rows = {}
+    for k, member in enumerate(members):
+        row = unstack_solution(full.replace(problem=sub), k)
+        if status[member] == Status.INFEASIBLE or row.succeeded:
+            rows[int(member)] = _in_reduced_layout(row)
+    return _replace_rows(sol, rows), sorted(rows)
+
+
+def _in_reduced_layout(full: Solution) -> Solution:
+    """A full-parameterization member in the reduced certificate layout (see ``solve_batch``)."""
+    mult = full.certificate.multipliers
+    reduced = {"budget": mult["budget"], "ir_others": mult["ir"][1:],
+               "monotone": np.zeros_like(mult["budget"])}
+    return full.replace(certificate=full.certificate.replace(multipliers=reduced))
+
+
+def _replace_rows(sol: Solution, rows: dict) -> Solution:
+    """``sol`` (batched) with member k's row replaced by the unbatched ``rows[k]`` (same layout)."""
+    if not rows:
+        return sol
+    leaves, treedef = jax.tree_util.tree_flatten(sol.replace(problem=None, message=""))
+    leaves = [np.array(leaf, copy=True) for leaf in leaves]
+    for k, one in rows.items():
+        one_leaves = jax.tree_util.tree_leaves(one.replace(problem=None, message=""))
+        if len(one_leaves) != len(leaves):
+            raise RuntimeError("a replacement row does not match the batch's structure")
+        for leaf, value in zip(leaves, one_leaves):
+            leaf[k] = np.asarray(value, dtype=leaf.dtype)
+    return jax.tree_util.tree_unflatten(treedef, leaves).replace(problem=sol.problem, message=sol.message)
 
 
 def _with_single_participant_members(sol: Solution, batch, members, parameterization: str,
@@ -133,16 +191,8 @@ def _with_single_participant_members(sol: Solution, batch, members, parameteriza
     The vmapped ALM cannot solve N = 1 (its feasible set is one point, see ``_single``) and reports
     it "infeasible"; ``solve_alm`` returns the reservation menu instead, and so does a batch.
     """
-    leaves, treedef = jax.tree_util.tree_flatten(sol.replace(problem=None, message=""))
-    leaves = [np.array(leaf, copy=True) for leaf in leaves]
-    for k in members:
-        one = _single_solution(unstack_problem(batch, int(k)), parameterization, feasibility_tol)
-        one_leaves = jax.tree_util.tree_leaves(one.replace(problem=None, message=""))
-        if len(one_leaves) != len(leaves):
-            raise RuntimeError("single-participant solution does not match the batch's structure")
-        for leaf, value in zip(leaves, one_leaves):
-            leaf[k] = np.asarray(value, dtype=leaf.dtype)
-    return jax.tree_util.tree_unflatten(treedef, leaves).replace(problem=sol.problem, message=sol.message)
+    return _replace_rows(sol, {int(k): _single_solution(unstack_problem(batch, int(k)), parameterization,
+                                                        feasibility_tol) for k in members})
 
 
 def _single_solution(problem, parameterization: str, feasibility_tol: float) -> Solution:

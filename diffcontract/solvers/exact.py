@@ -26,7 +26,7 @@ from ..formulation import binding_rewards, max_violation, residuals
 from ..problem import without_input_order
 from ._single import solve_single_participant
 from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status, host_menu_fields
-from ._start import exclusion_pooled_candidates
+from ._start import start_candidates
 
 CONSTRAINT_SETS = ("simplified", "full")
 
@@ -40,14 +40,14 @@ def _scales(problem) -> tuple[float, float]:
 _weighted_table = jax.jit(with_weights)
 
 
-_exclusion_pooled_candidates = jax.jit(exclusion_pooled_candidates)
+_start_candidates = jax.jit(start_candidates)
 
 
 def _start_menus(problem, menus, found, value) -> list[np.ndarray]:
-    """Starting contributions (units of data), the best exclude-then-pool candidate first.
+    """Starting contributions (units of data), the best ``_start.start_candidates`` row first.
 
-    The first is ``exclusion_pooled_start``'s (the fallback m^res envelope when no candidate is
-    feasible); then every other feasible candidate, by decreasing E[a], duplicates dropped.
+    The first is ``best_start``'s (the fallback m^res envelope when no candidate is feasible);
+    then every other feasible candidate, by decreasing E[a], duplicates dropped.
     """
     order = [j for j in np.argsort(-value, kind="stable") if found[j]]
     if not order:
@@ -224,7 +224,7 @@ def solve_exact(
         evaluate = _EVALUATORS[constraints]
         num = problem.num_types
 
-        menus, found, value = (np.asarray(a) for a in _exclusion_pooled_candidates(problem, counts))
+        menus, found, value = (np.asarray(a) for a in _start_candidates(problem, counts))
 
         def to_x(m0):
             if constraints == "simplified":
