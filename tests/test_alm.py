@@ -109,6 +109,7 @@ EMPTY_SIMPLIFIED_SET = dc.ContractProblem(participants=3, probs=[0.9767762615929
                                           costs=[0.1437670357890005, 0.001116799442728708])
 
 
+@pytest.mark.slow  # compiles the batched full-parameterization kernel (~40 s on 2 cores)
 def test_batch_resolves_members_the_reduced_set_cannot_hold_with_the_full_one():
     problems = [EMPTY_SIMPLIFIED_SET, dc.ContractProblem(participants=3, probs=[0.4, 0.6], costs=[0.05, 0.01])]
     batch = dc.solve_batch(problems, method="alm")
