@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax.numpy as jnp
+from jax import lax
 
 
 def binding_rewards(m: jnp.ndarray, costs: jnp.ndarray, reservation_utility: jnp.ndarray) -> jnp.ndarray:
@@ -33,6 +34,38 @@ def binding_rewards(m: jnp.ndarray, costs: jnp.ndarray, reservation_utility: jnp
     """
     increments = costs[1:] * jnp.diff(m)
     return reservation_utility[0] + costs[0] * m[0] + jnp.concatenate([jnp.zeros((1,), m.dtype), jnp.cumsum(increments)])
+
+
+def least_rewards(m: jnp.ndarray, costs: jnp.ndarray, reservation_utility: jnp.ndarray) -> jnp.ndarray:
+    r"""The smallest rewards t that make the menu (m, t) satisfy every IR and every IC (full set).
+
+    For monotone m (m_1 <= ... <= m_I, costs sorted c_1 > ... > c_I) the local ICs imply all the
+    others (single crossing), so the IR and IC constraints are the difference constraints
+    :math:`t_i \ge L_i = f_i + c_i m_i`, :math:`t_{k+1} \ge t_k + c_{k+1}(m_{k+1} - m_k)` (downward)
+    and :math:`t_k \ge t_{k+1} - c_k(m_{k+1} - m_k)` (upward). Their least solution is the longest
+    path from any lower bound,
+
+    .. math:: t_i = \max\Big(\max_{j \le i} (L_j - P^\downarrow_j) + P^\downarrow_i,\;
+                             \max_{j \ge i} (L_j - P^\uparrow_j) + P^\uparrow_i\Big),
+
+    with :math:`P^\downarrow_i = \sum_{k<i} c_{k+1}(m_{k+1} - m_k)` and
+    :math:`P^\uparrow_i = \sum_{k<i} c_k(m_{k+1} - m_k)` (a forward and a reverse cumulative max).
+    So contributions m admit a feasible menu of the full first-moment problem iff
+    :math:`\bar t(m) \ge` ``least_rewards(m)``. Where the simplified set's rewards
+    (``binding_rewards``) satisfy every IR, the two coincide.
+
+    Args:
+      m: (I,) monotone contributions, units of data. costs: (I,) c. reservation_utility: (I,) f.
+    Returns:
+      (I,) t, money.
+    """
+    lower = reservation_utility + costs * m
+    zero = jnp.zeros((1,), m.dtype)
+    down = jnp.concatenate([zero, jnp.cumsum(costs[1:] * jnp.diff(m))])
+    up = jnp.concatenate([zero, jnp.cumsum(costs[:-1] * jnp.diff(m))])
+    from_below = lax.cummax(lower - down) + down
+    from_above = lax.cummax(lower - up, reverse=True) + up
+    return jnp.maximum(from_below, from_above)
 
 
 def utilities(m: jnp.ndarray, t: jnp.ndarray, costs: jnp.ndarray) -> jnp.ndarray:

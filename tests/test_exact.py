@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+
+import hard_instances
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import diffcontract
 from diffcontract import ContractProblem
+from diffcontract.expectation import moments, outcome_table, with_weights
+from diffcontract.formulation import least_rewards
 from diffcontract.solvers.driver import SolveError
 
 
@@ -168,3 +175,60 @@ def test_input_type_order_needs_no_new_compilation():
     assert _EVALUATORS["simplified"]._cache_size() == compiled
     assert second.problem.type_order == (2, 1, 0)
     np.testing.assert_array_equal(second.contributions, first.contributions)  # same kernel, same inputs
+
+
+
+# ----------------------------------------------------------------------------- global quality
+BEST_KNOWN = {"disconnected": (hard_instances.DISCONNECTED_FEASIBLE_SET, hard_instances.DISCONNECTED_OPTIMUM),
+              "long-step": (hard_instances.EXCLUDED_BY_A_LONG_STEP, hard_instances.EXCLUDED_BY_A_LONG_STEP_OPTIMUM),
+              "pool-beats-exclusion": (hard_instances.POOL_BEATS_EXCLUSION,
+                                       hard_instances.POOL_BEATS_EXCLUSION_OPTIMUM)}
+
+
+@pytest.mark.parametrize("name", sorted(BEST_KNOWN))
+def test_hard_instances_reach_the_best_known_optimum(name):
+    # Each once ended at a worse KKT point (hard_instances.py: 6.44, 74.806, 58.559).
+    problem, optimum = BEST_KNOWN[name]
+    for constraints in CONSTRAINT_SETS:
+        sol = diffcontract.solve(problem, constraints=constraints)
+        assert sol.status_name == "converged", sol.message
+        assert sol.expected_value == pytest.approx(optimum, rel=1e-9)  # float64 KKT point, both sets
+
+
+def _grid_optimum(problem, points: int) -> float:
+    """The best E[v(a)] over monotone menus on a grid (0 and a geometric ladder per type), each
+    with the full set's least rewards, kept where every budget holds: a lower bound on the
+    first-moment optimum found without any solver."""
+    top = 20.0 * max(float(np.max(problem.reservation_data)), 50.0)
+    ladder = np.concatenate([[0.0], np.geomspace(1.0, top, points - 1)])
+    menus = np.array([m for m in itertools.product(ladder, repeat=problem.num_types) if np.all(np.diff(m) >= 0)])
+    with jax.enable_x64(True):
+        table = with_weights(problem, outcome_table(problem.num_participants, problem.num_types))
+
+        def score(m):
+            mom = moments(m, problem, table)
+            t = least_rewards(m, problem.costs, problem.reservation_utility)
+            return jnp.where(jnp.all(mom.reward_bounds >= t), mom.expected_value, -jnp.inf)
+
+        return float(jnp.max(jax.jit(jax.vmap(score))(jnp.asarray(menus))))
+
+
+GRID_CASES = {"disconnected": hard_instances.DISCONNECTED_FEASIBLE_SET,
+              "cheap-type-alone": hard_instances.CHEAP_TYPE_TRAINS_ALONE,
+              **{f"random{seed}": seed for seed in range(4)}}
+
+
+@pytest.mark.parametrize("name", sorted(GRID_CASES))
+def test_at_least_as_good_as_a_grid_search(name):
+    # A local solver on a non-concave problem: no guarantee, but it must not lose to brute force
+    # on small problems (I <= 3 types, 60 levels each: up to ~37,000 monotone menus).
+    problem = GRID_CASES[name]
+    if isinstance(problem, int):
+        rng = np.random.default_rng(problem)
+        num = int(rng.integers(2, 4))
+        problem = ContractProblem(participants=int(rng.integers(2, 9)), probs=rng.dirichlet(np.ones(num)),
+                                  costs=np.exp(rng.uniform(np.log(0.005), np.log(0.8), num)))
+    grid = _grid_optimum(problem, 60)
+    sol = diffcontract.solve(problem)
+    assert sol.status_name == "converged", sol.message
+    assert sol.expected_value >= grid - 1e-9 * abs(grid)  # the grid's menus are exactly feasible

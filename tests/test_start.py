@@ -9,8 +9,9 @@ import pytest
 
 from diffcontract import ContractProblem, _precision
 from diffcontract.expectation import moments, outcome_table, with_weights
-from diffcontract.formulation import binding_rewards, residuals
-from diffcontract.solvers._start import exclusion_pooled_candidates
+from diffcontract.formulation import binding_rewards, least_rewards, residuals
+from diffcontract.solvers._start import exclusion_pooled_candidates, start_candidates
+from hard_instances import CHEAP_TYPE_TRAINS_ALONE, DISCONNECTED_FEASIBLE_SET
 
 
 def _raw_residuals(m, problem, table):
@@ -42,27 +43,20 @@ def test_each_candidate_is_the_largest_feasible_pooled_menu(seed):
             assert _raw_residuals(jnp.asarray(menus[j] * (1 + 1e-8)), p64, table).min() < 0.0
 
 
-# A cheap type that trains alone on 2,331 units of data where the costlier ones train on none:
-# no common m0 serves everyone (too small for the cheap type's IR, too large for a costly type's
-# budget) and every exclude-then-pool row is infeasible. The floored family (pooled types at
-# max(m0, cummax m^res)) has a feasible window m0 in ~[96, 104], between two grid points.
-CHEAP_TYPE_TRAINS_ALONE = ContractProblem(
-    participants=4, probs=[0.26283788094422394, 0.14526829195550697, 0.591893827100269],
-    costs=[0.7745642002665901, 0.25278488942948923, 0.003538587785079879])
-
-
 def test_floored_family_finds_the_start_the_pooled_family_misses():
-    from diffcontract.solvers._start import start_candidates
-
+    # A cheap type trains alone on 2,331 units where the costlier ones train on none: no common m0
+    # serves everyone (too small for the cheap type's IR, too large for a costly type's budget)
+    # and every exclude-then-pool row is infeasible. The floored family (types at
+    # max(m0, cummax m^res)) has a feasible window m0 in ~[96, 104], between two grid points.
     problem = CHEAP_TYPE_TRAINS_ALONE
     num = problem.num_types
     with _precision.float64():
         p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
         table = with_weights(p64, outcome_table(int(problem.participants), num))
         menus, found, _ = (np.asarray(a) for a in jax.jit(start_candidates)(p64, table))
-        assert menus.shape == (num + 1, num)
+        assert menus.shape == (2 * num, num)
         assert not found[:num].any()  # no exclude-then-pool menu is feasible
-        assert found[num]  # the floored fallback row
+        assert found[num]  # the floored row with no exclusion
         floor = np.maximum.accumulate(np.asarray(p64.reservation_data))
         m0 = menus[num][0]
         np.testing.assert_array_equal(menus[num], np.maximum(m0, floor))
@@ -70,3 +64,26 @@ def test_floored_family_finds_the_start_the_pooled_family_misses():
         # The largest feasible m0 of the window: feasible, and 1e-8 more breaks the budget.
         assert _raw_residuals(jnp.asarray(menus[num]), p64, table).min() >= -1e-10
         assert _raw_residuals(jnp.asarray(np.maximum(m0 * (1 + 1e-8), floor)), p64, table).min() < 0.0
+
+
+def test_full_set_candidates_start_in_the_better_component():
+    # DISCONNECTED_FEASIBLE_SET: the simplified set is empty (no simplified candidate), and the
+    # full set's feasible region has two components; its floored candidate lies in the one worth
+    # 0.53 in E[a], every exclude-then-pool row in the one worth 0.06.
+    problem = DISCONNECTED_FEASIBLE_SET
+    num = problem.num_types
+    with _precision.float64():
+        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
+        table = with_weights(p64, outcome_table(int(problem.participants), num))
+        search = jax.jit(start_candidates, static_argnames="constraints")
+        assert not np.asarray(search(p64, table, "simplified")[1]).any()
+        menus, found, value = (np.asarray(a) for a in search(p64, table, "full"))
+        assert found[num] and value[num] > 0.5 and value[:num][found[:num]].max() < 0.07
+        for j in np.flatnonzero(found):
+            # Feasible with the least rewards (budgets: rounding 1e-12 of v(1) - v(0) = 100)...
+            m = jnp.asarray(menus[j])
+            t = least_rewards(m, p64.costs, p64.reservation_utility)
+            assert np.min(np.asarray(moments(m, p64, table).reward_bounds - t)) >= -1e-10
+            # ... and IR and IC hold by construction.
+            res = residuals(m, t, jnp.full((num,), jnp.inf), p64.costs, p64.reservation_utility)
+            assert np.asarray(res.ir).min() >= -1e-12 and np.asarray(res.ic).min() >= -1e-12

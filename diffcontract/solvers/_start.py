@@ -1,18 +1,21 @@
-r"""A feasible starting contract for every solver: the best "exclude-then-pool" menu.
+r"""Feasible starting contracts for every solver: the best "exclude-then-pool" and floored menus.
 
 The candidates are m = (0, ..., 0, m0, ..., m0): the j costliest types contribute nothing (they
 get t = f_1, excluded from the data pool) and the others pool at a common m0, with the rewards
-of the simplified constraint set (IR_1 and the local downward ICs binding). Such a menu satisfies
-IC and monotonicity by construction; for each j the largest m0 that also meets every budget and IR
-constraint is found by a geometric grid plus regula falsi (Illinois), and the candidate with the largest
-E[a(n . q m)] is returned.
+of the simplified constraint set (IR_1 and the local downward ICs binding) or the full set's least
+feasible rewards (``formulation.least_rewards``). Such a menu satisfies IC and monotonicity by
+construction; for each j the largest m0 that also meets every budget and IR constraint is found by
+a geometric grid plus regula falsi (Illinois), and the solvers start from the candidates with the
+largest E[a(n . q m)].
 
 Pooling everyone (j = 0) is the natural start, but when it is infeasible for every m0 > 0 (high
 costs, f = 0) a start at m = 0 would sit in the flat zero region of curves such as SGB, a KKT
 point of no value; excluding the costliest types then finds the contracts worth having. When a
 cheap type's own training data m^res dwarfs what a costly type can afford, no common m0 is
-feasible at all; a second family floors the pooled types at the m^res envelope
-(``start_candidates``, which the solvers use).
+feasible or worth having; a second family floors the contributions at the m^res envelope
+(``start_candidates``, which the solvers use). The feasible set is not connected in general (a
+pooled pair feasible for m0 <= 6 and again for 20 <= m0 <= 63, E[a] 0.06 against 0.53), so the
+families are what lets a local solver start in the better component.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from ..expectation import MonteCarlo, OutcomeTable, moments, outcome_weights
-from ..formulation import binding_rewards, residuals
+from ..formulation import binding_rewards, least_rewards, residuals
 
 _GRID_POINTS = 48  # geometric, ratio 1.48 between neighbours
 _REFINEMENTS = 16  # Illinois steps; 40 bisections (1.48 * 2^-40 ~ 1e-12 relative) cost 2.5x as many passes
@@ -29,6 +32,9 @@ _GOLDEN_STEPS = 24  # narrows two grid steps (ratio 2.2) to 1e-5 of their log wi
 _PROXY_SAMPLES = 4096
 ROUNDING_ALLOWANCE = 1e-13  # x (v(1) - v(0)) money, for the residuals that are 0 by construction
 MARGIN = 1e-12  # x (v(1) - v(0)) money, for the residuals that cross zero (see ``_residuals``)
+# The rewards of a candidate menu: the simplified set's (IR_1 and the local downward ICs binding)
+# or the full set's least IC- and IR-feasible ones (``formulation.least_rewards``).
+REWARDS = {"simplified": binding_rewards, "full": least_rewards}
 
 
 def _map(fn, xs, table):
@@ -64,8 +70,12 @@ def _menu(m0, excluded, floor):
     return jnp.where(jnp.arange(floor.shape[0]) >= excluded, jnp.maximum(m0, floor), 0.0)
 
 
-def _residuals(m0, excluded, floor, problem, table):
+def _residuals(m0, excluded, floor, problem, table, constraints: str = "simplified"):
     """(2I,) budget and IR residuals of the candidate, shifted (money): all >= 0 iff it is feasible.
+
+    ``constraints`` (static) names the rewards (``REWARDS``). With the full set's least rewards
+    every IR holds by construction (up to rounding, so all get the allowance) and so does every IC
+    of a monotone menu: only the budgets decide.
 
     The IRs of the excluded types (f_1 - f_i) and of the first pooled one (index ``excluded``:
     f_1 - f_i + (c_i m0 - c_i m0)) are constant in m0 by construction, exact but for a few ulps of
@@ -77,15 +87,15 @@ def _residuals(m0, excluded, floor, problem, table):
     """
     num = problem.costs.shape[0]
     m = _menu(m0, excluded, floor)
-    t = binding_rewards(m, problem.costs, problem.reservation_utility)
+    t = REWARDS[constraints](m, problem.costs, problem.reservation_utility)
     res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
-    constant = jnp.arange(num) <= excluded
+    constant = (jnp.arange(num) <= excluded) | (constraints == "full")
     v_scale = problem.valuation(1.0) - problem.valuation(0.0)
     return jnp.concatenate([res.budget - MARGIN * v_scale,
                             res.ir + jnp.where(constant, ROUNDING_ALLOWANCE, -MARGIN) * v_scale])
 
 
-def _illinois_step(bracket, excluded, floor, problem, table):
+def _illinois_step(bracket, excluded, floor, problem, table, constraints):
     """One step of regula falsi with the Illinois rule on [a, b], a feasible and b not.
 
     ``bracket`` = (a, r_a, b, r_b, side), r the ``_residuals`` vectors. The interpolation follows
@@ -103,32 +113,33 @@ def _illinois_step(bracket, excluded, floor, problem, table):
     secant = a + sa * width / (sa - sb)
     inside = (sa >= 0.0) & (sb < 0.0) & jnp.isfinite(secant) & (secant > a) & (secant < b)
     c = jnp.where(inside, secant, a + 0.5 * width)
-    rc = _residuals(c, excluded, floor, problem, table)
+    rc = _residuals(c, excluded, floor, problem, table, constraints)
     feasible = jnp.min(rc) >= 0.0
     return (jnp.where(feasible, c, a), jnp.where(feasible, rc, jnp.where(side == -1, 0.5, 1.0) * ra),
             jnp.where(feasible, b, c), jnp.where(feasible, jnp.where(side == 1, 0.5, 1.0) * rb, rc),
             jnp.where(feasible, 1, -1))
 
 
-def _family(problem, table, floor, windows: bool = False, rows: int | None = None):
+def _family(problem, table, floor, windows: bool = False, rows: int | None = None, constraints: str = "simplified"):
     """The largest feasible m0 of every row of the family ``_menu(m0, j, floor)``, j = 0..I-1.
 
     ``table`` is an ``OutcomeTable`` (or the Monte Carlo proxy of a streaming backend). Returns
     (menus (I, I), found (I,), value (I,)) as ``exclusion_pooled_candidates``. The feasible m0 of a
     row need not start at 0 (a floor can make small m0 infeasible): the geometric grid finds the
     largest feasible grid point and regula falsi refines it towards the infeasible neighbour above.
-    ``rows`` (static): only the first ``rows`` rows (j < rows).
+    ``rows`` (static): only the first ``rows`` rows (j < rows). ``constraints`` (static): whose
+    rewards the menus get (``REWARDS``).
     ``windows`` (static): where no grid point is feasible, also look for a feasible window between
-    two (golden section). The floored family needs it; for the exclude-then-pool rows a window
-    between grid points is a sliver of contracts that a start there rarely leaves well (on Sec. 6.2
-    scenario 3 such a second start ran to max_outer), so they do without.
+    two (golden section, ``_GOLDEN_STEPS`` more evaluations per row). The floored row needs it; the
+    exclude-then-pool rows keep the plain grid search the solvers were measured with (their
+    feasible m0 start at 0, so a window between grid points is a sliver there).
     """
     num = problem.costs.shape[0]
     m_ref = jnp.maximum(jnp.max(problem.reservation_data), 1.0)
     grid = m_ref * jnp.geomspace(1e-4, 1e4, _GRID_POINTS)
 
     def largest_m0(excluded):
-        residual = lambda m0: _residuals(m0, excluded, floor, problem, table)  # noqa: E731
+        residual = lambda m0: _residuals(m0, excluded, floor, problem, table, constraints)  # noqa: E731
         res = _map(residual, grid, table)
         worst = jnp.min(res, axis=1)
         last = jnp.max(jnp.where(worst >= 0.0, jnp.arange(_GRID_POINTS), -1))
@@ -136,10 +147,13 @@ def _family(problem, table, floor, windows: bool = False, rows: int | None = Non
         # some level, a budget that caps it). Maximize the smallest residual around the best grid
         # point by golden section (it rises with the IRs and falls with the budgets there).
         best = jnp.argmax(worst)
-        inner = _golden_max(lambda m0: jnp.min(residual(m0)), grid[jnp.maximum(best - 1, 0)],
-                            grid[jnp.minimum(best + 1, _GRID_POINTS - 1)])
-        res_inner = residual(inner)
-        in_window = (last < 0) & (jnp.min(res_inner) >= 0.0) & windows
+        if windows:
+            inner = _golden_max(lambda m0: jnp.min(residual(m0)), grid[jnp.maximum(best - 1, 0)],
+                                grid[jnp.minimum(best + 1, _GRID_POINTS - 1)])
+            res_inner = residual(inner)
+            in_window = (last < 0) & (jnp.min(res_inner) >= 0.0)
+        else:
+            inner, res_inner, in_window = grid[0], res[0], jnp.asarray(False)
         found = (last >= 0) | in_window
         above = jnp.where(in_window, jnp.minimum(best + 1, _GRID_POINTS - 1), jnp.minimum(last + 1, _GRID_POINTS - 1))
         lo = jnp.where(in_window, inner, jnp.where(last >= 0, grid[jnp.maximum(last, 0)], 0.0))
@@ -147,7 +161,7 @@ def _family(problem, table, floor, windows: bool = False, rows: int | None = Non
         hi = jnp.where(found, grid[above], 0.0)
         bracket = (lo, res_lo, hi, res[above], jnp.asarray(0))
         lo, _, _, _, _ = jax.lax.fori_loop(
-            0, _REFINEMENTS, lambda _, b: _illinois_step(b, excluded, floor, problem, table), bracket)
+            0, _REFINEMENTS, lambda _, b: _illinois_step(b, excluded, floor, problem, table, constraints), bracket)
         m = jnp.where(found, _menu(lo, excluded, floor), 0.0)
         return m, found, moments(m, problem, table).expected_accuracy
 
@@ -200,40 +214,46 @@ def exclusion_pooled_candidates(problem, table):
     return _family(problem, _search_table(problem, table), floor)
 
 
-def start_candidates(problem, table):
-    """The solvers' starting candidates: (I + 1, I) menus, (I + 1,) found, (I + 1,) E[a].
+def start_candidates(problem, table, constraints: str = "simplified"):
+    """The solvers' starting candidates: (2I, I) menus, (2I,) found, (2I,) E[a].
 
-    Rows 0..I-1 are ``exclusion_pooled_candidates``. Row I is the fallback for when none of them
-    is feasible: every type at max(m0, cummax(m^res)_i), the largest feasible m0. Where a cheap type
-    trains alone on much more data than a costly one (m^res = (0, 0, 2330)), no common m0 serves
-    both: it is too small for the cheap type's IR or too large for a costly type's budget, and
-    every pooled row is infeasible; the floored row lets the cheap type contribute its own data,
-    which is where the optimum usually is. Its feasible m0 form a window that may lie between two
-    grid points (``_family``'s ``windows``). It is marked not found whenever a pooled row is
-    feasible: those starts converge fast, and a second start that wanders to ``max_outer`` would
-    hold a vmapped batch. (Floored rows with excluded types were tried too: on Sec. 6.2 scenario 3
-    the second of them ran to ``max_outer``, 1.0 s instead of 0.06 s, and on 120 random problems
-    none was ever the best start.)
+    Rows 0..I-1 are the exclude-then-pool rows (``exclusion_pooled_candidates`` for the simplified
+    set). Rows I..2I-1 are the *floored* family: the j costliest types excluded and the others at
+    max(m0, cummax(m^res)_i), the largest feasible m0. Where a cheap type trains alone on much more
+    data than a costly one (m^res = (0, 0, 2474)), a common m0 that is large enough for the cheap
+    type's budget and IR is too large for a costly type's budget, so pooled rows are infeasible or
+    poor (the cheap type alone: E[a] = 0.06 where the floored row reaches 0.57); the floored rows
+    let the cheap types contribute their own data and the costly ones a little, which is where the
+    optimum usually is. Their feasible m0 form windows that may lie between two grid points
+    (``_family``'s ``windows``). The solvers start from the best rows by E[a].
+
+    ``constraints`` (static): "simplified" gives the menus the simplified set's rewards
+    (``binding_rewards``), "full" the full set's least rewards (``least_rewards``), with which a
+    menu is feasible iff its budgets hold. The full set's candidates include every simplified one
+    and more: where a cheap type's IR binds above its local IC, no simplified menu of a row may be
+    feasible while a full one is (and the simplified set can be empty altogether). Every row's
+    feasible m0 then form windows away from 0 (a pooled type with a large f needs t >= f), so the
+    pooled rows search between grid points too.
     """
     table = _search_table(problem, table)
-    pooled = _family(problem, table, jnp.zeros_like(problem.costs))
-    floored = _family(problem, table, jax.lax.cummax(problem.reservation_data), windows=True, rows=1)
-    floored = (floored[0], floored[1] & ~jnp.any(pooled[1]), floored[2])
+    pooled = _family(problem, table, jnp.zeros_like(problem.costs), windows=constraints == "full",
+                     constraints=constraints)
+    floored = _family(problem, table, jax.lax.cummax(problem.reservation_data), windows=True, constraints=constraints)
     return tuple(jnp.concatenate([a, b]) for a, b in zip(pooled, floored))
 
 
-def best_start(problem, table):
+def best_start(problem, table, constraints: str = "simplified"):
     """The best feasible starting menu of ``start_candidates`` (jittable, vmappable).
 
     Args:
-      problem: ``ContractProblem``.  table: ``OutcomeTable``.
+      problem: ``ContractProblem``.  table: ``OutcomeTable``.  constraints: as ``start_candidates``.
 
     Returns:
       (m, found): (I,) contributions (units of data) and a bool, False when no candidate is
       feasible (then m is the monotone envelope of the reservation data m^res, a reasonable but
       infeasible start).
     """
-    return best_candidate(problem, start_candidates(problem, table))
+    return best_candidate(problem, start_candidates(problem, table, constraints))
 
 
 def best_candidate(problem, candidates):

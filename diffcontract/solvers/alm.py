@@ -34,7 +34,12 @@ from ._kkt import PARAMETERIZATIONS, Scales
 from ._projection import isotonic_regression
 from ._single import solve_single_participant
 from ._solution import FEASIBILITY_TOL, Certificate, Solution, Status, menu_fields
-from ._start import best_candidate, best_start, start_candidates
+from ._start import REWARDS, best_candidate, best_start, start_candidates
+
+
+# Whose rewards the starting candidates get (``_start.REWARDS``): the reduced parameterization is the
+# simplified set; the full one starts from the full set's least IC- and IR-feasible rewards.
+_CANDIDATES = {"reduced": "simplified", "full": "full"}
 
 
 class ALMOptions(NamedTuple):
@@ -46,9 +51,9 @@ class ALMOptions(NamedTuple):
       early); the full one, which needs no projection in log (m, t), uses L-BFGS with a zoom line
       search. Both from optax.
     long_after / long_inner_steps: from outer iteration ``long_after`` on, the reduced
-      parameterization's blocks run ``long_inner_steps`` (a problem not converged by then usually needs longer inner solves
-      between multiplier updates, e.g. contributions that must travel far from the start; most
-      problems converge within a few outer iterations and never pay for them). Only the first
+      parameterization's blocks run ``long_inner_steps`` (a problem not converged by then usually
+      needs longer inner solves between multiplier updates, e.g. contributions that must travel far
+      from the start; most problems converge within a few outer iterations and never pay for them). Only the first
       start's run lengthens: a later start that does not converge (it often heads for a worse
       KKT point) would otherwise hold a vmapped batch 2.75x longer.
     learning_rate / lr_decay / lr_min: initial Adam step in log units (0.02 = 2 % moves). After
@@ -61,24 +66,25 @@ class ALMOptions(NamedTuple):
     zero_tol: scaled variable (m / data scale, t / value scale) under which it is taken as 0
       when polishing (exclusion: m_i = 0).
     active_tol: scaled constraint slack under which a constraint is guessed active when polishing.
-    polish: after every outer iteration (and at the start), try the active-set Newton polish from
-      the current iterate; the solve ends as soon as a polished point meets the tolerances.
+    polish: after every outer iteration, polish the current iterate: a few SQP steps
+      (``_kkt.sqp_polish``: QP subproblems by interior point, so the QP picks the active set),
+      then active-set Newton on the constraints the SQP found binding (pools and exclusions
+      exact); the solve ends as soon as a polished point meets the tolerances.
+    sqp_steps / qp_iterations: SQP steps per polish (stopping early once a step moves nothing
+      beyond rounding) and interior-point iterations per QP.
     newton_steps / polish_rounds: Newton steps per active set (stopping early once a full step
-      moves nothing beyond rounding) and active-set changes per polish (one change per round).
-    polish_guesses: active-set guesses tried at once, as multiples of ``active_tol``; the first
-      also counts constraints with positive ALM multipliers as active. Under ``vmap`` each guess
-      costs every member a polish, so the default is two.
+      moves nothing beyond rounding) and active-set changes (one per round) of the final Newton.
     feasibility_tol: accepted max violation *relative to the value scale*: violations up to
       ``feasibility_tol * (v(1) - v(0))`` money are accepted (``FEASIBILITY_TOL`` = 1e-10, i.e.
       1e-8 money for v(r) = 100 r; the exact solver's rule, so both methods give the same verdict
       and scaling v and every cost by one factor leaves it unchanged).  kkt_tol: accepted scaled
       stationarity (and complementarity).
-    full_start: where the full parameterization starts when no ``x0`` is given: "reduced" (the
-      reduced solve's contract; the full solve then re-optimizes with every IR and pairwise IC
-      penalized, so agreement certifies the simplified constraint set at that point) or "pooled"
-      (the best all-pooled contract; independent of the reduced solve but, with the degenerate IC
-      pairs of pooled types, less reliable).
-    starts: the solve runs from the ``starts`` best feasible exclude-then-pool menus in turn
+    full_start: where the full parameterization starts when no ``x0`` or ``warm_start`` is given:
+      "reduced" (first from the reduced solve's contract, whose rewards the full solve then
+      re-optimizes with every IR and pairwise IC penalized, so agreement certifies the simplified
+      constraint set there; then from the ``starts`` best candidates) or "candidates" (only the
+      candidates: the full set's, with its least rewards, ``_start.start_candidates``).
+    starts: the solve runs from the ``starts`` best feasible candidate menus in turn
       (``lax.map`` inside the kernel; ``_start``) and keeps the converged run with the largest E[a]
       (the exact solver's multi-start). The objective is not concave (the accuracy curve's
       convex part near 0; ``tests/test_mechanism_properties.py``), and from the best start alone
@@ -110,9 +116,10 @@ class ALMOptions(NamedTuple):
     feasibility_tol: float = FEASIBILITY_TOL
     kkt_tol: float = 1e-8
     polish: bool = True
+    sqp_steps: int = 8
+    qp_iterations: int = 30
     newton_steps: int = 10
-    polish_rounds: int = 6
-    polish_guesses: tuple = (1.0, 1e3)
+    polish_rounds: int = 3
     full_start: str = "reduced"
     starts: int = 2
     infeasible_patience: int = 3
@@ -158,7 +165,7 @@ def _from_x(x, parameterization: str):
 
 
 def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str = "reduced",
-               options: ALMOptions = ALMOptions(), warm_start=None) -> ALMResult:
+               options: ALMOptions = ALMOptions(), warm_start=None, restart_from=None) -> ALMResult:
     """The jittable, vmappable ALM solve of one problem (see module docstring).
 
     Args:
@@ -168,32 +175,33 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
       parameterization: "reduced" or "full" (static).
       options: ``ALMOptions`` (static).
       warm_start: optional (I,) contributions m (units of data, monotone), e.g. a learned
-        mechanism's (``diffcontract.learned``): the only start, with t = binding_rewards(m). The
-        first iteration then polishes the start before any Adam step (a warm start near the
-        optimum converges without descending at all); its inner steps are not counted.
+        mechanism's (``diffcontract.learned``): the only start, with the rewards of the
+        parameterization's candidates (``_start.REWARDS``). The first iteration then polishes the
+        start before any Adam step (a warm start near the optimum converges without descending at
+        all); its inner steps are not counted.
+      restart_from: optional (I,) contributions m (monotone) where an earlier solve stopped: the
+        first start, before the ``options.starts`` best candidates (``_full_fallback``).
     """
-    from ..formulation import binding_rewards
-
     dtype = jnp.result_type(problem.costs)
     table = with_weights(problem, table)
     warm = x0 is not None or warm_start is not None
-    start_ms, distinct = _start_menus(problem, table, 1 if warm else options.starts)
-    start_m = start_ms[0]
-    data_scale = jnp.maximum(jnp.maximum(jnp.max(start_m), jnp.max(problem.reservation_data)), 1.0)
+    constraints = _CANDIDATES[parameterization]
+    rewards = lambda m: REWARDS[constraints](m, problem.costs, problem.reservation_utility)  # noqa: E731
+    start_ms, distinct = _start_menus(problem, table, 1 if warm else options.starts, constraints)
+    data_scale = jnp.maximum(jnp.maximum(jnp.max(start_ms[0]), jnp.max(problem.reservation_data)), 1.0)
     value_scale = problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
     scales = Scales(data_scale, value_scale)
     feasibility_money = options.feasibility_tol * value_scale  # relative tolerance -> money
-    start_ms = jnp.maximum(start_ms, 1e-3 * data_scale)
-    start_ts = jax.vmap(lambda m: binding_rewards(m, problem.costs, problem.reservation_utility))(start_ms)
-    x_starts = jax.vmap(lambda m, t: _kkt.encode(m, t, scales, parameterization))(start_ms, start_ts)
-    if parameterization == "full" and not warm and options.full_start == "reduced":
+    if parameterization == "full" and not warm and restart_from is None and options.full_start == "reduced":
         reduced = alm_kernel(problem, table, parameterization="reduced", options=options)
-        m_r, t_r = _kkt.decode(reduced.x, problem, reduced.scales, "reduced")
-        x_starts, distinct = _kkt.encode(m_r, t_r, scales, "full")[None, :], jnp.ones((1,), bool)
-    if warm_start is not None:
-        m_w = jnp.asarray(warm_start, dtype)
-        t_w = binding_rewards(m_w, problem.costs, problem.reservation_utility)
-        x_starts, distinct = _kkt.encode(m_w, t_w, scales, parameterization)[None, :], jnp.ones((1,), bool)
+        restart_from = _kkt.decode(reduced.x, problem, reduced.scales, "reduced")[0]
+    if restart_from is not None:
+        start_ms = jnp.concatenate([jnp.asarray(restart_from, dtype)[None, :], start_ms])
+        distinct = jnp.concatenate([jnp.ones((1,), bool), distinct])
+    start_ms = jnp.maximum(start_ms, 1e-3 * data_scale)  # log-parameterized: no exact zeros
+    if warm_start is not None:  # as given (a zero is snapped back to an exact exclusion by the polish)
+        start_ms, distinct = jnp.asarray(warm_start, dtype)[None, :], jnp.ones((1,), bool)
+    x_starts = jax.vmap(lambda m: _kkt.encode(m, rewards(m), scales, parameterization))(start_ms)
     if x0 is not None:
         x_starts, distinct = jnp.asarray(x0, dtype)[None, :], jnp.ones((1,), bool)
     x_starts = jnp.maximum(jax.vmap(lambda x: _kkt.project(x, parameterization))(x_starts), 1e-9)
@@ -258,15 +266,16 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
         lam = jnp.maximum(0.0, state.lam - state.rho * g)
         violation = jnp.maximum(-jnp.min(g), 0.0)
         # Raise rho only when feasibility is lagging: the violation fell by less than the patience
-        # factor and is not yet negligible (a needless rho only ill-conditions the inner solve).
-        grow = (violation > options.penalty_patience * state.violation) & (violation > options.active_tol)
+        # factor and is above the feasibility tolerance (a needless rho only ill-conditions the
+        # inner solve; a violation left above tolerance, e.g. 4e-5 with an L-BFGS inner solve that
+        # no longer moves, would hold the iterate there for good).
+        grow = (violation > options.penalty_patience * state.violation) & (violation > options.feasibility_tol)
         rho = jnp.where(grow, jnp.minimum(state.rho * options.penalty_growth, options.penalty_max), state.rho)
         return z, lam, rho, violation, lr
 
-    def guess_active(x, lam, tol=options.active_tol, use_multipliers=True):
-        # Active if nearly binding, or (first guess) if the ALM multiplier estimate is positive;
-        # looser guesses ignore the estimates, which can be positive on slack constraints.
-        g_active = ((lam > 0.0) & use_multipliers) | (G(x) <= tol)
+    def guess_active(x, lam, tol=options.active_tol):
+        # Active if nearly binding or if the ALM multiplier estimate is positive.
+        g_active = (lam > 0.0) | (G(x) <= tol)
         b_active = _kkt.simple_constraints(x, parameterization) <= 1e-14
         return jnp.concatenate([g_active, b_active])
 
@@ -285,42 +294,56 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
         if parameterization == "reduced":
             gaps = jnp.diff(z)
             z = z[0] + jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(jnp.where(gaps <= options.pool_tol, 0.0, gaps))])
+        else:
+            # Full: m is not projected, so a pool is only approached (and may be out of order by
+            # ulps); adjacent types whose log m differ by at most pool_tol get their group's mean
+            # log m and log t (a pool's items are equal: its IC pairs force equal t).
+            num = problem.costs.shape[0]
+            group = jnp.concatenate([jnp.zeros((1,), jnp.int32),
+                                     jnp.cumsum(jnp.abs(jnp.diff(z[:num])) > options.pool_tol)])
+            same = (group[:, None] == group[None, :]).astype(dtype)
+            mean = same @ jnp.reshape(z, (2, num)).T / jnp.sum(same, axis=1)[:, None]
+            z = jnp.reshape(mean.T, (2 * num,))
         x = _to_x(z, parameterization)
         return jnp.where(x < options.zero_tol, 0.0, x)
 
-    def polish_from(x, active):
-        mu0 = ls_multipliers(x, active)
-        xp, mup, actp = _kkt.polish(x, mu0, active, *args, newton_steps=options.newton_steps,
+    def certify(x, mu, active):
+        # Certificate multipliers: non-negative least squares on the active set (robust when it is
+        # degenerate and the multipliers are not unique), then the KKT residuals and their score.
+        mu = _kkt.certificate_multipliers(x, active | (mu > 0), mu, *args)
+        kkt = _kkt.kkt_residuals(x, mu, *args)
+        score = jnp.maximum(jnp.maximum(kkt.stationarity, kkt.feasibility), kkt.complementarity)
+        ok = jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(mu))
+        return x, mu, kkt, jnp.where(ok, score, jnp.inf)
+
+    def polish(x, lam):
+        """SQP from the snapped iterate (``_kkt.sqp_polish``), then active-set Newton on the
+        constraints the SQP found binding (``_kkt.polish``: pools and exclusions exact, to
+        rounding); the better certified of the two: (x, mu, kkt, score)."""
+        mu = jnp.concatenate([lam, jnp.zeros((x.shape[0],), dtype)])
+        xs, mus = _kkt.sqp_polish(x, mu, *args, steps=options.sqp_steps, qp_iterations=options.qp_iterations)
+        xs = jnp.where(jnp.all(jnp.isfinite(xs)), _kkt.project(xs, parameterization), x)
+        mus = jnp.where(jnp.all(jnp.isfinite(mus)), jnp.maximum(mus, 0.0), mu)
+        binding = (_kkt.all_constraints(xs, *args) <= options.active_tol) & (mus > 1e-12)
+        binding = binding | jnp.concatenate([jnp.zeros((num_g,), bool), _kkt.simple_constraints(xs, parameterization) <= 1e-14])
+        xn, mun, actn = _kkt.polish(xs, mus, binding, *args, newton_steps=options.newton_steps,
                                     rounds=options.polish_rounds)
-        ok = jnp.all(jnp.isfinite(xp)) & jnp.all(jnp.isfinite(mup))
-        xp, mup, actp = jnp.where(ok, xp, x), jnp.where(ok, mup, mu0), jnp.where(ok, actp, active)
-        # Certificate multipliers: non-negative least squares on the final active set (robust
-        # when the active set is degenerate and the Newton multipliers are not unique).
-        mup = _kkt.certificate_multipliers(xp, actp | (mup > 0), mup, *args)
-        kktp = _kkt.kkt_residuals(xp, mup, *args)
-        score = jnp.maximum(jnp.maximum(kktp.stationarity, kktp.feasibility), kktp.complementarity)
-        return xp, mup, kktp, jnp.where(ok, score, jnp.inf)
+        ok = jnp.all(jnp.isfinite(xn)) & jnp.all(jnp.isfinite(mun))
+        xn, mun, actn = jnp.where(ok, xn, xs), jnp.where(ok, mun, mus), jnp.where(ok, actn, binding)
+        candidates = [certify(xs, mus, binding), certify(xn, mun, actn)]
+        newton_better = candidates[1][3] <= candidates[0][3]
+        return jax.tree_util.tree_map(lambda a, c: jnp.where(newton_better, a, c), *candidates[::-1])
 
     def attempt(z, lam):
-        """Snap, guess active sets, polish, certify: (x, mu, kkt, polished, converged).
-
-        The Newton polish is tried from several active-set guesses at once (constraints within
-        active_tol, 100x and 1000x that of binding); the primal-dual updates drop wrong guesses, and
-        a constraint still far from binding at the iterate (the ALM has not reached it yet) is
-        often caught by a looser guess.
-        """
+        """Snap, polish, certify: (x, mu, kkt, polished, converged)."""
         x = snap(z)
         active = guess_active(x, lam)
         mu0 = jnp.maximum(ls_multipliers(x, active), 0.0)
         kkt0 = _kkt.kkt_residuals(x, mu0, *args)
         if options.polish:
-            guesses = jnp.stack([guess_active(x, lam, options.active_tol * f, k == 0)
-                                 for k, f in enumerate(options.polish_guesses)])
-            xs, mus, kkts, scores = jax.vmap(lambda a: polish_from(x, a))(guesses)
-            best = jnp.argmin(scores)
-            xp, mup, kktp = xs[best], mus[best], jax.tree_util.tree_map(lambda a: a[best], kkts)
+            xp, mup, kktp, score = polish(x, lam)
             score0 = jnp.maximum(jnp.maximum(kkt0.stationarity, kkt0.feasibility), kkt0.complementarity)
-            better = scores[best] < score0
+            better = score < score0
             x = jnp.where(better, xp, x)
             mu = jnp.where(better, mup, mu0)
             kkt = jax.tree_util.tree_map(lambda a, c: jnp.where(better, a, c), kktp, kkt0)
@@ -395,32 +418,40 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
                      st.polished)
 
 
-def _check_warm_start(warm_start, problem) -> jnp.ndarray:
+def _check_warm_start(warm_start, problem, name: str = "warm_start") -> jnp.ndarray:
     """``warm_start`` as a float64 (I,) array; ValueError naming it when it is not a valid menu."""
     m = np.asarray(warm_start, dtype=np.float64)
     num = problem.costs.shape[-1]
     if m.shape != (num,):
-        raise ValueError(f"warm_start must have shape ({num},) (contributions, canonical order), got {m.shape}")
+        raise ValueError(f"{name} must have shape ({num},) (contributions, canonical order), got {m.shape}")
     if not np.all(np.isfinite(m)) or np.any(m < 0.0):
-        raise ValueError(f"warm_start must be finite and >= 0, got {m.tolist()}")
+        raise ValueError(f"{name} must be finite and >= 0, got {m.tolist()}")
     if np.any(np.diff(m) < 0.0):
-        raise ValueError(f"warm_start must be non-decreasing (canonical order, costliest type first), got {m.tolist()}")
+        raise ValueError(f"{name} must be non-decreasing (canonical order, costliest type first), got {m.tolist()}")
     return jnp.asarray(m)
 
 
-def _start_menus(problem, table, count: int):
-    """The ``count`` best feasible starting menus (``_start.start_candidates``):
+def _start_menus(problem, table, count: int, constraints: str = "simplified"):
+    """The ``count`` best feasible starting menus (``_start.start_candidates`` of ``constraints``):
     ((count', I) contributions, (count',) bool).
 
-    count' = min(count, I + 1). Row 0 is ``best_start``'s menu (the m^res envelope when none is
+    count' = min(count, 2I). Row 0 is ``best_start``'s menu (the m^res envelope when none is
     feasible); a later row with no further feasible candidate repeats row 0 (the same run, no
-    extra iterations) and is flagged False in the second output ("distinct start").
+    extra iterations) and is flagged False in the second output ("distinct start"). Candidates
+    equal to a better one within 1e-9 relative are skipped (as the exact solver's ``_start_menus``).
     """
     if count == 1:
-        return best_start(problem, table)[0][None, :], jnp.ones((1,), bool)
-    count = min(count, problem.costs.shape[0] + 1)
-    candidates = start_candidates(problem, table)
+        return best_start(problem, table, constraints)[0][None, :], jnp.ones((1,), bool)
+    candidates = start_candidates(problem, table, constraints)
     menus, found, value = candidates
+    count = min(count, menus.shape[0])
+    # A menu found twice (a floored row whose floor is inactive equals its pooled row) is one start.
+    by_value = jnp.argsort(jnp.where(found, -value, jnp.inf))
+    sorted_menus = menus[by_value]
+    same = jnp.all(jnp.abs(sorted_menus[:, None, :] - sorted_menus[None, :, :])
+                   <= 1e-9 * jnp.abs(sorted_menus[None, :, :]), axis=-1)
+    earlier = jnp.any(jnp.tril(same, k=-1) & found[by_value][None, :], axis=1)
+    found = found.at[by_value].set(found[by_value] & ~earlier)
     order = jnp.argsort(jnp.where(found, -value, jnp.inf))[:count]
     first, _ = best_candidate(problem, candidates)
     distinct = found[order] | (jnp.arange(count) == 0)
@@ -455,7 +486,8 @@ def _solution_from_result(problem, table, result: ALMResult, parameterization: s
 
 
 def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | None = None, x0=None,
-              backend: str = "auto", backend_options: dict | None = None, warm_start=None, **overrides) -> Solution:
+              backend: str = "auto", backend_options: dict | None = None, warm_start=None, restart_from=None,
+              **overrides) -> Solution:
     """Solve one problem with the augmented-Lagrangian method (float64).
 
     Args:
@@ -466,6 +498,8 @@ def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | 
       x0: optional warm start (scaled units, as in ``ALMResult.x``).
       warm_start: optional (I,) contributions m (units of data, canonical order, non-decreasing),
         e.g. ``LearnedMechanism.warm_start(problem)``: the only start (see ``alm_kernel``).
+      restart_from: optional (I,) contributions (as ``warm_start``): the first of the starts, before
+        the candidates (``alm_kernel``; the reduced solve's end point in ``_full_fallback``).
       backend, backend_options: expectation backend and its ``make_backend`` options (as for
         ``solve_exact``). The ALM's polish uses second derivatives: with "chunked" or
         "convolution" each costs a pass over the outcomes or the lattice per Hessian column.
@@ -494,9 +528,11 @@ def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | 
         backend_name, table = make_backend(problem64, backend, **(backend_options or {}))
         if warm_start is not None:
             warm_start = _check_warm_start(warm_start, problem64)
+        if restart_from is not None:
+            restart_from = _check_warm_start(restart_from, problem64, "restart_from")
         kernel_problem = without_input_order(problem64)  # one compilation for every type order
         result = _alm_jit(kernel_problem, table, x0, parameterization=parameterization, options=options,
-                          warm_start=warm_start)
+                          warm_start=warm_start, restart_from=restart_from)
         jax.block_until_ready(result)
         sol = _solution_from_result(kernel_problem, table, result, parameterization, 0.0, backend_name)
         sol = jax.tree_util.tree_map(np.asarray, sol.replace(problem=problem64))
@@ -504,9 +540,17 @@ def solve_alm(problem, parameterization: str = "reduced", options: ALMOptions | 
     message = f"ALM: {int(result.outer_iterations)} outer iterations, polished={bool(result.polished)}"
     sol = sol.replace(wall_time=time.perf_counter() - start, status=status, iterations=int(sol.iterations),
                       message=message)
-    if status != Status.CONVERGED and parameterization == "reduced" and x0 is None and warm_start is None:
+    if (status != Status.CONVERGED and parameterization == "reduced" and x0 is None and warm_start is None
+            and restart_from is None):
         return _full_fallback(problem, sol, options, backend, backend_options, start)
     return sol
+
+
+def restart_menu(m) -> np.ndarray:
+    """A reduced solve's contributions (..., I) as ``restart_from`` for the full parameterization:
+    where it stopped, clipped to the monotone non-negative menus ``_check_warm_start`` accepts (the
+    polish can leave ulps off)."""
+    return np.maximum.accumulate(np.maximum(np.asarray(m, np.float64), 0.0), axis=-1)
 
 
 def _full_fallback(problem, reduced: Solution, options, backend, backend_options, start: float) -> Solution:
@@ -517,13 +561,14 @@ def _full_fallback(problem, reduced: Solution, options, backend, backend_options
     ``solve_exact``): an "infeasible" reduced solve is never final, and the full solve is returned
     whatever its status. A reduced solve that ran out of iterations (or stalled) near a point where
     the simplified set's binding constraints degenerate is often finished by the full
-    parameterization from where it stopped (warm-started at the reduced m, whose t are the binding
-    rewards; its L-BFGS moves m and t freely): the full solve is
-    returned when it converged, else the reduced one, whose message says so.
-    (One more compilation, only here.)
+    parameterization from where it stopped (its L-BFGS moves m and t freely). The full solve runs
+    from there first, then from the full set's best candidates (``_start.start_candidates`` with
+    the least rewards: where the simplified set is empty, the reduced end point can lie in a poor
+    basin, e.g. E[a] 0.06 where a floored candidate starts at 0.57), keeping its best converged
+    run. It is returned when it converged (or the reduced set was infeasible), else the reduced
+    one, whose message says so. (One more compilation, only here.)
     """
-    # From where the reduced solve stopped: its t are binding_rewards(m), the warm start's own.
-    full = solve_alm(problem, "full", options, None, backend, backend_options, warm_start=np.maximum.accumulate(np.maximum(np.asarray(reduced.m, float), 0.0)))
+    full = solve_alm(problem, "full", options, None, backend, backend_options, restart_from=restart_menu(reduced.m))
     reason = "appears empty" if int(reduced.status) == Status.INFEASIBLE else "did not converge"
     if int(reduced.status) == Status.INFEASIBLE or full.succeeded:
         return full.replace(wall_time=time.perf_counter() - start,

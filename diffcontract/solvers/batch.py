@@ -12,7 +12,7 @@ import numpy as np
 from .. import _precision
 from ..expectation import OutcomeTable, bucket_length, num_outcomes, outcome_table
 from ..problem import ContractProblem, batch_size, stack_problems, unstack_problem
-from .alm import ALMOptions, _solution_from_result, alm_kernel
+from .alm import ALMOptions, _solution_from_result, alm_kernel, restart_menu
 from ._kkt import PARAMETERIZATIONS
 from ._solution import Solution, Status
 
@@ -33,12 +33,13 @@ def batch_tables(participants: Sequence[int], num_types: int, length: int | None
     return OutcomeTable(np.stack([cache[n].counts for n in ns]), np.stack([cache[n].valid for n in ns]))
 
 
-def _batched_kernel(problem, table, warm_start, parameterization, options):
-    result = alm_kernel(problem, table, parameterization=parameterization, options=options, warm_start=warm_start)
+def _batched_kernel(problem, table, warm_start, restart_from, parameterization, options):
+    result = alm_kernel(problem, table, parameterization=parameterization, options=options, warm_start=warm_start,
+                        restart_from=restart_from)
     return _solution_from_result(problem, table, result, parameterization, 0.0)
 
 
-_batched_alm = jax.jit(jax.vmap(_batched_kernel, in_axes=(0, 0, 0, None, None)), static_argnums=(3, 4))
+_batched_alm = jax.jit(jax.vmap(_batched_kernel, in_axes=(0, 0, 0, 0, None, None)), static_argnums=(4, 5))
 
 
 def solve_batch(problems, method: str = "alm", constraints: str = "reduced", options: ALMOptions | None = None,
@@ -121,7 +122,7 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
                 raise ValueError(f"warm_start must have shape ({num}, I), got {warm.shape}")
             checked = [_check_warm_start(row, unstack_problem(batch, k)) for k, row in enumerate(warm)]
             warm_start = jnp.stack([checked[k] for k in rows])
-        sol = _batched_alm(batch64, tables, warm_start, constraints, options)
+        sol = _batched_alm(batch64, tables, warm_start, None, constraints, options)
         sol = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(sol))
         replaced = []
         if constraints == "reduced":
@@ -131,12 +132,14 @@ def solve_batch(problems, method: str = "alm", constraints: str = "reduced", opt
     elapsed = time.perf_counter() - start
     note = f"; {single.size} N = 1 members: the reservation menu (solvers/_single.py)" if single.size else ""
     if replaced:
-        note += f"; members {replaced} not converged with the reduced parameterization: full parameterization's solution"
+        note += (f"; members {replaced} not converged with the reduced parameterization: "
+                 "full parameterization's solution")
     return sol.replace(problem=batch, wall_time=np.full(num, elapsed / num),
                        message=f"batched ALM ({num} problems, {elapsed:.3f} s){note}")
 
 
-def _with_full_fallback(sol: Solution, batch64, tables: OutcomeTable, options: ALMOptions, exclude) -> tuple[Solution, list[int]]:
+def _with_full_fallback(sol: Solution, batch64, tables: OutcomeTable, options: ALMOptions,
+                        exclude) -> tuple[Solution, list[int]]:
     """Re-solve the non-converged members with the full parameterization (one batched call).
 
     Returns the solution with replaced rows (see ``solve_batch``) and the replaced members' indices.
@@ -149,10 +152,9 @@ def _with_full_fallback(sol: Solution, batch64, tables: OutcomeTable, options: A
     take = lambda a: jnp.asarray(np.asarray(a)[members])  # noqa: E731
     sub = jax.tree_util.tree_map(take, batch64)
     sub_tables = OutcomeTable(take(tables.counts), take(tables.valid))
-    # From where the reduced solves stopped (their t are the binding rewards of their m).
-    sub_warm = jnp.asarray(np.maximum.accumulate(np.maximum(np.asarray(sol.contributions)[members], 0.0), axis=1))
+    restart_from = jnp.asarray(restart_menu(np.asarray(sol.contributions)[members]))
     full = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(
-        _batched_alm(sub, sub_tables, sub_warm, "full", options)))
+        _batched_alm(sub, sub_tables, None, restart_from, "full", options)))
     rows = {}
     for k, member in enumerate(members):
         row = unstack_solution(full.replace(problem=sub), k)
