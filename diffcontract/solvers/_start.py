@@ -120,19 +120,18 @@ def _illinois_step(bracket, excluded, floor, problem, table, constraints):
             jnp.where(feasible, 1, -1))
 
 
-def _family(problem, table, floor, windows: bool = False, rows: int | None = None, constraints: str = "simplified"):
+def _family(problem, table, floor, windows: bool = False, constraints: str = "simplified"):
     """The largest feasible m0 of every row of the family ``_menu(m0, j, floor)``, j = 0..I-1.
 
     ``table`` is an ``OutcomeTable`` (or the Monte Carlo proxy of a streaming backend). Returns
     (menus (I, I), found (I,), value (I,)) as ``exclusion_pooled_candidates``. The feasible m0 of a
     row need not start at 0 (a floor can make small m0 infeasible): the geometric grid finds the
     largest feasible grid point and regula falsi refines it towards the infeasible neighbour above.
-    ``rows`` (static): only the first ``rows`` rows (j < rows). ``constraints`` (static): whose
-    rewards the menus get (``REWARDS``).
+    ``constraints`` (static): whose rewards the menus get (``REWARDS``).
     ``windows`` (static): where no grid point is feasible, also look for a feasible window between
-    two (golden section, ``_GOLDEN_STEPS`` more evaluations per row). The floored row needs it; the
-    exclude-then-pool rows keep the plain grid search the solvers were measured with (their
-    feasible m0 start at 0, so a window between grid points is a sliver there).
+    two (golden section, ``_GOLDEN_STEPS`` more evaluations per row). The floored rows and the full
+    set's need it; the simplified set's pooled rows keep the plain grid search (their feasible m0
+    start at 0, so a window between grid points is a sliver there).
     """
     num = problem.costs.shape[0]
     m_ref = jnp.maximum(jnp.max(problem.reservation_data), 1.0)
@@ -165,7 +164,7 @@ def _family(problem, table, floor, windows: bool = False, rows: int | None = Non
         m = jnp.where(found, _menu(lo, excluded, floor), 0.0)
         return m, found, moments(m, problem, table).expected_accuracy
 
-    return _map(largest_m0, jnp.arange(num if rows is None else rows), table)
+    return _map(largest_m0, jnp.arange(num), table)
 
 
 def _golden_max(fn, a, b, steps: int = _GOLDEN_STEPS):

@@ -188,15 +188,18 @@ def solve_exact(
       ``Solution`` with status CONVERGED only if the measured residuals meet both tolerances.
 
     Starts. The first-moment problem is not concave in general (SGB is convex below its
-    inflection), and SLSQP stops at a KKT point near its start. SLSQP runs from the ``max_starts``
-    best feasible exclude-then-pool candidates of ``_start`` (by E[a] at the start; all of them
-    with ``max_starts=None``; each run costs a full SLSQP solve, which matters for large I) and the
+    inflection), its feasible set need not be connected, and SLSQP stops at a KKT point near its
+    start. SLSQP runs from the ``max_starts`` best distinct feasible candidates of
+    ``_start.start_candidates`` for the constraint set (pooled and floored menus with j costliest
+    types excluded; the full set's with its least rewards; by E[a] at the start; all of them with
+    ``max_starts=None``; each run costs a full SLSQP solve, which matters for large I) and the
     converged run with the largest E[a] is kept (the first run when none converged): a cheap
     multi-start over the menus that separate the basins seen in practice (a costly type excluded
-    at m_i = 0 vs. contributing a little).
+    at m_i = 0 vs. contributing a little; a component of the feasible set worth 9x another).
+    Contributions are scaled by their size at the best start (``_scales``).
 
     Statuses. CONVERGED: violation <= tol and stationarity <= kkt_tol. INFEASIBLE requires
-    evidence that no feasible point exists, all of: (a) no exclude-then-pool candidate is feasible
+    evidence that no feasible point exists, all of: (a) no candidate is feasible
     (one that is would be a feasible point), (b) every SLSQP run ends above tol, and (c) a phase-1
     problem, minimize s subject to g(x) + s >= 0, x >= 0, s >= 0 (the largest scaled violation),
     solved by SLSQP from the start and from the best run's end point, ends with a measured
