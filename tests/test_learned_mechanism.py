@@ -219,3 +219,15 @@ def test_warm_start_from_the_optimum_converges_without_descent():
     assert warm.succeeded and cold.succeeded
     assert int(warm.iterations) == 0 < int(cold.iterations)  # the polish certifies the start itself
     np.testing.assert_allclose(warm.expected_value, exact.expected_value, rtol=1e-9)  # both at the KKT point
+
+
+def test_answers_a_problem_whose_simplified_set_is_empty(mechanism):
+    # DISCONNECTED_FEASIBLE_SET (I = 3, N = 4, in the packaged support): no menu with binding local
+    # ICs is feasible, so the mechanism used to say "infeasible". With the full set's least
+    # rewards the repair anchors on the full set's candidates (E[v] 56.98 is the optimum there).
+    from hard_instances import DISCONNECTED_FEASIBLE_SET, DISCONNECTED_OPTIMUM
+
+    sol = mechanism.solve(DISCONNECTED_FEASIBLE_SET)
+    assert sol.status_name == "feasible", sol.message
+    assert verify(sol, tol=VERIFY_TOL).ok
+    assert DISCONNECTED_OPTIMUM * 0.95 <= float(sol.expected_value) <= DISCONNECTED_OPTIMUM * (1 + 1e-9)

@@ -4,10 +4,11 @@ r"""A trained mechanism: network + repair as a fast solver, and as a warm start 
 contract; ``LearnedMechanism`` wraps a trained network with its ``ProblemDistribution`` and gives
 ``propose`` (network only), ``solve`` (network + repair, a ``Solution``) and ``warm_start``
 (contributions for ``solve_alm(..., warm_start=...)``), for one problem or a batch in one compiled
-call. Status of a learned solution: FEASIBLE (the repaired contract meets every constraint; no
-optimality claim: there is no certificate) or INFEASIBLE (no feasible contract on the repair
-segment: typically the simplified constraint set, whose binding local ICs every learned contract
-has, is empty there while the full problem may be feasible: ``solve(method="exact")`` decides).
+call. Status of a learned solution: FEASIBLE (the repaired contract meets every constraint of the
+full first-moment problem; no optimality claim: there is no certificate) or INFEASIBLE (no
+feasible contract found on the repair segments: ``solve(method="exact")`` decides whether one
+exists). The rewards are the full set's least feasible ones (``formulation.least_rewards``), so
+problems whose simplified constraint set is empty are answered too.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import numpy as np
 
 from .. import _precision
 from ..expectation import OutcomeTable, moments, with_weights
-from ..formulation import binding_rewards, residuals
+from ..formulation import least_rewards, residuals
 from ..problem import ContractProblem, batch_size, unstack_problem
 from ..solvers._solution import Solution, Status, menu_fields
-from ..solvers._start import exclusion_pooled_candidates
+from ..solvers._start import exclusion_pooled_candidates, start_candidates
 from .distribution import ProblemDistribution
 from .network import MechanismNetwork, decode_contributions, problem_features
 from .repair import Repaired, _slack as _proposal_slack, improve, repair
@@ -52,11 +53,15 @@ def propose(params, network: MechanismNetwork, problem, table: OutcomeTable, par
 
 def learned_contract(params, network: MechanismNetwork, problem, table: OutcomeTable,
                      participants_range: tuple, log10_cost_range: tuple) -> LearnedContract:
-    """Network proposal and its repair for one problem (jittable; vmap over problems and tables)."""
+    """Network proposal and its repair for one problem (jittable; vmap over problems and tables).
+
+    The network's features use the simplified set's exclude-then-pool candidates (as in
+    training); the repair's anchor and the improvement use the full set's candidates, a superset
+    whose menus are feasible where the simplified set is empty."""
     table = with_weights(problem, table)
-    candidates = exclusion_pooled_candidates(problem, table)  # features, repair anchor and improvement share them
-    m = propose(params, network, problem, table, participants_range, log10_cost_range, candidates)
-    return LearnedContract(m, improve(repair(m, problem, table, candidates), problem, table, candidates))
+    m = propose(params, network, problem, table, participants_range, log10_cost_range)
+    anchors = start_candidates(problem, table, "full")
+    return LearnedContract(m, improve(repair(m, problem, table, anchors), problem, table, anchors))
 
 
 def _solution_leaves(problem, table, contract: LearnedContract):
@@ -108,7 +113,7 @@ class LearnedMechanism:
             candidates = exclusion_pooled_candidates(problem, table)
             m = propose(params, self.network, problem, table, *ranges, candidates)
             feasible = _proposal_slack(m, problem, table) >= 0.0
-            t = binding_rewards(m, problem.costs, problem.reservation_utility)
+            t = least_rewards(m, problem.costs, problem.reservation_utility)
             start = Repaired(m, t, jnp.zeros((), m.dtype), feasible, jnp.asarray(True))
             return _solution_leaves(problem, table, LearnedContract(m, improve(start, problem, table, candidates))), feasible
 
@@ -183,13 +188,12 @@ class LearnedMechanism:
                    f"proposals feasible as is, {repaired} repaired (max blend {float(np.max(blend)):.3g})")
         failed = int(np.sum(np.asarray(leaves["status"]) != Status.FEASIBLE))
         if failed:
-            message += (f"; {failed} with no feasible contract found: the mechanism's contracts have binding local "
-                        "ICs (MODEL.md's simplified set), which can be empty while the full problem is feasible; "
-                        "solve those with solve(method='exact')")
+            message += (f"; {failed} with no feasible contract found by the repair: solve those with "
+                        "solve(method='exact'), which decides whether one exists")
         if notes:
             message += "; " + "; ".join(notes)
         sol = Solution(problem=batch, iterations=np.zeros(size, np.int64), wall_time=np.full(size, elapsed / size),
-                       certificate=None, method="learned", constraints="simplified", backend="enumerate",
+                       certificate=None, method="learned", constraints="full", backend="enumerate",
                        message=message, **leaves)
         if single:
             rest = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], sol.replace(problem=None))

@@ -1,21 +1,26 @@
 r"""Repair: any monotone contribution vector -> an exactly feasible contract (jittable, vmappable).
 
-Given proposed contributions m (monotone, >= 0), the rewards t = binding_rewards(m) satisfy every
-IC and the costliest type's IR by construction (MODEL.md's simplified set); the budget
-t_i <= tbar_i(m) and the other IRs may fail. A known feasible menu m_safe (the best exclude-then-pool
-contract of ``solvers/_start.py``, feasible whenever one exists) anchors a segment
+Given proposed contributions m (monotone, >= 0), the rewards t = least_rewards(m) (the full
+set's least IR- and IC-feasible rewards, ``formulation.least_rewards``) satisfy every IR and IC by
+construction; only the budgets t_i <= tbar_i(m) may fail. (Where the simplified set's rewards
+satisfy every IR they are the same; where a cheaper type's IR binds above its local IC, which the
+simplified set excludes and which can leave it empty, the least rewards still give a contract.)
+A known feasible menu m_safe (the best candidate of ``solvers/_start.py`` for the full set,
+feasible whenever one exists) anchors a segment
 
 .. math:: m(\lambda) = (1 - \lambda)\, m + \lambda\, m_{\mathrm{safe}},\qquad \lambda \in [0, 1],
 
 every point of which is monotone and non-negative (a convex combination of two such vectors).
-Where no exclude-then-pool menu is feasible (cheap types with high reservation utilities need
-separating contracts), ``restore`` supplies a second anchor: a nearby strictly feasible point
-found by Gauss-Newton steps on the violated constraints from the proposal.
+``restore`` supplies further anchors: nearby strictly feasible points found by Gauss-Newton
+steps on the violated budgets from the proposal and from the m^res envelope.
 The repair returns the smallest feasible lambda found: lambda = 0 (the proposal itself) when
 feasible, otherwise the first feasible point of a geometric grid refined by bisection against its
 infeasible neighbour, so the repaired contract stays as close to the proposal as the search
-resolves. Feasible means budget >= 0 and IR_i >= 0 for i >= 2 in float64, exactly (no tolerance):
-IR_1 and the ICs hold by construction, up to the rounding of the reward recursion.
+resolves. Feasible means every budget >= 0 in float64, exactly (no tolerance): IR and IC hold by
+construction, up to the rounding of the reward formula.
+
+Training (``train.py``) penalizes the simplified set's constraints (``learned_constraints``); the
+repair and the returned contracts use the full set's (``contract_constraints``).
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ import jax
 import jax.numpy as jnp
 
 from ..expectation import moments
-from ..formulation import binding_rewards, residuals
-from ..solvers._start import best_candidate, exclusion_pooled_candidates
+from ..formulation import binding_rewards, least_rewards, residuals
+from ..solvers._start import best_candidate, exclusion_pooled_candidates, start_candidates
 from .network import data_reference, value_unit
 
 GRID = 24  # lambda in {0} + geomspace(1e-6, 1, GRID)
@@ -61,9 +66,20 @@ def learned_constraints(m, problem, table):
     return mom, jnp.concatenate([res.budget, res.ir[1:]])
 
 
+def contract_constraints(m, problem, table):
+    """(``Moments``, (I,) budget residuals tbar_i(m) - t_i, money) of the menu (m, least_rewards(m)).
+
+    The only constraints such a menu does not meet by construction (the repair's and the
+    returned contracts'; see the module docstring).
+    """
+    t = least_rewards(m, problem.costs, problem.reservation_utility)
+    mom = moments(m, problem, table)
+    return mom, mom.reward_bounds - t
+
+
 def _slack(m, problem, table):
-    """min G (``learned_constraints``), money: >= 0 iff (m, binding_rewards(m)) is feasible."""
-    return jnp.min(learned_constraints(m, problem, table)[1])
+    """min budget residual (``contract_constraints``), money: >= 0 iff (m, least_rewards(m)) is feasible."""
+    return jnp.min(contract_constraints(m, problem, table)[1])
 
 
 def _clears(m, problem, table):
@@ -83,10 +99,10 @@ def restore(m, problem, table, steps: int = RESTORE_STEPS, margin: float = RESTO
     Gauss-Newton on the violated constraints in the network's own coordinates o = log of the gaps
     of m / m_ref (m = m_ref cumsum(exp(o)): monotone, positive): each step is the least-norm
     solution of the linearized system G_j(o) + J_j(o) d = margin over the constraints below the
-    margin (G = (budget, IR_2..I) / (v(1) - v(0))), damped to at most 0.5 per coordinate, and the
-    iteration stops at the first exactly feasible point. The anchor of last resort when no
-    exclude-then-pool menu is feasible (cheap types with a high reservation utility need
-    separating contracts).
+    margin (G = budgets / (v(1) - v(0)), ``contract_constraints``), damped to at most 0.5 per
+    coordinate, and the iteration stops at the first exactly feasible point. An anchor near the
+    proposal, and the one of last resort when no candidate menu is feasible (cheap types with a high
+    reservation utility need separating contracts).
     """
     dtype = jnp.result_type(m)
     m_ref = data_reference(problem)
@@ -96,7 +112,7 @@ def restore(m, problem, table, steps: int = RESTORE_STEPS, margin: float = RESTO
     to_m = lambda o: m_ref * jnp.cumsum(jnp.exp(jnp.clip(o, -40.0, 10.0)))  # noqa: E731
 
     def constraints(o):
-        return learned_constraints(to_m(o), problem, table)[1] / value_scale
+        return contract_constraints(to_m(o), problem, table)[1] / value_scale
 
     def body(_, o):
         g = constraints(o)
@@ -147,7 +163,7 @@ def _rescalings(m, masks, factors) -> jnp.ndarray:
 
 
 def _feasible_value(m, problem, table):
-    """E[a] of (m, binding_rewards(m)) where feasible with the search margin (``_clears``), else -inf."""
+    """E[a] of (m, least_rewards(m)) where feasible with the search margin (``_clears``), else -inf."""
     return jnp.where(_clears(m, problem, table), moments(m, problem, table).expected_accuracy, -jnp.inf)
 
 
@@ -178,7 +194,7 @@ def repair(m, problem, table, candidates=None) -> Repaired:
     """Repair proposed contributions ``m`` (I,) for ``problem`` (see module docstring).
 
     Four anchors are tried, and the feasible result with the larger E[a] kept: the best feasible
-    exclude-then-pool menu (``solvers/_start.py``), ``restore``'s feasible points from the
+    candidate menu of the full set (``solvers/_start.py``), ``restore``'s feasible points from the
     proposal and from the monotone envelope of m^res, and the best feasible rescaling of the
     proposal (``_scaled_anchor``).
 
@@ -186,10 +202,10 @@ def repair(m, problem, table, candidates=None) -> Repaired:
       m: (I,) monotone non-decreasing, non-negative contributions (units of data).
       problem: one ``ContractProblem``.  table: its ``OutcomeTable`` with weights attached
         (``expectation.with_weights``).
-      candidates: ``exclusion_pooled_candidates(problem, table)`` if already computed.
+      candidates: ``start_candidates(problem, table, "full")`` if already computed.
     """
     if candidates is None:
-        candidates = exclusion_pooled_candidates(problem, table)
+        candidates = start_candidates(problem, table, "full")
     safe, found = best_candidate(problem, candidates)
     # Restorations from the proposal and from the m^res envelope (the exact solver's fallback
     # start): from far above the feasible set the first can run out of steps; the second starts
@@ -205,7 +221,7 @@ def repair(m, problem, table, candidates=None) -> Repaired:
     best = jnp.argmax(jnp.where(feasible, value, -jnp.inf))
     m_out, lam = candidates[best], lams[best]
     feasible = _slack(m_out, problem, table) >= 0.0
-    t_out = binding_rewards(m_out, problem.costs, problem.reservation_utility)
+    t_out = least_rewards(m_out, problem.costs, problem.reservation_utility)
     return Repaired(m_out, t_out, lam, feasible, found | restored_ok)
 
 
@@ -216,8 +232,10 @@ IMPROVE_FACTORS = 12  # factors per range (geometric)
 def improve(repaired: Repaired, problem, table, candidates=None) -> Repaired:
     """A feasible contract at least as good as ``repaired``, by a vectorized local search (jittable).
 
-    Candidates, all monotone and non-negative: the current contract; every exclude-then-pool menu
-    (``solvers/_start.py``); and for each type i and factor s of a geometric range, the contract
+    Candidates, all monotone and non-negative: the current contract; every candidate menu
+    (``candidates``: the simplified set's exclude-then-pool menus by default, which the network's
+    features use; the repair's full-set ones work too); and for each type i and factor s of a
+    geometric range, the contract
     with the contributions of types i..I multiplied by s (then made monotone by a running max).
     Each round evaluates all of them at once and keeps the best *feasible* one (same exact test as
     ``repair``), with ranges narrowing from [0.5, 4] to [0.95, 1.05]. The network is accurate to a
@@ -242,5 +260,5 @@ def improve(repaired: Repaired, problem, table, candidates=None) -> Repaired:
         take = scores[k] > best_score
         best, best_score = jnp.where(take, cands[k], best), jnp.where(take, scores[k], best_score)
     feasible = _slack(best, problem, table) >= 0.0
-    t = binding_rewards(best, problem.costs, problem.reservation_utility)
+    t = least_rewards(best, problem.costs, problem.reservation_utility)
     return Repaired(best, t, repaired.blend, feasible, repaired.safe_found)
