@@ -65,7 +65,8 @@ class ALMOptions(NamedTuple):
     pool_tol: log-contribution gap under which adjacent types are taken as pooled when polishing.
     zero_tol: scaled variable (m / data scale, t / value scale) under which it is taken as 0
       when polishing (exclusion: m_i = 0).
-    active_tol: scaled constraint slack under which a constraint is guessed active when polishing.
+    active_tol: scaled constraint slack under which a constraint counts as binding (the start's
+      multiplier estimate; the constraints the SQP polish found binding, for its final Newton).
     polish: after every outer iteration, polish the current iterate: a few SQP steps
       (``_kkt.sqp_polish``: QP subproblems by interior point, so the QP picks the active set),
       then active-set Newton on the constraints the SQP found binding (pools and exclusions
@@ -273,9 +274,9 @@ def alm_kernel(problem, table: OutcomeTable, x0=None, *, parameterization: str =
         rho = jnp.where(grow, jnp.minimum(state.rho * options.penalty_growth, options.penalty_max), state.rho)
         return z, lam, rho, violation, lr
 
-    def guess_active(x, lam, tol=options.active_tol):
+    def guess_active(x, lam):
         # Active if nearly binding or if the ALM multiplier estimate is positive.
-        g_active = (lam > 0.0) | (G(x) <= tol)
+        g_active = (lam > 0.0) | (G(x) <= options.active_tol)
         b_active = _kkt.simple_constraints(x, parameterization) <= 1e-14
         return jnp.concatenate([g_active, b_active])
 
