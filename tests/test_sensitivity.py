@@ -185,11 +185,15 @@ def test_random_problems_match_finite_differences():
 
 @pytest.mark.slow
 def test_random_problems_match_finite_differences_sweep():
-    """The issue's 20 random problems, I <= 4 and N <= 10 drawn at random."""
+    """The issue's 20 random problems, I <= 4 and N <= 10 drawn at random, every derivative
+    against central differences at 1e-4. Draws whose optimum is degenerate (derivatives one-sided
+    by design, tested on the paper's scenarios) are skipped and counted; at most 30 draws."""
     rng = np.random.default_rng(2025)
-    outcomes = [check_against_fd(random_problem(rng)) for _ in range(20)]
+    outcomes = []
+    while outcomes.count("checked") < 20 and len(outcomes) < 30:
+        outcomes.append(check_against_fd(random_problem(rng)))
     print({k: outcomes.count(k) for k in set(outcomes)})  # shown with pytest -s
-    assert outcomes.count("checked") >= 15, outcomes
+    assert outcomes.count("checked") == 20 and "not converged" not in outcomes, outcomes
 
 
 def test_envelope_theorem_matches_implicit_route():
