@@ -14,6 +14,12 @@ from diffcontract.solvers._start import exclusion_pooled_candidates, start_candi
 from hard_instances import CHEAP_TYPE_TRAINS_ALONE, DISCONNECTED_FEASIBLE_SET
 
 
+def _float64_problem_and_table(problem):
+    """The problem in float64 and its weighted outcome table (call inside ``_precision.float64()``)."""
+    p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
+    return p64, with_weights(p64, outcome_table(int(problem.participants), problem.num_types))
+
+
 def _raw_residuals(m, problem, table):
     t = binding_rewards(m, problem.costs, problem.reservation_utility)
     res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
@@ -31,8 +37,7 @@ def test_each_candidate_is_the_largest_feasible_pooled_menu(seed):
     problem = ContractProblem(participants=participants, probs=probs / probs.sum(),
                               costs=np.sort(rng.uniform(0.001, 1.0, num))[::-1])
     with _precision.float64():
-        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
-        table = with_weights(p64, outcome_table(participants, num))
+        p64, table = _float64_problem_and_table(problem)
         menus, found, _ = (np.asarray(a) for a in jax.jit(exclusion_pooled_candidates)(p64, table))
         assert found.any()
         for j in np.flatnonzero(found):
@@ -51,8 +56,7 @@ def test_floored_family_finds_the_start_the_pooled_family_misses():
     problem = CHEAP_TYPE_TRAINS_ALONE
     num = problem.num_types
     with _precision.float64():
-        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
-        table = with_weights(p64, outcome_table(int(problem.participants), num))
+        p64, table = _float64_problem_and_table(problem)
         menus, found, _ = (np.asarray(a) for a in jax.jit(start_candidates)(p64, table))
         assert menus.shape == (2 * num, num)
         assert not found[:num].any()  # no exclude-then-pool menu is feasible
@@ -73,8 +77,7 @@ def test_full_set_candidates_start_in_the_better_component():
     problem = DISCONNECTED_FEASIBLE_SET
     num = problem.num_types
     with _precision.float64():
-        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
-        table = with_weights(p64, outcome_table(int(problem.participants), num))
+        p64, table = _float64_problem_and_table(problem)
         search = jax.jit(start_candidates, static_argnames="constraints")
         assert not np.asarray(search(p64, table, "simplified")[1]).any()
         menus, found, value = (np.asarray(a) for a in search(p64, table, "full"))
