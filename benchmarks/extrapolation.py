@@ -112,7 +112,7 @@ def plot(curves, results, path: str, fit_fraction: float, models=("learned", "po
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from diffcontract.curves.plots import draw_fits
+    from diffcontract.analysis.plots import draw_fits
 
     pick = np.linspace(0, len(curves) - 1, min(panels, len(curves))).astype(int)
     cols = 3

@@ -6,11 +6,13 @@ Contract Design for Collaborative Machine Learning" (AAAI 2025), as specified in
 
 from . import curves, data, expectation, formulation
 from .problem import ContractProblem, problem_grid, stack_problems
-from .solvers import (ALMOptions, Certificate, CompleteInformation, Solution, Status, solve, solve_alm, solve_batch,
-                      solve_complete_information, solve_complete_information_batch, solve_exact, unstack_solution)
+from .api import solve
+from .solvers import (ALM, SLSQP, AbstractSolver, Certificate, CompleteInformation, Solution, SolveError, Status, run,
+                      solve_alm, solve_batch, solve_complete_information, solve_complete_information_batch, solve_exact,
+                      unstack_solution)
 
 __version__ = "0.1.0"
 
-__all__ = ["ALMOptions", "Certificate", "CompleteInformation", "ContractProblem", "solve_complete_information",
+__all__ = ["ALM", "SLSQP", "AbstractSolver", "SolveError", "run", "Certificate", "CompleteInformation", "ContractProblem", "solve_complete_information",
            "solve_complete_information_batch", "Solution", "Status", "curves", "data", "expectation", "formulation",
            "problem_grid", "solve", "solve_alm", "solve_batch", "solve_exact", "stack_problems", "unstack_solution"]

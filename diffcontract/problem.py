@@ -22,9 +22,16 @@ import numpy as np
 
 from . import _precision
 from .curves import GeneralizationBound, Linear
+from .curves.io import ACCURACY, VALUATION, curve_from_dict, curve_to_dict
+from .numerics import golden_section_max
 
 CONDITIONINGS = ("truncated", "interim")
 PROB_SUM_TOL = 1e-9
+_GOLDEN_STEPS = 200  # golden-section steps of ``reservation``: 0.618^200 ~ 1e-42, the bracket collapses to rounding
+#: Keys of a problem record (``to_dict``); the first five are required.
+RECORD_FIELDS = ("participants", "probs", "costs", "accuracy", "valuation", "quality", "conditioning")
+#: Recorded probabilities within this of their normalization are normalized already (a few ulps).
+NORMALIZED_RTOL = 4 * np.finfo(np.float64).eps
 
 
 def _as_vector(name: str, value: Any) -> np.ndarray:
@@ -124,17 +131,9 @@ def reservation(accuracy, valuation, costs, quality, grid_size: int = 2048, refi
         def refine(idx):
             lo = jnp.log(grid[jnp.maximum(idx - 1, 0)])
             up = jnp.log(grid[jnp.minimum(idx + 1, grid_size - 1)])
-            g = (math.sqrt(5.0) - 1.0) / 2.0
-
-            def body(_, state):
-                a, b = state
-                x1 = b - g * (b - a)
-                x2 = a + g * (b - a)
-                left = h(jnp.exp(x1)) >= h(jnp.exp(x2))
-                return jnp.where(left, a, x1), jnp.where(left, x2, b)
-
-            a, b = jax.lax.fori_loop(0, 200, body, (lo, up))
-            m = jnp.exp(0.5 * (a + b))
+            # Both points afresh every step (reuse=False): the f and m^res every result depends on.
+            search = golden_section_max(lambda u: h(jnp.exp(u)), lo, up, _GOLDEN_STEPS, reuse=False)
+            m = jnp.exp(0.5 * (search.lower + search.upper))
             return h(m), m
 
         vals, ms = jax.vmap(refine)(best)
@@ -278,16 +277,68 @@ class ContractProblem:
         return new
 
     def to_dict(self) -> dict:
-        """A JSON-ready description (input order is not kept: canonical order, costliest first)."""
+        """The problem's record, JSON-safe (canonical order, costliest first; the input order is not kept).
+
+        Returns:
+          ``{"participants": N, "probs", "costs", "quality": (I,) lists, "conditioning": str,
+          "accuracy", "valuation": curve records (``curves.curve_to_dict``)}``. Floats are float64
+          and JSON writes their exact repr: ``from_dict`` gives back this problem exactly.
+        """
         return {
             "participants": self.num_participants,
             "probs": np.asarray(self.probs).tolist(),
             "costs": np.asarray(self.costs).tolist(),
             "quality": np.asarray(self.quality).tolist(),
             "conditioning": self.conditioning,
-            "accuracy": _curve_dict(self.accuracy),
-            "valuation": _curve_dict(self.valuation),
+            "accuracy": curve_to_dict(self.accuracy),
+            "valuation": curve_to_dict(self.valuation),
         }
+
+    @classmethod
+    def from_dict(cls, data: Any, field: str = "problem") -> "ContractProblem":
+        """Rebuild a validated problem from ``to_dict()`` output (a solution record's ``"problem"``).
+
+        ``quality`` (default all ones) and ``conditioning`` (default "truncated") may be omitted;
+        the other keys are required, and the lists may be in any type order. Probabilities that
+        are normalized to rounding are kept as recorded: normalizing ``to_dict``'s output again
+        would move about one draw in ten by an ulp, and the round trip is exact.
+
+        Args:
+          data: dict with the keys of ``to_dict``.
+          field: name of ``data`` in error messages.
+
+        Returns:
+          The ``ContractProblem``.
+
+        Raises:
+          ValueError naming the field (``problem.costs``, ``problem.accuracy.k``, ...) on bad input.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"{field} must be a JSON object (ContractProblem.to_dict()), got {type(data).__name__}")
+        for key in RECORD_FIELDS[:5]:
+            if key not in data:
+                raise ValueError(f"{field} is missing the field {key!r}")
+        unknown = set(data) - set(RECORD_FIELDS)
+        if unknown:
+            raise ValueError(f"{field} has unknown field(s) {sorted(unknown)}")
+        for key in ("probs", "costs", "quality"):
+            value = data.get(key)
+            if value is not None and (not isinstance(value, list) or
+                                      any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in value)):
+                raise ValueError(f"{field}.{key} must be a list of numbers, got {value!r}")
+        if not isinstance(data.get("conditioning", ""), str):
+            raise ValueError(f"{field}.conditioning must be a string, got {data['conditioning']!r}")
+        accuracy = curve_from_dict(data["accuracy"], f"{field}.accuracy", ACCURACY)
+        valuation = curve_from_dict(data["valuation"], f"{field}.valuation", VALUATION)
+        try:
+            problem = cls(data["participants"], data["probs"], data["costs"], accuracy, valuation, data.get("quality"),
+                          data.get("conditioning", "truncated"))
+        except ValueError as err:
+            raise ValueError(f"{field}: {err}") from err
+        recorded = np.asarray(data["probs"], dtype=np.float64)[list(problem.type_order)]
+        if np.allclose(recorded, problem.probs, rtol=NORMALIZED_RTOL, atol=0.0):
+            problem.probs = recorded
+        return problem
 
     def __repr__(self) -> str:
         return (
@@ -295,18 +346,6 @@ class ContractProblem:
             f"costs={np.asarray(self.costs).tolist()}, accuracy={self.accuracy!r}, "
             f"valuation={self.valuation!r}, conditioning={self.conditioning!r})"
         )
-
-
-def _curve_dict(curve: Any) -> dict:
-    import dataclasses
-
-    if dataclasses.is_dataclass(curve):
-        fields = {f.name: getattr(curve, f.name) for f in dataclasses.fields(curve)}
-        try:
-            return {"kind": type(curve).__name__, **{k: float(np.asarray(v)) for k, v in fields.items()}}
-        except (TypeError, ValueError):
-            pass
-    return {"kind": type(curve).__name__}
 
 
 def _stack_leaves(problems: Sequence[ContractProblem]) -> ContractProblem:

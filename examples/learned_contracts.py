@@ -96,7 +96,7 @@ def figure(data, curves, ensemble, solutions, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from diffcontract.curves.plots import draw_fits
+    from diffcontract.analysis.plots import draw_fits
 
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     draw_fits(axes[0], data, {"learned (ensemble)": ensemble, "SGB fit": curves["SGB fit"], "pow4": curves["pow4"]},

@@ -14,8 +14,8 @@ from diffcontract.analysis import paper_scenario
 from diffcontract.expectation import OutcomeTable, outcome_table, with_weights
 from diffcontract.mechanism import verify
 from diffcontract.solvers import _kkt
-from diffcontract.solvers._projection import isotonic_regression, project_monotone_nonnegative
-from diffcontract.solvers.alm import _alm_jit
+from diffcontract.numerics import isotonic_regression, project_monotone_nonnegative
+from diffcontract.solvers.driver import _compiled_kernel
 from hard_instances import (DISCONNECTED_FEASIBLE_SET, FAR_FROM_THE_START, HARD, NEAR_DEGENERATE_VERTEX,
                             POOL_BEATS_EXCLUSION, STALLED_FULL_POOL)
 
@@ -51,12 +51,12 @@ def exact_solutions():
 # The full parameterization (2I variables, I(I-1) IC pairs) compiles and runs far longer; its
 # 5-type batch runs under `pytest -m slow`.
 # "full" costs a second ALM compilation (~35 s on 2 cores): it runs under -m slow (with "full-5")
-# to keep the default suite inside CI's 10 minutes; the default run checks "reduced" only.
-@pytest.fixture(scope="module", params=["reduced", pytest.param("full", marks=pytest.mark.slow),
+# to keep the default suite inside CI's 10 minutes; the default run checks "simplified" only.
+@pytest.fixture(scope="module", params=["simplified", pytest.param("full", marks=pytest.mark.slow),
                                         pytest.param("full-5", marks=pytest.mark.slow)])
 def alm_batches(request):
     parameterization = request.param.split("-")[0]
-    sizes = {"reduced": (3, 5), "full": (3,), "full-5": (5,)}[request.param]
+    sizes = {"simplified": (3, 5), "full": (3,), "full-5": (5,)}[request.param]
     return parameterization, {num: dc.solve_batch(CASES[num], method="alm", constraints=parameterization)
                               for num in sizes}
 
@@ -116,7 +116,7 @@ EMPTY_SIMPLIFIED_SET = dc.ContractProblem(participants=3, probs=[0.9767762615929
 def test_batch_resolves_members_the_reduced_set_cannot_hold_with_the_full_one():
     problems = [EMPTY_SIMPLIFIED_SET, dc.ContractProblem(participants=3, probs=[0.4, 0.6], costs=[0.05, 0.01])]
     batch = dc.solve_batch(problems, method="alm")
-    assert "members [0] not converged with the reduced parameterization" in batch.message
+    assert "members [0] not converged with the simplified set" in batch.message
     for k, problem in enumerate(problems):
         exact = dc.solve(problem, method="exact")
         member = dc.unstack_solution(batch, k)
@@ -167,11 +167,11 @@ def test_batch_of_single_participant_problems_needs_no_alm():
 
 
 @pytest.mark.slow  # the single-problem reduced and full kernels for I = 2 (~40 s)
-def test_solve_falls_back_to_the_full_parameterization_when_the_reduced_set_is_empty():
+def test_solve_falls_back_to_the_full_set_when_the_simplified_set_is_empty():
     sol = dc.solve(EMPTY_SIMPLIFIED_SET, method="alm")
     exact = dc.solve(EMPTY_SIMPLIFIED_SET, method="exact")
     assert sol.status_name == "converged" and sol.constraints == "full"
-    assert "reduced (simplified) set appears empty" in sol.message
+    assert "simplified set appears empty" in sol.message
     np.testing.assert_allclose(sol.expected_value, exact.expected_value, rtol=VALUE_RTOL)
 
 
@@ -206,10 +206,23 @@ def test_no_retrace_for_problems_sharing_a_table_shape():
 
     assert bucket_length(num_outcomes(10, 3)) == bucket_length(num_outcomes(11, 3))
     dc.solve(dc.ContractProblem(participants=10, probs=[0.3, 0.3, 0.4], costs=[0.3, 0.2, 0.1]), method="alm")
-    size = _alm_jit._cache_size()
+    size = _compiled_kernel._cache_size()
     for n, costs in ((11, [0.5, 0.2, 0.1]), (10, [0.9, 0.3, 0.05])):
         dc.solve(dc.ContractProblem(participants=n, probs=[0.2, 0.5, 0.3], costs=costs), method="alm")
-    assert _alm_jit._cache_size() == size
+    assert _compiled_kernel._cache_size() == size
+
+
+def test_new_tolerances_and_learning_rate_compile_nothing():
+    # The solver is a pytree whose tolerances, learning rates and penalties are leaves: a second solve
+    # of the same shapes with other numbers reuses the compiled kernel.
+    problem = dc.ContractProblem(participants=10, probs=[0.3, 0.3, 0.4], costs=[0.3, 0.2, 0.1])
+    first = dc.solve(problem, method="alm")
+    size = _compiled_kernel._cache_size()
+    other = dc.ALM(kkt_tol=1e-9, feasibility_tol=1e-11, learning_rate=0.03, penalty_init=5.0, active_tol=2e-4)
+    second = dc.solve(problem, solver=other)
+    assert _compiled_kernel._cache_size() == size
+    assert second.status_name == first.status_name == "converged"
+    np.testing.assert_allclose(second.expected_value, first.expected_value, rtol=1e-9)  # same KKT point, both converged
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -237,11 +250,11 @@ def test_kkt_residuals_vanish_at_the_optimum_only():
         table = outcome_table(10, 5)
         table = with_weights(p64, OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid)))
         scales = _kkt.Scales(jnp.asarray(400.0), jnp.asarray(100.0))
-        x = _kkt.encode(jnp.asarray(exact.contributions), jnp.asarray(exact.rewards), scales, "reduced")
+        x = _kkt.encode(jnp.asarray(exact.contributions), jnp.asarray(exact.rewards), scales, "simplified")
 
         @jax.jit  # one compilation instead of one per primitive
         def residuals_at_and_off(x, p64, table, scales):
-            args = (p64, table, scales, "reduced")
+            args = (p64, table, scales, "simplified")
             h = _kkt.all_constraints(x, *args)
             mu = _kkt.certificate_multipliers(x, h <= 1e-9, jnp.zeros_like(h), *args)
             return _kkt.kkt_residuals(x, mu, *args), _kkt.kkt_residuals(x * 0.97, mu, *args)
@@ -267,7 +280,7 @@ def test_sqp_polish_converges_from_iterates_away_from_a_near_degenerate_vertex()
         @jax.jit
         def polish(m):
             x = m / scales.data
-            args = (p64, table, scales, "reduced")
+            args = (p64, table, scales, "simplified")
             x, mu = _kkt.sqp_polish(x, jnp.zeros(2 * x.shape[0] + x.shape[0] - 1), *args)
             return x * scales.data, _kkt.kkt_residuals(x, jnp.maximum(mu, 0.0), *args)
 

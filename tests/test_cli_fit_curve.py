@@ -1,4 +1,4 @@
-"""``fit-curve`` and ``--accuracy FILE`` (curves/cli_commands.py), driven through argparse."""
+"""``fit-curve`` and ``--accuracy FILE`` (cli/fit_curve.py, cli/_args.py), driven through argparse."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 import diffcontract as dc
 from diffcontract.curves import LearnedAccuracy, PowerLaw, ScaledAccuracy, load_curve
-from diffcontract.curves.cli_commands import accuracy_from_arg, add_fit_curve_parser
+from diffcontract.cli._args import accuracy_from_arg
+from diffcontract.cli.fit_curve import add_parser as add_fit_curve_parser
 
 
 def run(capsys, *argv):
@@ -67,11 +68,33 @@ def test_fit_learned_distilled_with_plot(tmp_path, capsys):
     assert code == 0 and "band 5%" in text and png.stat().st_size > 10_000
     curve, meta = load_curve(out, with_metadata=True)
     assert isinstance(curve, LearnedAccuracy) and curve.num_members == 1  # distilled by default
-    from diffcontract.curves.io import decode_curve
+    from diffcontract.curves import curve_from_dict
 
-    ensemble = decode_curve(meta["ensemble"])
+    ensemble = curve_from_dict(meta["ensemble"])
     assert ensemble.num_members == 8
     x = np.geomspace(1.0, 1e5, 50)
     with jax.enable_x64(True):
         # The distilled curve stays within a few 1e-3 of the ensemble mean (see test_fitting).
         assert np.max(np.abs(np.asarray(curve(x)) - np.asarray(ensemble(x)))) < 3e-3
+
+
+def test_verify_reads_what_solve_writes_with_a_learned_curve(tmp_path, capsys):
+    # Issue 16: fit-curve, solve --accuracy FILE --json, verify: verify exited 2 ("cannot rebuild a
+    # curve of kind 'LearnedAccuracy'"). A small ensemble, not distilled, keeps the fit to seconds.
+    from diffcontract import cli
+    from diffcontract.curves import curve_to_dict
+
+    curve, record = tmp_path / "curve.msgpack", tmp_path / "s.json"
+    previous = jax.config.jax_enable_x64  # cli.main switches x64 on for its process; restore it
+    try:
+        assert cli.main(["fit-curve", "--source", "sklearn:digits:logreg", "--out", str(curve), "--members", "2",
+                         "--components", "2", "--distill", "0", "--json"]) == 0
+        capsys.readouterr()
+        assert cli.main(["solve", "--participants", "10", "--probs", "0.2,0.8", "--costs", "0.02,0.01",
+                         "--accuracy", str(curve), "--json"]) == 0
+        record.write_text(capsys.readouterr().out)
+        assert cli.main(["verify", str(record)]) == 0, capsys.readouterr().err
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+    accuracy = dc.Solution.from_json(record.read_text()).problem.accuracy
+    assert isinstance(accuracy, LearnedAccuracy) and curve_to_dict(accuracy) == curve_to_dict(load_curve(curve))

@@ -165,14 +165,14 @@ def test_status_reported_and_throw(scenario_1):
 def test_input_type_order_needs_no_new_compilation():
     # type_order is static pytree data; the kernels get the identity-order view, so the same
     # problem given in another order reuses every compilation and maps the contract back.
-    from diffcontract.solvers.exact import _EVALUATORS
+    from diffcontract.solvers.exact import _evaluate
 
     given = dict(participants=5, probs=[0.2, 0.3, 0.5], costs=[0.3, 0.2, 0.1])
     first = diffcontract.solve(ContractProblem(**given))
-    compiled = _EVALUATORS["simplified"]._cache_size()
+    compiled = _evaluate._cache_size()
     reordered = ContractProblem(participants=5, probs=given["probs"][::-1], costs=given["costs"][::-1])
     second = diffcontract.solve(reordered)
-    assert _EVALUATORS["simplified"]._cache_size() == compiled
+    assert _evaluate._cache_size() == compiled
     assert second.problem.type_order == (2, 1, 0)
     np.testing.assert_array_equal(second.contributions, first.contributions)  # same kernel, same inputs
 

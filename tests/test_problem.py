@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import jax
@@ -12,7 +13,10 @@ from flax import struct
 from scipy import optimize
 
 from diffcontract import ContractProblem
-from diffcontract.curves import Exponential, GeneralizationBound, PowerLaw
+from diffcontract.curves import (MMF, Arctan, Exp3, Exponential, GeneralizationBound, LearnedAccuracy, Linear, LogPower,
+                                 Pow4, PowerLaw, ScaledAccuracy, Weibull)
+from diffcontract.curves.io import CURVE_CLASSES
+from diffcontract.problem import without_input_order
 
 
 # ----------------------------------------------------------------------------- numpy references
@@ -237,3 +241,58 @@ def test_jit_of_a_function_taking_a_problem(two_types):
     np.testing.assert_allclose(got_other, other.reservation_utility, rtol=1e-12)
     assert isinstance(passed_through, ContractProblem) and passed_through.type_order == two_types.type_order
     np.testing.assert_array_equal(np.asarray(passed_through.costs), two_types.costs)
+
+
+# ----------------------------------------------------------------------------- records (to_dict / from_dict)
+def _learned():
+    rng = np.random.default_rng(1)
+    return LearnedAccuracy(rng.normal(size=(2, 3)), rng.normal(4, 1, (2, 3)), rng.normal(size=(2, 3)),
+                           rng.normal(size=2), cap=0.95)
+
+
+# Every registered kind: each accuracy family (with a valuation each), the learned ensemble, scaled curves.
+RECORD_CURVES = [(GeneralizationBound(0.9, 2.0), Linear(100.0 / 3.0)),
+                 (PowerLaw(0.9, 0.1 + 0.2, 0.4), Exponential(80.0, 1 / 7)),
+                 (Arctan(0.02), Linear()), (Pow4(0.9, 1.0, 0.5, 2.0), Linear()), (MMF(0.9, 0.1, 30.0, 1.2), Linear()),
+                 (LogPower(0.8, 10.0, 0.9), Linear()), (Exp3(0.95, 0.5, 100.0), Linear()),
+                 (Weibull(0.9, 0.1, 20.0, 0.7), Linear()), (_learned(), Linear()),
+                 (ScaledAccuracy(_learned(), 0.25), Exponential()), (ScaledAccuracy(PowerLaw(), 2.0), Linear())]
+
+
+def test_records_cover_every_curve_kind():
+    assert {type(c).__name__ for pair in RECORD_CURVES for c in pair} == set(CURVE_CLASSES)
+
+
+@pytest.mark.parametrize("accuracy,valuation", RECORD_CURVES, ids=lambda c: type(c).__name__)
+def test_dict_round_trip_is_exact(accuracy, valuation):
+    # probs normalized by the problem are not a fixed point of normalizing again (1/6, 4/6, 1/6
+    # sums to 1 - 1 ulp): from_dict must keep them as recorded.
+    problem = ContractProblem(5, [1 / 6, 1 / 6, 4 / 6], [0.01, 0.03, 0.02], accuracy=accuracy, valuation=valuation,
+                              quality=[1.0, 0.7, 1.3], conditioning="interim")
+    assert not np.array_equal(problem.probs / problem.probs.sum(), problem.probs)
+    record = json.loads(json.dumps(problem.to_dict()))
+    rebuilt = ContractProblem.from_dict(record)
+    assert rebuilt.to_dict() == record
+    assert rebuilt.conditioning == "interim" and rebuilt.type_order == (0, 1, 2)  # records are canonical
+    assert jax.tree_util.tree_structure(rebuilt) == jax.tree_util.tree_structure(without_input_order(problem))
+    for a, b in zip(jax.tree_util.tree_leaves(rebuilt), jax.tree_util.tree_leaves(problem)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # every leaf, reservation utilities too
+
+
+def test_from_dict_sorts_and_names_fields():
+    record = {"participants": 4, "probs": [0.3, 0.7], "costs": [0.01, 0.02], "accuracy": {"kind": "sgb"},
+              "valuation": {"kind": "Linear", "scale": 100}}  # input order, short names, an old flat node
+    problem = ContractProblem.from_dict(record)
+    assert problem.costs.tolist() == [0.02, 0.01] and problem.probs.tolist() == [0.7, 0.3]
+    # Probabilities off by more than rounding (within the 1e-9 accepted) are normalized, as the constructor does.
+    off = ContractProblem.from_dict({**record, "probs": [0.3, 0.7 - 1e-10]})
+    np.testing.assert_array_equal(off.probs, np.array([0.7 - 1e-10, 0.3]) / (0.3 + (0.7 - 1e-10)))
+    for change, match in [({"costs": [0.01, "0.02"]}, r"problem\.costs must be a list of numbers"),
+                          ({"accuracy": {"kind": "Linear"}}, r"problem\.accuracy: unknown curve kind 'Linear'"),
+                          ({"valuation": {"kind": "Linear", "scale": -1.0}}, r"problem\.valuation: Linear\.scale"),
+                          ({"probs": [0.3, 0.6]}, r"problem: probs must sum to 1"), ({"extra": 1}, "unknown field"),
+                          ({"conditioning": 1}, r"problem\.conditioning must be a string")]:
+        with pytest.raises(ValueError, match=match):
+            ContractProblem.from_dict({**record, **change})
+    with pytest.raises(ValueError, match="missing the field 'valuation'"):
+        ContractProblem.from_dict({k: v for k, v in record.items() if k != "valuation"})

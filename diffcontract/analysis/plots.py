@@ -1,12 +1,18 @@
-"""Figures of a solved contract (the paper's Sec. 6.2 figures). matplotlib, Agg backend.
+"""Figures: a solved contract (the paper's Sec. 6.2 figures), the Sec. 6.1 sweep, learning-curve
+fits. matplotlib, Agg backend.
 
 * ``plot_menu``: the menu (m_i, t_i) against the train-alone curve v(a(q m)), with each type's
   reservation line t = f_i + c_i m and isoprofit line through its own item t = u_i + c_i m.
 * ``plot_reward_distributions``: each type's law of v(r_i(n)) given it is present, under
   proportional assignment, with its mean t_i.
+* ``plot_sweep``: the Sec. 6.1 heatmaps over (p_1, N).
+* ``draw_fits`` / ``plot_fits``: learning-curve data with error bars, fitted curves, the learned
+  curve's band.
 """
 
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 import matplotlib
 
@@ -150,3 +156,42 @@ def plot_sweep(result, out_dir: str) -> list[str]:
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     return paths
+
+
+def draw_fits(ax, data, curves: Mapping[str, Any], fit_up_to: float | None = None, extend: float = 4.0,
+              coverage: float = 0.9):
+    """Draw on a matplotlib ``ax``: the data (mean +- std), each curve, and bands where a curve has one.
+
+    Args:
+      data: a ``LearningCurve``. curves: name -> curve (x in samples).
+      fit_up_to: draw the cut-off between fitted and held-out sizes. extend: x range up to
+        ``extend`` times the largest size. coverage: band coverage.
+    """
+    grid = np.geomspace(max(1.0, data.sizes[0] / 2), data.sizes[-1] * extend, 300)
+    ax.errorbar(data.sizes, data.mean, yerr=data.std, fmt="o", ms=3.5, color="black", ecolor="0.6", lw=1,
+                label=f"data ({data.key})", zorder=5)
+    for name, curve in curves.items():
+        with jax.enable_x64(True):
+            values = np.asarray(jax.jit(lambda c, x: c(x))(curve, grid))
+            (line,) = ax.plot(grid, values, lw=1.6, label=name)
+            if hasattr(curve, "band") and getattr(curve, "num_members", 1) > 1:
+                lo, hi = (np.asarray(b) for b in jax.jit(lambda c, x: c.band(x, coverage))(curve, grid))
+                ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, lw=0,
+                                label=f"{name}: {int(round(100 * coverage))}% band")
+    if fit_up_to is not None:
+        ax.axvline(fit_up_to, color="0.4", ls="--", lw=1, label="fit cut-off")
+    ax.set_xscale("log")
+    ax.set_xlabel("training-set size (samples)")
+    ax.set_ylabel("held-out accuracy")
+    ax.legend(fontsize=7, loc="lower right")
+    return ax
+
+
+def plot_fits(data, curves: Mapping[str, Any], path, fit_up_to: float | None = None, **options) -> str:
+    """Write a one-panel PNG of ``draw_fits`` to ``path``; returns the path."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    draw_fits(ax, data, curves, fit_up_to, **options)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)

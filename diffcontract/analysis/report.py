@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..solvers._record import solution_record  # noqa: F401  (analysis.solution_record: one record, Solution.to_json's)
+
 
 def _groups_label(groups: list[list[int]], num: int) -> list[str]:
     label = [""] * num
@@ -37,54 +39,6 @@ def solution_table(solution) -> str:
         f"time = {float(solution.wall_time):.3f} s"
     )
     return "\n".join(rows)
-
-
-def _list(x) -> list:
-    return np.asarray(x, dtype=float).tolist()
-
-
-def solution_record(solution) -> dict:
-    """A JSON-ready dict: the contract, its measured quality, and the problem it solves.
-
-    Lists are in canonical type order (c_1 > ... > c_I).
-    """
-    res = solution.residuals
-    record = {
-        "m": _list(solution.contributions),
-        "t": _list(solution.rewards),
-        "t_bar": _list(solution.reward_bounds),
-        "expected_accuracy": float(solution.expected_accuracy),
-        "expected_value": float(solution.expected_value),
-        "reservation_utility": _list(solution.reservation_utilities),
-        "reservation_data": _list(solution.problem.reservation_data),
-        "utility": _list(solution.utilities),
-        "information_rent": _list(solution.information_rents),
-        "pooled_groups": solution.pooled_groups(),
-        "max_violation": float(solution.max_violation),
-        "residuals": {
-            "budget": _list(res.budget),
-            "ir": _list(res.ir),
-            "ic": np.asarray(res.ic, dtype=float).tolist(),
-        },
-        "status": solution.status_name,
-        "message": solution.message,
-        "method": solution.method,
-        "constraints": solution.constraints,
-        "backend": solution.backend,
-        "iterations": int(solution.iterations),
-        "wall_time": float(solution.wall_time),
-        "problem": solution.problem.to_dict(),
-    }
-    if solution.information_cost is not None:
-        record["information_cost"] = float(solution.information_cost)
-    cert = solution.certificate
-    if cert is not None:
-        record["certificate"] = {
-            "stationarity": float(cert.stationarity),
-            "complementarity": float(cert.complementarity),
-            "multipliers": {k: _list(v) for k, v in cert.multipliers.items()},
-        }
-    return record
 
 
 def sensitivity_record(problem, solution) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..expectation import bucket_length, num_outcomes
 from ..problem import problem_grid
-from ..solvers._solution import Status
+from ..solvers import Status, solve_batch, solve_complete_information_batch
 
 #: MODEL.md Sec. 6.1 grid.
 SEC61_COSTS = (0.02, 0.01)
@@ -55,7 +55,7 @@ class SweepResult(NamedTuple):
 
 def two_type_sweep(costs: Sequence[float] = SEC61_COSTS, participants: Sequence[int] = SEC61_PARTICIPANTS,
                    p1: Sequence[float] = SEC61_P1, accuracy=None, valuation=None, chunk_size: int = 500,
-                   progress: bool = True, constraints: str = "reduced") -> SweepResult:
+                   progress: bool = True, constraints: str = "simplified") -> SweepResult:
     """Solve the two-type grid (incomplete and complete information) and compare welfare.
 
     Args:
@@ -63,12 +63,9 @@ def two_type_sweep(costs: Sequence[float] = SEC61_COSTS, participants: Sequence[
       accuracy, valuation: curves (default SGB(1, 1), v = 100 r).
       chunk_size: problems per compiled call (bounds memory; the progress bar advances per chunk).
       progress: show a tqdm progress bar.
-      constraints: ALM parameterization, "reduced" or "full".
+      constraints: constraint set of the ALM, "simplified" or "full".
     """
     from tqdm.auto import tqdm
-
-    from ..solvers.batch import solve_batch
-    from ..solvers.complete_info import solve_complete_information_batch
 
     ns = np.asarray(participants, dtype=int)
     ps = np.asarray(p1, dtype=float)

@@ -4,7 +4,7 @@ from .accuracy import Arctan, GeneralizationBound, PowerLaw
 from .families import MMF, Exp3, LogPower, Pow4, ScaledAccuracy, Weibull
 from .fitting import (FAMILIES, CurveFamily, FitResult, distill, fit_family, fit_family_batch, fit_learned,
                       fit_learned_batch, unstack_curve)
-from .io import load_curve, save_curve
+from .io import curve_from_dict, curve_to_dict, load_curve, save_curve
 from .learned import LearnedAccuracy
 from .spec import accuracy_from_spec, valuation_from_spec
 from .valuation import Exponential, Linear
@@ -13,5 +13,5 @@ SGB = GeneralizationBound
 
 __all__ = ["Arctan", "CurveFamily", "Exp3", "Exponential", "FAMILIES", "FitResult", "GeneralizationBound",
            "LearnedAccuracy", "Linear", "LogPower", "MMF", "Pow4", "PowerLaw", "SGB", "ScaledAccuracy", "Weibull",
-           "accuracy_from_spec", "distill", "fit_family", "fit_family_batch", "fit_learned", "fit_learned_batch",
-           "load_curve", "save_curve", "unstack_curve", "valuation_from_spec"]
+           "accuracy_from_spec", "curve_from_dict", "curve_to_dict", "distill", "fit_family", "fit_family_batch",
+           "fit_learned", "fit_learned_batch", "load_curve", "save_curve", "unstack_curve", "valuation_from_spec"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..curves import curve_to_dict
 from ..expectation import OutcomeTable, bucket_length, num_outcomes, outcome_table
 from ..problem import ContractProblem, batch_size, problem_grid
 
@@ -129,15 +130,13 @@ class ProblemDistribution:
         return notes
 
     def to_dict(self) -> dict:
-        from ..problem import _curve_dict
-
         reference = ContractProblem(2, np.full(self.num_types, 1.0 / self.num_types),
                                     np.geomspace(1.0, 0.5, self.num_types), accuracy=self.accuracy,
                                     valuation=self.valuation)
         return {"num_types": self.num_types, "participants": list(self.participants),
                 "log10_costs": list(self.log10_costs), "concentration": self.concentration,
                 "prob_floor": self.prob_floor, "min_cost_ratio": self.min_cost_ratio,
-                "accuracy": _curve_dict(reference.accuracy), "valuation": _curve_dict(reference.valuation),
+                "accuracy": curve_to_dict(reference.accuracy), "valuation": curve_to_dict(reference.valuation),
                 "conditioning": self.conditioning}
 
     @classmethod

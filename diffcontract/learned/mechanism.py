@@ -16,17 +16,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from .. import _precision
 from ..expectation import OutcomeTable, moments, with_weights
 from ..formulation import least_rewards, residuals
 from ..problem import ContractProblem, batch_size, unstack_problem
-from ..solvers._solution import Solution, Status, menu_fields
+from ..solvers import _kkt
+from ..solvers._solution import FEASIBILITY_TOL, Solution, Status, menu_fields
+from ..solvers.base import AbstractSolver, Iterate, SolveArgs, Start
 from ..solvers._start import exclusion_pooled_candidates, start_candidates
 from .distribution import ProblemDistribution
 from .network import MechanismNetwork, decode_contributions, problem_features
@@ -73,6 +76,58 @@ def _solution_leaves(problem, table, contract: LearnedContract):
     return dict(menu_fields(problem, m, t, mom, res), status=status, blend=contract.repaired.blend)
 
 
+def first_pass(params, network, problem, table, participants_range, log10_cost_range):
+    """The network's contract improved without the repair's anchors, and whether the proposal was
+    feasible as is (jittable; ``table`` weighted). Returns (``LearnedContract``, () bool)."""
+    candidates = exclusion_pooled_candidates(problem, table)
+    m = propose(params, network, problem, table, participants_range, log10_cost_range, candidates)
+    feasible = _proposal_slack(m, problem, table) >= 0.0
+    start = Repaired(m, least_rewards(m, problem.costs, problem.reservation_utility), jnp.zeros((), m.dtype),
+                     feasible, jnp.asarray(True))
+    return LearnedContract(m, improve(start, problem, table, candidates)), feasible
+
+
+@struct.dataclass
+class LearnedSolver(AbstractSolver):
+    """A learned mechanism through the solver protocol: one step, network + repair (jittable).
+
+    params: the network's parameters (leaves).  network, participants_range, log10_cost_range:
+    static. Run on the full set (least rewards). No optimality claim: the driver reports FEASIBLE
+    when the repaired contract meets every constraint and INFEASIBLE when the repair found none.
+    """
+
+    params: Any
+    network: Any = struct.field(pytree_node=False)
+    participants_range: tuple = struct.field(pytree_node=False)
+    log10_cost_range: tuple = struct.field(pytree_node=False)
+    feasibility_tol: float = FEASIBILITY_TOL
+    starts: int = struct.field(pytree_node=False, default=1)
+
+    method: ClassVar[str] = "learned"
+    claims_optimality: ClassVar[bool] = False
+
+    def init(self, args: SolveArgs, start: Start):
+        return start.x, jnp.asarray(False), jnp.asarray(False)
+
+    def step(self, args: SolveArgs, state):
+        ranges = (self.participants_range, self.log10_cost_range)
+        quick, feasible = first_pass(self.params, self.network, args.problem, args.table, *ranges)
+        menu = lambda c: (c.repaired.m, c.repaired.t, c.repaired.feasible)  # noqa: E731
+        m, t, ok = jax.lax.cond(feasible, lambda: menu(quick), lambda: menu(learned_contract(
+            self.params, self.network, args.problem, args.table, *ranges)))
+        return _kkt.encode(m, t, args.scales, "full"), jnp.asarray(True), ok
+
+    def terminate(self, args: SolveArgs, state):
+        return state[1]
+
+    def postprocess(self, args: SolveArgs, state) -> Iterate:
+        x, _, feasible = state
+        none = _kkt.KKTResiduals(*(jnp.asarray(jnp.inf, x.dtype) for _ in range(4)))
+        multipliers = jnp.zeros((_kkt.all_constraints(x, *args.kkt_args).shape[0],), x.dtype)
+        false = jnp.asarray(False)
+        return Iterate(x, multipliers, none, false, false, ~feasible, jnp.asarray(0))
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class LearnedMechanism:
     """A trained mechanism network for one ``ProblemDistribution``.
@@ -105,19 +160,20 @@ class LearnedMechanism:
         rescalings, segment searches: ~4x the rest) run in a second call on the members whose
         proposal is infeasible only (~1 in 10 for the packaged model).
         """
-        dist = self.distribution
-        ranges = (tuple(dist.participants), tuple(dist.log10_costs))
+        ranges = (tuple(self.distribution.participants), tuple(self.distribution.log10_costs))
 
         def one(params, problem, table):
             table = with_weights(problem, table)
-            candidates = exclusion_pooled_candidates(problem, table)
-            m = propose(params, self.network, problem, table, *ranges, candidates)
-            feasible = _proposal_slack(m, problem, table) >= 0.0
-            t = least_rewards(m, problem.costs, problem.reservation_utility)
-            start = Repaired(m, t, jnp.zeros((), m.dtype), feasible, jnp.asarray(True))
-            return _solution_leaves(problem, table, LearnedContract(m, improve(start, problem, table, candidates))), feasible
+            contract, feasible = first_pass(params, self.network, problem, table, *ranges)
+            return _solution_leaves(problem, table, contract), feasible
 
         return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+
+    def solver(self) -> "LearnedSolver":
+        """This mechanism as a solver of the protocol (``diffcontract.solvers.base``): ``run(problem,
+        mechanism.solver(), "full")`` answers one problem as ``solve`` does."""
+        return LearnedSolver(self.params, self.network, tuple(self.distribution.participants),
+                             tuple(self.distribution.log10_costs))
 
     @functools.cached_property
     def _proposals(self):

@@ -25,6 +25,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ..numerics import isotonic_regression
+
 _LOG_CLIP = (-30.0, 6.0)  # exp(o) in [1e-13, 403] m_ref: beyond either end m is no longer informative
 
 
@@ -88,10 +90,8 @@ def problem_features(problem, table, participants_range: tuple, log10_cost_range
 def decode_contributions(logits: jnp.ndarray, problem) -> jnp.ndarray:
     """(I,) logits o -> (I,) monotone contributions m = m_ref exp(iso(o)), units of data.
 
-    iso is the isotonic regression (projection onto non-decreasing vectors, ``solvers/_projection``):
+    iso is the isotonic regression (projection onto non-decreasing vectors, ``numerics``):
     where the network's levels are out of order the types are pooled *exactly* (equal m), the
     bunching MODEL.md's optima show; gradients flow through the pooled means.
     """
-    from ..solvers._projection import isotonic_regression
-
     return data_reference(problem) * jnp.exp(isotonic_regression(jnp.clip(logits, *_LOG_CLIP)))

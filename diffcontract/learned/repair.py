@@ -31,7 +31,9 @@ import jax
 import jax.numpy as jnp
 
 from ..expectation import moments
-from ..formulation import binding_rewards, least_rewards, residuals
+from ..formulation import least_rewards
+from ..numerics import bisection
+from ..solvers import _kkt
 from ..solvers._start import best_candidate, exclusion_pooled_candidates, start_candidates
 from .network import data_reference, value_unit
 
@@ -60,10 +62,8 @@ def learned_constraints(m, problem, table):
     G = (budget residuals, IR residuals of types 2..I): the constraints a contract with binding
     local ICs and IR_1 does not meet by construction (the training Lagrangian's and the repair's).
     """
-    t = binding_rewards(m, problem.costs, problem.reservation_utility)
-    mom = moments(m, problem, table)
-    res = residuals(m, t, mom.reward_bounds, problem.costs, problem.reservation_utility)
-    return mom, jnp.concatenate([res.budget, res.ir[1:]])
+    _, _, mom, res = _kkt.measure(m, problem, table, _kkt.Scales(1.0, 1.0), "simplified")
+    return mom, _kkt.constraint_vector(res, "simplified")
 
 
 def contract_constraints(m, problem, table):
@@ -178,13 +178,8 @@ def _segment(m, anchor, anchor_ok, problem, table):
     first = jnp.argmax(ok)  # first feasible grid point (0 when none)
     lo, hi = lams[jnp.maximum(first - 1, 0)], lams[first]
 
-    def halve(_, bounds):
-        a, b = bounds
-        mid = 0.5 * (a + b)
-        feasible = _clears(blend_at(mid), problem, table)
-        return jnp.where(feasible, a, mid), jnp.where(feasible, mid, b)
-
-    _, hi = jax.lax.fori_loop(0, BISECTIONS, halve, (lo, hi))
+    # Infeasible at lo, feasible at hi: bisect on "does not clear".
+    _, hi = bisection(lambda lam: ~_clears(blend_at(lam), problem, table), lo, hi, BISECTIONS)
     lam = jnp.where(first == 0, 0.0, hi)
     lam = jnp.where(any_ok, lam, 0.0)
     return lam, _slack(blend_at(lam), problem, table) >= 0.0

@@ -37,6 +37,11 @@ from .mechanism import LearnedMechanism
 from .network import MechanismNetwork, data_reference, decode_contributions, problem_features, value_unit
 from .repair import learned_constraints
 
+TARGET_FLOOR = 1e-6  # m / m_ref below this counts as excluded in the imitation term
+TARGET_CHUNK = 256  # problems per batched-ALM call: one compilation, and a vmapped solve waits for its slowest
+GRADIENT_CLIP = 10.0  # global-norm cap on Adam's gradient: steps stay bounded as rho grows towards penalty_max
+HISTORY_STEPS = 10  # a block's history entry averages its last steps: less noisy than one minibatch
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -92,13 +97,10 @@ def _constraint_terms(params, network, problem, table, features):
     return -mom.expected_accuracy, g / value_unit(problem)
 
 
-_TARGET_FLOOR = 1e-6  # m / m_ref below this counts as excluded in the imitation term
-
-
 def _alm_targets(pool, distribution: ProblemDistribution, progress: bool):
     """Batched-ALM KKT points of the pool: (log(m*/m_ref) floored, converged mask, (B, 2I-1) multipliers).
 
-    Solved in chunks of 256 (one compilation; a vmapped solve runs until its slowest member
+    Solved in chunks of ``TARGET_CHUNK`` (one compilation; a vmapped solve runs until its slowest member
     stops). Multipliers are those of G = (budget, IR_2..I) / (v(1) - v(0)) against -E[a], the
     training Lagrangian's own scaling (the ``Solution`` stores them divided by v(1) - v(0)).
     """
@@ -107,13 +109,12 @@ def _alm_targets(pool, distribution: ProblemDistribution, progress: bool):
     from ..solvers._solution import Status
 
     size = batch_size(pool)
-    chunk = 256
     logs, ok, lams = [], [], []
-    for start in tqdm(range(0, size, chunk), disable=not progress, desc="ALM targets"):
-        part = jax.tree_util.tree_map(lambda a: np.asarray(a)[start:start + chunk], pool)
+    for start in tqdm(range(0, size, TARGET_CHUNK), disable=not progress, desc="ALM targets"):
+        part = jax.tree_util.tree_map(lambda a: np.asarray(a)[start:start + TARGET_CHUNK], pool)
         sol = solve_batch(part, method="alm", table_length=distribution.table_length)
         m_ref = np.asarray(jax.vmap(data_reference)(jax.tree_util.tree_map(jnp.asarray, part)))
-        logs.append(np.log(np.maximum(np.asarray(sol.contributions) / m_ref[:, None], _TARGET_FLOOR)))
+        logs.append(np.log(np.maximum(np.asarray(sol.contributions) / m_ref[:, None], TARGET_FLOOR)))
         ok.append(np.asarray(sol.status) == Status.CONVERGED)
         value_scale = np.asarray(part.valuation(1.0) - part.valuation(0.0)).reshape(-1, 1)
         mult = sol.certificate.multipliers
@@ -123,9 +124,87 @@ def _alm_targets(pool, distribution: ProblemDistribution, progress: bool):
     return jnp.asarray(np.concatenate(logs)), jnp.asarray(ok), jnp.asarray(lam)
 
 
+def _pool_with_features(distribution: ProblemDistribution, config: TrainConfig):
+    """(pool, outcome tables, features (pool, F)) of the training problems, float64 (call under float64).
+
+    Features do not depend on the parameters: computed once for the whole pool.
+    """
+    ranges = (tuple(distribution.participants), tuple(distribution.log10_costs))
+    pool = jax.tree_util.tree_map(jnp.asarray, distribution.sample(config.pool, seed=config.seed))
+    tables = distribution.tables_for(np.asarray(pool.participants))
+    tables = jax.vmap(with_weights)(pool, OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid)))
+    features = jax.jit(jax.vmap(lambda prob, tab: problem_features(prob, tab, *ranges)))(pool, tables)
+    return pool, tables, features
+
+
+def _loss(params, network, margin, batch, tabs, feats, lam_b, rho, targets_b, has_b, weight):
+    """Minibatch mean of the augmented Lagrangian plus the imitation term; aux (-E[a] (B,), G (B, 2I - 1))."""
+    terms = jax.vmap(lambda p, prob, tab, feat: _constraint_terms(p, network, prob, tab, feat),
+                     in_axes=(None, 0, 0, 0))
+    objective, g = terms(params, batch, tabs, feats)
+    shifted = jnp.maximum(0.0, lam_b - rho * (g - margin))
+    penalty = jnp.sum(shifted**2 - lam_b**2, axis=1) / (2.0 * rho)
+    logits = jax.vmap(lambda f: network.apply({"params": params}, f))(feats)
+    m = jax.vmap(decode_contributions)(logits, batch)
+    m_ref = jax.vmap(data_reference)(batch)
+    log_m = jnp.log(jnp.maximum(m / m_ref[:, None], TARGET_FLOOR))
+    imitation = jnp.where(has_b, jnp.sum((log_m - targets_b) ** 2, axis=1), 0.0)
+    return jnp.mean(objective + penalty + weight * imitation), (objective, g)
+
+
+def _block_function(network, optimizer, config: TrainConfig, pool, tables, features, target_log, has_target,
+                    total_steps: int):
+    """The compiled block of ``config.update_every`` Adam steps, then the penalty update.
+
+    Returns:
+      block(params, opt_state, lam, rho, count, key) -> (params, opt_state, lam, rho, count, stats), with
+      stats (mean -E[a], mean max violation, feasible share) averaged over the block's last steps.
+    """
+    def step(carry, key):
+        params, opt_state, lam, rho, count = carry
+        index = jax.random.randint(key, (config.batch,), 0, config.pool)
+        batch, tabs = jax.tree_util.tree_map(lambda a: a[index], (pool, tables))
+        weight = config.imitation_weight * jnp.maximum(0.0, 1.0 - count / (config.imitation_until * total_steps))
+        weight = jnp.where(config.targets, weight, 0.0)
+        (_, (objective, g)), grads = jax.value_and_grad(_loss, has_aux=True)(
+            params, network, config.margin, batch, tabs, features[index], lam[index], rho, target_log[index],
+            has_target[index], weight)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        # First-order multiplier step of the visited problems (PHR: lambda <- max(0, lambda - rho G)).
+        lam = lam.at[index].set(jnp.maximum(0.0, lam[index] - rho * (g - config.margin)))
+        violation = jnp.max(jnp.maximum(-g, 0.0), axis=1)
+        stats = (jnp.mean(objective), jnp.mean(violation), jnp.mean(violation <= 0.0))
+        return (params, opt_state, lam, rho, count + 1), stats
+
+    @jax.jit
+    def block(params, opt_state, lam, rho, count, key):
+        keys = jax.random.split(key, config.update_every)
+        (params, opt_state, lam, rho, count), stats = jax.lax.scan(step, (params, opt_state, lam, rho, count), keys)
+        rho = jnp.minimum(rho * config.penalty_growth, config.penalty_max)
+        recent = jax.tree_util.tree_map(lambda a: a[-HISTORY_STEPS:].mean(axis=0), stats)
+        return params, opt_state, lam, rho, count, recent
+
+    return block
+
+
+def _metadata(name: str, config: TrainConfig, history: dict) -> dict:
+    """The ``LearnedMechanism`` metadata: name, settings, final training figures and time."""
+    return {"name": name, "config": {k: (list(v) if isinstance(v, tuple) else v)
+                                     for k, v in dataclasses.asdict(config).items()},
+            "final": {"mean_expected_accuracy": -float(history["objective"][-1]),
+                      "mean_violation": float(history["violation"][-1]),
+                      "feasible_share": float(history["feasible_share"][-1])},
+            "training_seconds": history["seconds"]}
+
+
 def train_mechanism(distribution: ProblemDistribution = ProblemDistribution(), config: TrainConfig = TrainConfig(),
                     progress: bool = True, name: str = "") -> tuple[LearnedMechanism, dict]:
     """Train a ``LearnedMechanism`` for ``distribution`` (float64, deterministic for a seed).
+
+    Args:
+      distribution: the problems to train on.  config: the training settings.
+      progress: show progress bars.  name: stored in the mechanism's metadata.
 
     Returns:
       (mechanism, history): history holds per-block arrays "step", "objective" (mean -E[a]),
@@ -134,71 +213,25 @@ def train_mechanism(distribution: ProblemDistribution = ProblemDistribution(), c
     """
     start = time.perf_counter()
     network = MechanismNetwork(distribution.num_types, tuple(config.hidden))
-    ranges = (tuple(distribution.participants), tuple(distribution.log10_costs))
     blocks = -(-config.steps // config.update_every)
+    total_steps = blocks * config.update_every
     with _precision.float64():
-        pool = distribution.sample(config.pool, seed=config.seed)
-        pool = jax.tree_util.tree_map(jnp.asarray, pool)
-        tables = distribution.tables_for(np.asarray(pool.participants))
-        tables = jax.vmap(with_weights)(pool, OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid)))
-        # Features do not depend on the parameters: computed once for the whole pool.
-        features = jax.jit(jax.vmap(lambda prob, tab: problem_features(prob, tab, *ranges)))(pool, tables)
-        key = jax.random.PRNGKey(config.seed)
-        key, init_key = jax.random.split(key)
+        pool, tables, features = _pool_with_features(distribution, config)
+        key, init_key = jax.random.split(jax.random.PRNGKey(config.seed))
         params = network.init(init_key, features[0])["params"]
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
-        schedule = optax.cosine_decay_schedule(config.learning_rate, blocks * config.update_every,
-                                               alpha=config.final_lr_fraction)
-        optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+        schedule = optax.cosine_decay_schedule(config.learning_rate, total_steps, alpha=config.final_lr_fraction)
+        optimizer = optax.chain(optax.clip_by_global_norm(GRADIENT_CLIP), optax.adam(schedule))
         opt_state = optimizer.init(params)
-        num_g = 2 * distribution.num_types - 1
-        lam = jnp.zeros((config.pool, num_g), jnp.float64)  # one multiplier per problem and constraint
         rho = jnp.asarray(config.penalty_init, jnp.float64)
-        num = distribution.num_types
-        target_log = jnp.zeros((config.pool, num), jnp.float64)
-        has_target = jnp.zeros((config.pool,), bool)
         if config.targets:
             target_log, has_target, lam = _alm_targets(pool, distribution, progress)
-        total_steps = blocks * config.update_every
-
-        terms = jax.vmap(lambda p, prob, tab, feat: _constraint_terms(p, network, prob, tab, feat),
-                         in_axes=(None, 0, 0, 0))
-
-        def loss_fn(params, batch, tabs, feats, lam_b, rho, targets_b, has_b, weight):
-            objective, g = terms(params, batch, tabs, feats)
-            shifted = jnp.maximum(0.0, lam_b - rho * (g - config.margin))
-            penalty = jnp.sum(shifted**2 - lam_b**2, axis=1) / (2.0 * rho)
-            logits = jax.vmap(lambda f: network.apply({"params": params}, f))(feats)
-            m = jax.vmap(decode_contributions)(logits, batch)
-            m_ref = jax.vmap(data_reference)(batch)
-            log_m = jnp.log(jnp.maximum(m / m_ref[:, None], _TARGET_FLOOR))
-            imitation = jnp.where(has_b, jnp.sum((log_m - targets_b) ** 2, axis=1), 0.0)
-            return jnp.mean(objective + penalty + weight * imitation), (objective, g)
-
-        def step(carry, key):
-            params, opt_state, lam, rho, count = carry
-            index = jax.random.randint(key, (config.batch,), 0, config.pool)
-            batch = jax.tree_util.tree_map(lambda a: a[index], pool)
-            tabs = jax.tree_util.tree_map(lambda a: a[index], tables)
-            weight = config.imitation_weight * jnp.maximum(0.0, 1.0 - count / (config.imitation_until * total_steps))
-            weight = jnp.where(config.targets, weight, 0.0)
-            (_, (objective, g)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                params, batch, tabs, features[index], lam[index], rho, target_log[index], has_target[index], weight)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            # First-order multiplier step of the visited problems (PHR: lambda <- max(0, lambda - rho G)).
-            lam = lam.at[index].set(jnp.maximum(0.0, lam[index] - rho * (g - config.margin)))
-            violation = jnp.max(jnp.maximum(-g, 0.0), axis=1)
-            stats = (jnp.mean(objective), jnp.mean(violation), jnp.mean(violation <= 0.0))
-            return (params, opt_state, lam, rho, count + 1), stats
-
-        @jax.jit
-        def block(params, opt_state, lam, rho, count, key):
-            keys = jax.random.split(key, config.update_every)
-            (params, opt_state, lam, rho, count), stats = jax.lax.scan(step, (params, opt_state, lam, rho, count), keys)
-            rho = jnp.minimum(rho * config.penalty_growth, config.penalty_max)
-            return params, opt_state, lam, rho, count, jax.tree_util.tree_map(lambda a: a[-10:].mean(axis=0), stats)
-
+        else:  # one multiplier per problem and constraint (budget, IR of types 2..I)
+            lam = jnp.zeros((config.pool, 2 * distribution.num_types - 1), jnp.float64)
+            target_log = jnp.zeros((config.pool, distribution.num_types), jnp.float64)
+            has_target = jnp.zeros((config.pool,), bool)
+        block = _block_function(network, optimizer, config, pool, tables, features, target_log, has_target,
+                                total_steps)
         history = {"step": [], "objective": [], "violation": [], "feasible_share": [], "rho": []}
         count = jnp.asarray(0.0, jnp.float64)
         bar = tqdm(range(blocks), disable=not progress, desc="training mechanism")
@@ -206,19 +239,11 @@ def train_mechanism(distribution: ProblemDistribution = ProblemDistribution(), c
             key, sub = jax.random.split(key)
             params, opt_state, lam, rho, count, (objective, violation, share) = block(params, opt_state, lam, rho,
                                                                                      count, sub)
-            history["step"].append((b + 1) * config.update_every)
-            history["objective"].append(float(objective))
-            history["violation"].append(float(violation))
-            history["feasible_share"].append(float(share))
-            history["rho"].append(float(rho))
+            for field, value in zip(history, ((b + 1) * config.update_every, float(objective), float(violation),
+                                              float(share), float(rho))):
+                history[field].append(value)
             bar.set_postfix(Ea=f"{-float(objective):.4f}", viol=f"{float(violation):.1e}", ok=f"{float(share):.2f}")
         params = jax.tree_util.tree_map(np.asarray, params)
     history = {k: np.asarray(v) for k, v in history.items()}
     history["seconds"] = time.perf_counter() - start
-    metadata = {"name": name, "config": {k: (list(v) if isinstance(v, tuple) else v)
-                                         for k, v in dataclasses.asdict(config).items()},
-                "final": {"mean_expected_accuracy": -float(history["objective"][-1]),
-                          "mean_violation": float(history["violation"][-1]),
-                          "feasible_share": float(history["feasible_share"][-1])},
-                "training_seconds": history["seconds"]}
-    return LearnedMechanism(network, params, distribution, metadata), history
+    return LearnedMechanism(network, params, distribution, metadata=_metadata(name, config, history)), history

@@ -1,114 +1,21 @@
-"""Read a solved contract from a ``Solution`` or from its JSON record (``analysis.solution_record``).
+"""Read a solved contract from a ``Solution`` or from its JSON record (``Solution.to_json``,
+``analysis.solution_record``, ``diffcontract solve --json``).
 
 Everything downstream (realization, verifier, simulation) takes either form. A record is rebuilt
-into a validated ``ContractProblem`` (so bad input fails with the problem's own messages, which name
-the field) plus the menu (m, t) in canonical type order (costliest first, MODEL.md).
+into a validated ``ContractProblem`` (``ContractProblem.from_dict``: bad input fails with messages
+that name the field; every curve kind of ``curves.io`` reads back) plus the menu (m, t) in
+canonical type order (costliest first, MODEL.md). Only the menu and the problem are needed: a
+hand-written ``{"m", "t", "problem"}`` is a record too.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..curves import spec as _spec
 from ..problem import ContractProblem
-
-REQUIRED_PROBLEM_FIELDS = ("participants", "probs", "costs", "accuracy", "valuation")
-
-
-def _curve_registry(kind_of: str) -> dict:
-    """Curve classes a record may name, keyed by lower-case class or spec name."""
-    if kind_of == "accuracy":
-        registry = dict(_spec.ACCURACY)
-        try:  # the learning-curve families, where this checkout has them
-            from ..curves import families
-
-            for name in ("Pow4", "MMF", "LogPower", "Exp3", "Weibull"):
-                if hasattr(families, name):
-                    registry[name.lower()] = getattr(families, name)
-        except ImportError:  # pragma: no cover - optional module
-            pass
-    else:
-        registry = dict(_spec.VALUATION)
-    for cls in list(registry.values()):
-        registry.setdefault(cls.__name__.lower(), cls)
-    return registry
-
-
-def curve_from_dict(kind_of: str, spec: Any, field: str | None = None) -> Any:
-    """Rebuild a curve from ``{"kind": ClassName, param: value, ...}`` (``problem.to_dict`` output).
-
-    Args:
-      kind_of: "accuracy" or "valuation" (which registry to look the kind up in).
-      spec: the dict.
-      field: name used in error messages (default ``problem.<kind_of>``).
-
-    Raises:
-      ValueError naming ``field`` for an unknown kind, a missing or non-numeric parameter, or a
-      curve that fails its own validation.
-    """
-    field = field or f"problem.{kind_of}"
-    if not isinstance(spec, dict) or "kind" not in spec:
-        raise ValueError(f"{field} must be an object like {{\"kind\": \"Linear\", \"scale\": 100}}, got {spec!r}")
-    registry = _curve_registry(kind_of)
-    kind = str(spec["kind"]).lower()
-    if kind not in registry:
-        raise ValueError(f"{field}: cannot rebuild a curve of kind {spec['kind']!r} from JSON; "
-                         f"known kinds: {sorted({c.__name__ for c in registry.values()})}")
-    cls = registry[kind]
-    names = {f.name for f in dataclasses.fields(cls)}
-    params = {k: v for k, v in spec.items() if k != "kind"}
-    unknown = set(params) - names
-    if unknown:
-        raise ValueError(f"{field}: {cls.__name__} has no parameter(s) {sorted(unknown)}; it takes {sorted(names)}")
-    values = {}
-    for key, value in params.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{field}.{key} must be a number, got {value!r}")
-        values[key] = float(value)
-    try:
-        curve = cls(**values)
-        curve.validate()
-    except ValueError as err:
-        raise ValueError(f"{field}: {err}") from err
-    except TypeError as err:  # a required parameter is missing
-        raise ValueError(f"{field}: {err}") from err
-    return curve
-
-
-def problem_from_dict(data: Any, field: str = "problem") -> ContractProblem:
-    """Rebuild a validated ``ContractProblem`` from ``ContractProblem.to_dict()`` output.
-
-    ``quality`` (default all ones) and ``conditioning`` (default "truncated") may be omitted; the
-    other keys are required. Raises ValueError naming the field on bad input.
-    """
-    if not isinstance(data, dict):
-        raise ValueError(f"{field} must be a JSON object (ContractProblem.to_dict()), got {type(data).__name__}")
-    for key in REQUIRED_PROBLEM_FIELDS:
-        if key not in data:
-            raise ValueError(f"{field} is missing the field {key!r}")
-    unknown = set(data) - set(REQUIRED_PROBLEM_FIELDS) - {"quality", "conditioning"}
-    if unknown:
-        raise ValueError(f"{field} has unknown field(s) {sorted(unknown)}")
-    for key in ("probs", "costs", "quality"):
-        value = data.get(key)
-        if value is not None and (not isinstance(value, list) or
-                                  any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in value)):
-            raise ValueError(f"{field}.{key} must be a list of numbers, got {value!r}")
-    accuracy = curve_from_dict("accuracy", data["accuracy"], f"{field}.accuracy")
-    valuation = curve_from_dict("valuation", data["valuation"], f"{field}.valuation")
-    conditioning = data.get("conditioning", "truncated")
-    if not isinstance(conditioning, str):
-        raise ValueError(f"{field}.conditioning must be a string, got {conditioning!r}")
-    try:
-        return ContractProblem(participants=data["participants"], probs=data["probs"], costs=data["costs"],
-                               accuracy=accuracy, valuation=valuation, quality=data.get("quality"),
-                               conditioning=conditioning)
-    except ValueError as err:
-        raise ValueError(f"{field}: {err}") from err
 
 
 class Contract(NamedTuple):
@@ -153,7 +60,7 @@ def load_contract(solution: Any) -> Contract:
     if isinstance(solution, dict):
         if "problem" not in solution:
             raise ValueError("solution record is missing the field 'problem'")
-        problem = problem_from_dict(solution["problem"])
+        problem = ContractProblem.from_dict(solution["problem"])
         num = problem.num_types
         order = np.asarray(problem.type_order)  # canonical index -> record index
         m = _menu_vector(solution, "m", num)[order]

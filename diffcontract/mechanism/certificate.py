@@ -44,7 +44,8 @@ import numpy as np
 from scipy import optimize
 
 from .. import _precision
-from ..expectation import enumerate_outcomes, moments
+from ..expectation import enumerate_outcomes
+from ..solvers import _kkt
 from ._record import load_contract
 
 GRID_SIZE = 4000
@@ -94,22 +95,11 @@ def _derivatives(curve, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _lagrangian_parts(x, problem, counts, m_scale, v_scale):
     """E[a], its gradient, the constraints g >= 0 and their Jacobian at x = (m / m_scale, t / v_scale).
 
-    g = (budget, IR, off-diagonal IC) / v_scale (dimensionless, O(1)).
+    g = (budget, IR, off-diagonal IC) / v_scale (dimensionless, O(1)): the full set's G (``_kkt``).
     """
-    num = problem.costs.shape[0]
-    off = ~np.eye(num, dtype=bool)
-
-    def objective(z):
-        return moments(z[:num] * m_scale, problem, counts).expected_accuracy
-
-    def constraints(z):
-        m, t = z[:num] * m_scale, z[num:] * v_scale
-        tbar = moments(m, problem, counts).reward_bounds
-        u = t - problem.costs * m
-        ic = u[:, None] - (t[None, :] - problem.costs[:, None] * m[None, :])
-        return jnp.concatenate([tbar - t, u - problem.reservation_utility, ic[off]]) / v_scale
-
-    f, grad = jax.value_and_grad(objective)(x)
+    args = (problem, counts, _kkt.Scales(m_scale, v_scale), "full")
+    f, grad = jax.value_and_grad(lambda z: -_kkt.objective(z, *args))(x)
+    constraints = lambda z: _kkt.general_constraints(z, *args)  # noqa: E731
     return f, grad, constraints(x), jax.jacfwd(constraints)(x)
 
 

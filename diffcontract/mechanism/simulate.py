@@ -39,13 +39,19 @@ from ..expectation import enumerate_outcomes, moments
 from ._record import load_contract
 
 CHUNK = 4096  # rounds per compiled step (fewer for large N, see _chunk_size): bounded memory
+ONE_HOT_ENTRIES = 2**22  # cap on the (rounds, N, I) one-hot of a step: 32 MiB of float64
 MAX_PARTICIPANTS = 100_000
 MAX_OUTCOMES = 20_000_000  # tbar is computed by enumeration, as in the solvers
+# Float64 sums of O(samples) terms of size O(v(1)) agree to ~1e-12 relative; this allowance (times
+# v(1) - v(0)) is added to every z-test in money and is the tie tolerance of the best responses.
+ROUNDING_RTOL = 1e-9
+ACCURACY_ROUNDING = 1e-12  # the same allowance for accuracies in [0, 1] (E[a], v^{-1}(v(a)) round trips)
+SAME_ITEM_RTOL = 1e-9  # items whose m agree to this (relative) are one item: pooled types
 
 
 def _chunk_size(participants: int, num_types: int) -> int:
-    """Rounds per step so that the (rounds, N, I) one-hot stays under ~2^22 entries (32 MiB)."""
-    return int(min(CHUNK, max(1, 2**22 // (participants * num_types))))
+    """Rounds per step so that the (rounds, N, I) one-hot stays under ``ONE_HOT_ENTRIES``."""
+    return int(min(CHUNK, max(1, ONE_HOT_ENTRIES // (participants * num_types))))
 
 
 @functools.partial(jax.jit, static_argnames=("participants", "chunk"))
@@ -135,13 +141,6 @@ class SimulationReport(NamedTuple):
 
     def to_dict(self) -> dict:
         """JSON-ready (non-finite numbers, e.g. the SE of a type never observed, become None)."""
-        def clean(x):
-            arr = np.asarray(x, dtype=float)
-            out = np.where(np.isfinite(arr), arr, np.nan).tolist()
-            if isinstance(out, float):
-                return out if math.isfinite(out) else None
-            return _none_for_nan(out)
-
         out = {"ok": self.ok, "samples": self.samples, "seed": self.seed, "z": self.z,
                "conditioning": self.conditioning, "actions": self.actions.tolist(),
                "truthful": self.truthful.tolist(), "failures": list(self.failures)}
@@ -149,7 +148,7 @@ class SimulationReport(NamedTuple):
                      "predicted_reward", "empirical_reward", "reward_se", "empirical_reward_accuracy",
                      "empirical_ir", "ir_se", "empirical_ic", "ic_se", "predicted_accuracy", "expected_accuracy",
                      "accuracy_se", "max_excess", "observed"):
-            out[name] = clean(getattr(self, name))
+            out[name] = _none_for_nan(np.asarray(getattr(self, name), dtype=float).tolist())
         return out
 
     def summary(self) -> str:
@@ -172,6 +171,7 @@ class SimulationReport(NamedTuple):
 
 
 def _none_for_nan(value):
+    """``value`` (a number or nested lists) with every non-finite float replaced by None."""
     if isinstance(value, list):
         return [_none_for_nan(v) for v in value]
     return None if isinstance(value, float) and not math.isfinite(value) else value
@@ -193,8 +193,8 @@ def best_responses(m, t, costs, reservation, tie_tol: float):
     actions, truthful, margin = np.empty(num, int), np.empty(num, bool), np.empty(num)
     for i in range(num):
         own = payoff[i, i]
-        # Items equal to the own one (pooled types) are not alternatives: m within 1e-9 relative.
-        same_item = (np.abs(m - m[i]) <= 1e-9 * max(1.0, abs(m[i]))) & (np.abs(t - t[i]) <= tie_tol)
+        # Items equal to the own one (pooled types) are not alternatives.
+        same_item = (np.abs(m - m[i]) <= SAME_ITEM_RTOL * max(1.0, abs(m[i]))) & (np.abs(t - t[i]) <= tie_tol)
         alternatives = [reservation[i]] + [payoff[i, j] for j in range(num) if not same_item[j]]
         best_alt = max(alternatives)
         margin[i] = own - best_alt
@@ -207,54 +207,68 @@ def best_responses(m, t, costs, reservation, tie_tol: float):
     return actions, truthful, margin
 
 
-def simulate(solution: Any, samples: int = 100_000, seed: int = 0, z: float = 5.0, key=None) -> SimulationReport:
-    """Monte Carlo of N strategic participants facing a solved contract.
+def _is_integer(value) -> bool:
+    """A Python or numpy integer, not a bool."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
 
-    Args:
-      solution: ``Solution`` or its JSON record (``analysis.solution_record``).
-      samples: number of independent rounds (each draws N participants), >= 2.
-      seed: seeds ``jax.random.PRNGKey(seed)`` when ``key`` is not given.
-      z: pass threshold in standard errors.
-      key: optional explicit ``jax.random`` key (overrides ``seed``).
 
-    Returns:
-      ``SimulationReport``. Reproducible: the same (key or seed, samples) gives the same numbers.
-    """
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2:
+def _check_settings(samples, seed, z) -> None:
+    """Raise a ValueError naming ``samples``, ``seed`` or ``z`` when it is out of range."""
+    if not _is_integer(samples) or samples < 2:
         raise ValueError(f"samples must be an integer >= 2, got {samples!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+    if not _is_integer(seed) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2^32), got {seed!r}")
     if isinstance(z, bool) or not isinstance(z, (int, float)) or not math.isfinite(z) or z <= 0:
         raise ValueError(f"z must be a finite number > 0, got {z!r}")
+
+
+def _load_simulable(solution):
+    """The contract of ``solution``, refused by field when it cannot be simulated."""
     contract = load_contract(solution)
     problem = contract.problem
     if not hasattr(problem.valuation, "inverse"):
         raise ValueError(f"valuation: {type(problem.valuation).__name__} has no inverse, needed to realize rewards")
-    m, t = contract.m, contract.t
-    costs = np.asarray(problem.costs, dtype=np.float64)
-    f = np.asarray(problem.reservation_utility, dtype=np.float64)
     num, N = problem.num_types, problem.num_participants
     if N > MAX_PARTICIPANTS or math.comb(N + num - 1, num - 1) > MAX_OUTCOMES:
         raise ValueError(f"participants: N = {N} with I = {num} types is too large to simulate (tbar is "
                          f"enumerated over C(N + I - 1, I - 1) outcomes; limits N <= {MAX_PARTICIPANTS}, "
                          f"{MAX_OUTCOMES} outcomes)")
-    chunk = _chunk_size(N, num)
-    with _precision.float64():
-        v0, v1 = np.asarray(problem.valuation(jnp.asarray([0.0, 1.0], jnp.float64)))
-    value_scale = float(v1 - v0)
-    rounding = 1e-9 * value_scale  # float64 sums of O(samples) terms of size O(v(1)) agree to ~1e-12 relative
+    return contract
 
-    actions, truthful, margin = best_responses(m, t, costs, f, tie_tol=rounding)
-    choice = np.zeros((num, num))
+
+def _value_scale(valuation) -> float:
+    """v(1) - v(0), money, in float64."""
+    with _precision.float64():
+        v0, v1 = np.asarray(valuation(jnp.asarray([0.0, 1.0], jnp.float64)))
+    return float(v1 - v0)
+
+
+def _choice_matrix(actions: np.ndarray) -> np.ndarray:
+    """(I, I) one-hot rows: type i -> the item it takes (an all-zero row where it opts out)."""
+    choice = np.zeros((actions.size, actions.size))
     for i, a in enumerate(actions):
         if a >= 0:
             choice[i, a] = 1.0
+    return choice
 
+
+def _ratio_or_zero(numerator, denominator):
+    """numerator / denominator where the denominator is > 0, else 0."""
+    positive = denominator > 0
+    return np.where(positive, numerator / np.where(positive, denominator, 1.0), 0.0)
+
+
+def _play_rounds(problem, m, t, choice, samples: int, seed: int, key):
+    """The menu's moments and the round statistics of ``_round_statistics`` summed over ``samples`` rounds.
+
+    One key per chunk of rounds, split from ``key`` (or ``PRNGKey(seed)``), all in float64.
+    """
+    num, N = problem.num_types, problem.num_participants
+    chunk = _chunk_size(N, num)
     with _precision.float64():
         problem64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), problem)
         mom = moments(jnp.asarray(m), problem64, jnp.asarray(enumerate_outcomes(N, num), jnp.float64))
-        tbar = np.asarray(mom.reward_bounds)
-        share = np.where(tbar > 0, np.minimum(t / np.where(tbar > 0, tbar, 1.0), 1.0), 0.0)  # capped as in realize
+        share = np.minimum(_ratio_or_zero(t, np.asarray(mom.reward_bounds)), 1.0)  # capped as in realize
         root = jax.random.PRNGKey(seed) if key is None else key
         chunks = -(-samples // chunk)
         keys = jax.random.split(root, chunks)
@@ -271,42 +285,48 @@ def simulate(solution: Any, samples: int = 100_000, seed: int = 0, z: float = 5.
                     totals[name] = max(totals.get(name, -np.inf), float(value))
                 else:
                     totals[name] = totals.get(name, 0.0) + value
+    return mom, totals
 
-    n_rounds = totals["rounds"]
-    acc_mean = totals["acc"] / n_rounds
-    acc_se = math.sqrt(max(totals["acc2"] / n_rounds - acc_mean**2, 0.0) / (n_rounds - 1))
-    joined = actions >= 0
-    if problem.conditioning == "truncated":
-        observed = totals["present"]
-        with np.errstate(invalid="ignore", divide="ignore"):
+
+def _reward_estimates(totals: dict, conditioning: str, joined: np.ndarray):
+    """(observed, reward, reward_se, reward_accuracy), each (I,), from the summed round statistics.
+
+    Args:
+      totals: sums from ``_play_rounds``.  conditioning: "truncated" or "interim".
+      joined: (I,) bool, the type takes an item (it does not opt out).
+
+    Returns:
+      observed: rounds (truncated) or participants (interim) behind each estimate. reward, reward_se:
+      E[v(r_i) | i] and its standard error, money (0 where the type opts out; NaN and inf where it was
+      drawn fewer than 2 times). reward_accuracy: mean realized r_i, accuracy.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if conditioning == "truncated":
+            observed = totals["present"]
             reward = totals["r"] / observed
             var = np.maximum(totals["r2"] / observed - reward**2, 0.0) * observed / (observed - 1)
             reward_se = np.sqrt(var / observed)
             reward_acc = totals["racc"] / observed
-    else:
-        observed = totals["x"]
-        with np.errstate(invalid="ignore", divide="ignore"):
+        else:
+            observed = totals["x"]
             reward = totals["y"] / observed
             # Delta method for a ratio of sums over i.i.d. rounds: Var ~ sum (Y - mu X)^2 / (sum X)^2.
             resid2 = totals["y2"] - 2.0 * reward * totals["xy"] + reward**2 * totals["x2"]
             reward_se = np.sqrt(np.maximum(resid2, 0.0)) / observed
             reward_acc = totals["xracc"] / observed
     # An item nobody of that type holds (opted out) pays nothing; a type never drawn has no estimate.
-    reward = np.where(joined, reward, 0.0)
-    reward_se = np.where(joined, reward_se, 0.0)
     unseen = joined & ~(observed >= 2)
-    reward = np.where(unseen, np.nan, reward)
-    reward_se = np.where(unseen, np.inf, reward_se)
+    reward = np.where(unseen, np.nan, np.where(joined, reward, 0.0))
+    reward_se = np.where(unseen, np.inf, np.where(joined, reward_se, 0.0))
+    return observed, reward, reward_se, reward_acc
 
-    taken = np.maximum(actions, 0)  # the item a type holds (ignored where it opts out)
-    emp_u = np.where(joined, reward - costs * m[taken], f)
-    pred_u = np.where(joined, t[taken] - costs * m[taken], f)  # the model's payoff of the action taken
-    utility_se = reward_se
-    with np.errstate(invalid="ignore", divide="ignore"):
-        diff = emp_u - pred_u
-        utility_z = np.where(utility_se > 0, diff / np.where(utility_se > 0, utility_se, 1.0), 0.0)
 
-    # Empirical IR / IC from the realized rewards of the items as held (truthful play: item i by type i).
+def _empirical_constraints(truthful, reward, reward_se, m, costs, f):
+    """(item_se, IR, IC, IC_se) from the realized rewards of the items as held (truthful: item i by type i).
+
+    All (I,) or (I, I), money; a type that does not play truthfully has NaN residuals and an inf SE.
+    The IC standard error is SE_i + SE_j, a bound valid for any correlation.
+    """
     item_reward = np.where(truthful, reward, np.nan)
     item_se = np.where(truthful, reward_se, np.inf)
     emp_ir = item_reward - costs * m - f
@@ -314,38 +334,84 @@ def simulate(solution: Any, samples: int = 100_000, seed: int = 0, z: float = 5.
     np.fill_diagonal(emp_ic, 0.0)
     ic_se = item_se[:, None] + item_se[None, :]
     np.fill_diagonal(ic_se, 0.0)
+    return item_se, emp_ir, emp_ic, ic_se
 
-    failures = []
-    for i in range(num):
+
+def _failures(report: SimulationReport, rounding: float) -> list:
+    """Readable reasons why ``report`` does not pass (its ``ok`` and ``failures`` are not read)."""
+    z, failures = report.z, []
+    unseen = (report.actions >= 0) & ~(report.observed >= 2)
+    truthful, emp_u, pred_u = report.truthful, report.empirical_utility, report.predicted_utility
+    emp_ir, item_se, emp_ic, ic_se = report.empirical_ir, report.ir_se, report.empirical_ic, report.ic_se
+    for i in range(truthful.size):
         k = i + 1
         if not truthful[i]:
-            what = "opting out" if actions[i] < 0 else f"the item of type {actions[i] + 1}"
-            failures.append(f"type {k} is better off with {what} (model margin {margin[i]:.4g})")
+            what = "opting out" if report.actions[i] < 0 else f"the item of type {report.actions[i] + 1}"
+            failures.append(f"type {k} is better off with {what} (model margin {report.model_margin[i]:.4g})")
         if unseen[i]:
             failures.append(f"type {k} was drawn fewer than 2 times: no Monte Carlo estimate (raise samples)")
             continue
-        if abs(emp_u[i] - pred_u[i]) > z * utility_se[i] + rounding:
+        if abs(emp_u[i] - pred_u[i]) > z * report.utility_se[i] + rounding:
             failures.append(f"type {k}: simulated utility {emp_u[i]:.6g} differs from predicted {pred_u[i]:.6g} "
-                            f"by {utility_z[i]:.2f} standard errors")
+                            f"by {report.utility_z[i]:.2f} standard errors")
         if truthful[i] and emp_ir[i] < -(z * item_se[i] + rounding):
             failures.append(f"type {k}: simulated IR residual {emp_ir[i]:.4g} below -{z:g} s.e. ({item_se[i]:.2g})")
-        for j in range(num):
+        for j in range(truthful.size):
             if j != i and truthful[i] and truthful[j] and emp_ic[i, j] < -(z * ic_se[i, j] + rounding):
                 failures.append(f"IC[{k}->{j + 1}]: simulated residual {emp_ic[i, j]:.4g} below -{z:g} s.e. "
                                 f"({ic_se[i, j]:.2g})")
-    predicted_acc = float(mom.expected_accuracy)
-    if bool(np.all(truthful)) and abs(acc_mean - predicted_acc) > z * acc_se + 1e-12:
-        failures.append(f"E[a]: simulated {acc_mean:.6g} differs from predicted {predicted_acc:.6g} "
+    acc, predicted, acc_se = report.expected_accuracy, report.predicted_accuracy, report.accuracy_se
+    if bool(np.all(truthful)) and abs(acc - predicted) > z * acc_se + ACCURACY_ROUNDING:
+        failures.append(f"E[a]: simulated {acc:.6g} differs from predicted {predicted:.6g} "
                         f"by more than {z:g} s.e. ({acc_se:.2g})")
-    if totals["max_excess"] > 1e-12:  # ex-post budget: float64 rounding of v^{-1}(v(a)) only
-        failures.append(f"ex-post budget: some participant got r - a = {totals['max_excess']:.3g} > 0")
+    if report.max_excess > ACCURACY_ROUNDING:  # ex-post budget: float64 rounding of v^{-1}(v(a)) only
+        failures.append(f"ex-post budget: some participant got r - a = {report.max_excess:.3g} > 0")
+    return failures
 
-    return SimulationReport(
-        ok=not failures, samples=int(samples), seed=int(seed), z=float(z), conditioning=problem.conditioning,
+
+def simulate(solution: Any, samples: int = 100_000, seed: int = 0, z: float = 5.0, key=None) -> SimulationReport:
+    """Monte Carlo of N strategic participants facing a solved contract.
+
+    Args:
+      solution: ``Solution`` or its JSON record (``analysis.solution_record``).
+      samples: number of independent rounds (each draws N participants), >= 2.
+      seed: seeds ``jax.random.PRNGKey(seed)`` when ``key`` is not given.
+      z: pass threshold in standard errors.
+      key: optional explicit ``jax.random`` key (overrides ``seed``).
+
+    Returns:
+      ``SimulationReport``. Reproducible: the same (key or seed, samples) gives the same numbers.
+    """
+    _check_settings(samples, seed, z)
+    contract = _load_simulable(solution)
+    problem, m, t = contract.problem, contract.m, contract.t
+    costs = np.asarray(problem.costs, dtype=np.float64)
+    f = np.asarray(problem.reservation_utility, dtype=np.float64)
+    rounding = ROUNDING_RTOL * _value_scale(problem.valuation)
+
+    actions, truthful, margin = best_responses(m, t, costs, f, tie_tol=rounding)
+    mom, totals = _play_rounds(problem, m, t, _choice_matrix(actions), samples, seed, key)
+    n_rounds = totals["rounds"]
+    acc_mean = totals["acc"] / n_rounds
+    acc_se = math.sqrt(max(totals["acc2"] / n_rounds - acc_mean**2, 0.0) / (n_rounds - 1))
+    joined = actions >= 0
+    observed, reward, reward_se, reward_acc = _reward_estimates(totals, problem.conditioning, joined)
+
+    taken = np.maximum(actions, 0)  # the item a type holds (ignored where it opts out)
+    emp_u = np.where(joined, reward - costs * m[taken], f)
+    pred_u = np.where(joined, t[taken] - costs * m[taken], f)  # the model's payoff of the action taken
+    with np.errstate(invalid="ignore", divide="ignore"):
+        utility_z = _ratio_or_zero(emp_u - pred_u, reward_se)
+    item_se, emp_ir, emp_ic, ic_se = _empirical_constraints(truthful, reward, reward_se, m, costs, f)
+    report = SimulationReport(
+        ok=False, samples=int(samples), seed=int(seed), z=float(z), conditioning=problem.conditioning,
         actions=actions, truthful=truthful, model_margin=margin, predicted_utility=pred_u, empirical_utility=emp_u,
-        utility_se=utility_se, utility_z=utility_z, predicted_reward=np.asarray(t, dtype=np.float64),
+        utility_se=reward_se, utility_z=utility_z, predicted_reward=np.asarray(t, dtype=np.float64),
         empirical_reward=reward, reward_se=reward_se, empirical_reward_accuracy=reward_acc,
-        empirical_ir=emp_ir, ir_se=item_se, empirical_ic=emp_ic, ic_se=ic_se, predicted_accuracy=predicted_acc,
-        expected_accuracy=float(acc_mean), accuracy_se=float(acc_se), max_excess=float(totals["max_excess"]),
-        observed=np.asarray(observed, dtype=np.float64), failures=failures,
+        empirical_ir=emp_ir, ir_se=item_se, empirical_ic=emp_ic, ic_se=ic_se,
+        predicted_accuracy=float(mom.expected_accuracy), expected_accuracy=float(acc_mean),
+        accuracy_se=float(acc_se), max_excess=float(totals["max_excess"]),
+        observed=np.asarray(observed, dtype=np.float64), failures=[],
     )
+    failures = _failures(report, rounding)
+    return report._replace(ok=not failures, failures=failures)

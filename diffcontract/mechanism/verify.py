@@ -34,6 +34,15 @@ from scipy import optimize
 from ._record import load_contract
 
 MAX_OUTCOMES = 20_000_000  # (K, I) int64 and float64 tables of ~1-2 GB at I = 5: beyond, no exact check
+BISECTION_STEPS = 64  # 2^-64 < float64 spacing at 1: v^{-1} on [0, 1] converged to the last bit
+# Reservation utilities: the gain v(a(q m)) - c m is scanned on a log grid of m from GRID_START (units
+# of data) to v(1)/c (beyond which training alone loses money), capped at GRID_CAP where v(1)/c
+# overflows (denormal costs); GRID_POINTS points bracket the maximum for a bounded Brent search whose
+# step tolerance is BRENT_XTOL relative to the bracket's top.
+GRID_START = 1e-6
+GRID_CAP = 1e300
+GRID_POINTS = 4001
+BRENT_XTOL = 1e-12
 
 
 # ----------------------------------------------------------------------------- numpy building blocks
@@ -79,6 +88,7 @@ def conditioning_weights(counts: np.ndarray, prob: np.ndarray, probs: np.ndarray
 
 @jax.jit
 def _apply(curve, x):
+    """curve(x), compiled once per curve kind and shape."""
     return curve(x)
 
 
@@ -95,7 +105,7 @@ def evaluate(curve, x: np.ndarray) -> np.ndarray:
 
 
 def _as_partial(curve):
-    # A bound method (``valuation.inverse``) is not a pytree; wrap its function and instance.
+    """``curve`` as a pytree ``Partial`` (a bound method such as ``valuation.inverse`` is not a pytree)."""
     if hasattr(curve, "__self__") and hasattr(curve, "__func__"):
         return jax.tree_util.Partial(curve.__func__, curve.__self__)
     return jax.tree_util.Partial(type(curve).__call__, curve)
@@ -112,7 +122,7 @@ def inverse_valuation(valuation, values: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
             return evaluate(valuation.inverse, values)
     lo, hi = np.zeros_like(values), np.ones_like(values)
-    for _ in range(64):  # 2^-64 < float64 spacing at 1: converged to the last bit
+    for _ in range(BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
         below = evaluate(valuation, mid) < values
         lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
@@ -120,10 +130,17 @@ def inverse_valuation(valuation, values: np.ndarray) -> np.ndarray:
 
 
 def reservation_lower_bound(accuracy, valuation, cost: float, quality: float, candidates=()) -> float:
-    r"""max(0, max_m v(a(q m)) - c m), computed here: a 4001-point log grid over (0, v(1)/c] (beyond
+    r"""max(0, max_m v(a(q m)) - c m), computed here: a ``GRID_POINTS`` log grid over (0, v(1)/c] (beyond
     which training alone loses money), bounded Brent in the bracket of the best grid point, and
     any ``candidates`` (e.g. the problem's own argmax). Every value is h(m) at some m, so the result
     is a certified lower bound on the true f and the largest of them is the best one.
+
+    Args:
+      accuracy, valuation: the problem's curves.  cost: c, money per unit of data.  quality: q.
+      candidates: extra contributions m to try, units of data (non-finite or <= 0 are skipped).
+
+    Returns:
+      the lower bound on f, money, >= 0.
     """
     v_max = float(evaluate(valuation, np.array([1.0]))[0])
 
@@ -132,8 +149,8 @@ def reservation_lower_bound(accuracy, valuation, cost: float, quality: float, ca
         return evaluate(valuation, evaluate(accuracy, quality * m)) - cost * m
 
     with np.errstate(all="ignore"):
-        upper = min(max(v_max / cost, 1e-6), 1e300)  # v(1)/c overflows for denormal costs: cap it
-        grid = np.geomspace(1e-6, upper, 4001) if upper > 1e-6 else np.array([1e-6])
+        upper = min(max(v_max / cost, GRID_START), GRID_CAP)
+        grid = np.geomspace(GRID_START, upper, GRID_POINTS) if upper > GRID_START else np.array([GRID_START])
         values = gain(grid)
     values = np.where(np.isfinite(values), values, -np.inf)  # a curve overflowing far out is no candidate
     best = int(np.argmax(values))
@@ -141,7 +158,7 @@ def reservation_lower_bound(accuracy, valuation, cost: float, quality: float, ca
     found = [float(values[best])]
     if hi > lo and np.isfinite(values[best]):
         res = optimize.minimize_scalar(lambda m: -float(gain(m)[0]), bounds=(lo, hi), method="bounded",
-                                       options={"xatol": 1e-12 * hi})
+                                       options={"xatol": BRENT_XTOL * hi})
         found.append(-float(res.fun))
     cands = np.asarray([c for c in candidates if np.isfinite(c) and c > 0.0], dtype=np.float64)
     if cands.size:
@@ -231,6 +248,67 @@ class VerificationReport(NamedTuple):
         return "\n".join(lines)
 
 
+def _outcome_law(problem, probs: np.ndarray):
+    """(counts (K, I), P(n) (K,), conditioning weights (K, I)) of the problem's outcomes."""
+    N = problem.num_participants
+    counts = enumerate_counts(N, problem.num_types)
+    prob = multinomial_pmf(counts, probs, N)
+    weights = conditioning_weights(counts, prob, probs, N, problem.conditioning)
+    if not np.all(np.isfinite(weights)):  # P(n_i >= 1) underflowed: a probability near 1e-308
+        raise ValueError(f"probs: {probs.tolist()} has a type too rare to condition on in float64")
+    return counts, prob, weights
+
+
+def _proportional_assignment(valuation, counts, weights, acc, val, tbar, t):
+    """(ex-post budget residuals (I,), accuracy; realized rewards R (I,), money) of proportional assignment.
+
+    Share capped at 1: no one can be handed a better model than the joint one, so a promise above
+    tbar (a solver's budget slack, up to its feasibility tolerance) is paid short by exactly that
+    slack, which the budget and promise checks report. A bound of 0 (no model of any value where
+    type i is present) pays nothing.
+    """
+    positive = tbar > 0.0
+    share = np.where(positive, np.minimum(t / np.where(positive, tbar, 1.0), 1.0), 0.0)
+    reward_val = val[:, None] * share[None, :]
+    reward_acc = inverse_valuation(valuation, reward_val)
+    v0, v1 = evaluate(valuation, np.array([0.0, 1.0]))
+    # Where v^{-1} is undefined (a value above v(1): no model is that good) the excess in value units,
+    # divided by the mean slope v(1) - v(0), stands in for the accuracy excess: still > 0, still finite.
+    gap = np.where(np.isfinite(reward_acc), acc[:, None] - reward_acc, -(reward_val - val[:, None]) / (v1 - v0))
+    ex_post = np.where(counts >= 1, gap, np.inf).min(axis=0)
+    return ex_post, (weights * reward_val).sum(axis=0)
+
+
+def _violations(report: VerificationReport, tol: float, t: np.ndarray, u: np.ndarray) -> list:
+    """Every residual of ``report`` below -tol, as ``Violation`` (its ``ok`` and ``violations`` are not read)."""
+    num = t.size
+    tbar, realized, f = report.reward_bounds, report.realized_rewards, report.reservation
+    violations = []
+    for i in range(num):
+        k = i + 1
+        if report.budget[i] < -tol:
+            violations.append(Violation(f"budget[{k}]", float(report.budget[i]), tol,
+                                        f"t_{k} = {t[i]:.6g} exceeds tbar_{k} = {tbar[i]:.6g}"))
+        if report.ex_post[i] < -tol:
+            violations.append(Violation(f"ex_post[{k}]", float(report.ex_post[i]), tol,
+                                        f"type {k} gets a better model than the joint one in some outcome"))
+        if report.ir[i] < -tol:
+            violations.append(Violation(f"IR[{k}]", float(report.ir[i]), tol,
+                                        f"type {k} earns {u[i]:.6g} < {f[i]:.6g} from training alone"))
+        if report.promise[i] < -tol:
+            violations.append(Violation(f"promise[{k}]", float(report.promise[i]), tol,
+                                        f"E[v(r_{k}) | {k}] = {realized[i]:.6g} differs from t_{k} = {t[i]:.6g}"))
+        for j in range(num):
+            if j != i and report.ic[i, j] < -tol:
+                violations.append(Violation(f"IC[{k}->{j + 1}]", float(report.ic[i, j]), tol,
+                                            f"type {k} prefers the item of type {j + 1}"))
+    for idx, x in enumerate(report.nonnegative):
+        if x < -tol:
+            name = f"m[{idx + 1}]" if idx < num else f"t[{idx - num + 1}]"
+            violations.append(Violation(f"nonnegative {name}", float(x), tol, "must be >= 0"))
+    return violations
+
+
 def verify(solution: Any, tol: float = 1e-6) -> VerificationReport:
     """Check a solved contract against MODEL.md, independently of the solvers.
 
@@ -259,75 +337,28 @@ def verify(solution: Any, tol: float = 1e-6) -> VerificationReport:
     q = np.asarray(problem.quality, dtype=np.float64)
     m, t = np.asarray(contract.m, dtype=np.float64), np.asarray(contract.t, dtype=np.float64)
 
-    counts = enumerate_counts(N, num)
-    prob = multinomial_pmf(counts, p, N)
-    weights = conditioning_weights(counts, prob, p, N, problem.conditioning)
-    if not np.all(np.isfinite(weights)):  # P(n_i >= 1) underflowed: a probability near 1e-308
-        raise ValueError(f"probs: {p.tolist()} has a type too rare to condition on in float64")
-    pooled = counts @ (q * m)
-    acc = evaluate(problem.accuracy, pooled)
+    counts, prob, weights = _outcome_law(problem, p)
+    acc = evaluate(problem.accuracy, counts @ (q * m))
     val = evaluate(problem.valuation, acc)
     tbar = weights.T @ val
-
-    # Proportional assignment, share capped at 1: no one can be handed a better model than the joint
-    # one, so a promise above tbar (a solver's budget slack, up to its feasibility tolerance) is paid
-    # short by exactly that slack, which the budget and promise checks report. A bound of 0 (no model
-    # of any value where type i is present) pays nothing.
-    positive = tbar > 0.0
-    share = np.where(positive, np.minimum(t / np.where(positive, tbar, 1.0), 1.0), 0.0)
-    reward_val = val[:, None] * share[None, :]
-    reward_acc = inverse_valuation(problem.valuation, reward_val)
-    v0, v1 = evaluate(problem.valuation, np.array([0.0, 1.0]))
-    # Where v^{-1} is undefined (a value above v(1): no model is that good) the excess in value units,
-    # divided by the mean slope v(1) - v(0), stands in for the accuracy excess: still > 0, still finite.
-    gap = np.where(np.isfinite(reward_acc), acc[:, None] - reward_acc, -(reward_val - val[:, None]) / (v1 - v0))
-    present = counts >= 1
-    ex_post = np.where(present, gap, np.inf).min(axis=0)
-    realized = (weights * reward_val).sum(axis=0)
-
-    f = np.array([max(reservation_lower_bound(problem.accuracy, problem.valuation, c[i], q[i],
-                                              candidates=(float(np.asarray(problem.reservation_data)[i]),)),
-                      0.0) for i in range(num)])
+    ex_post, realized = _proportional_assignment(problem.valuation, counts, weights, acc, val, tbar, t)
+    reservation_data = np.asarray(problem.reservation_data)
+    f = np.array([reservation_lower_bound(problem.accuracy, problem.valuation, c[i], q[i],
+                                          candidates=(float(reservation_data[i]),)) for i in range(num)])
     u = realized - c * m
     ic = u[:, None] - (realized[None, :] - c[:, None] * m[None, :])
     np.fill_diagonal(ic, 0.0)
-    budget = tbar - t
-    ir = u - f
-    promise = -np.abs(realized - t)
-    nonnegative = np.concatenate([m, t])
-
-    violations = []
-    for i in range(num):
-        k = i + 1
-        if budget[i] < -tol:
-            violations.append(Violation(f"budget[{k}]", float(budget[i]), tol,
-                                        f"t_{k} = {t[i]:.6g} exceeds tbar_{k} = {tbar[i]:.6g}"))
-        if ex_post[i] < -tol:
-            violations.append(Violation(f"ex_post[{k}]", float(ex_post[i]), tol,
-                                        f"type {k} gets a better model than the joint one in some outcome"))
-        if ir[i] < -tol:
-            violations.append(Violation(f"IR[{k}]", float(ir[i]), tol,
-                                        f"type {k} earns {u[i]:.6g} < {f[i]:.6g} from training alone"))
-        if promise[i] < -tol:
-            violations.append(Violation(f"promise[{k}]", float(promise[i]), tol,
-                                        f"E[v(r_{k}) | {k}] = {realized[i]:.6g} differs from t_{k} = {t[i]:.6g}"))
-        for j in range(num):
-            if j != i and ic[i, j] < -tol:
-                violations.append(Violation(f"IC[{k}->{j + 1}]", float(ic[i, j]), tol,
-                                            f"type {k} prefers the item of type {j + 1}"))
-    for idx, x in enumerate(nonnegative):
-        if x < -tol:
-            name = f"m[{idx + 1}]" if idx < num else f"t[{idx - num + 1}]"
-            violations.append(Violation(f"nonnegative {name}", float(x), tol, "must be >= 0"))
 
     reported = {}
     if "t_bar" in contract.reported:
         reported["t_bar"] = contract.reported["t_bar"] - tbar
     if "expected_value" in contract.reported:
         reported["expected_value"] = contract.reported["expected_value"] - float(prob @ val)
-    return VerificationReport(
-        ok=not violations, tol=float(tol), violations=violations, budget=budget, ex_post=ex_post, ir=ir, ic=ic,
-        promise=promise, nonnegative=nonnegative, reward_bounds=tbar, realized_rewards=realized, reservation=f,
-        expected_accuracy=float(prob @ acc), expected_value=float(prob @ val), num_outcomes=K,
-        total_probability=float(prob.sum()), reported=reported,
+    report = VerificationReport(
+        ok=False, tol=float(tol), violations=[], budget=tbar - t, ex_post=ex_post, ir=u - f, ic=ic,
+        promise=-np.abs(realized - t), nonnegative=np.concatenate([m, t]), reward_bounds=tbar,
+        realized_rewards=realized, reservation=f, expected_accuracy=float(prob @ acc),
+        expected_value=float(prob @ val), num_outcomes=K, total_probability=float(prob.sum()), reported=reported,
     )
+    violations = _violations(report, tol, t, u)
+    return report._replace(ok=not violations, violations=violations)

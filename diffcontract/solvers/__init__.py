@@ -1,13 +1,15 @@
-"""Solvers of the first-moment contract problem and the ``solve`` driver."""
+"""Solvers of the first-moment contract problem: the protocol (``base``), the driver, ALM and SLSQP."""
 
 from ._solution import Certificate, Solution, Status
-from .exact import solve_exact
-from .driver import solve
-from .alm import ALMOptions, solve_alm
+from .alm import ALM
+from .base import AbstractSolver, Iterate, SolveArgs, Start, iterate
 from .batch import batch_status_counts, solve_batch, unstack_solution
 from .complete_info import (CompleteInformation, complete_information_kernel, solve_complete_information,
                             solve_complete_information_batch)
+from .driver import SolveError, run, solve_alm, solve_exact
+from .exact import SLSQP
 
-__all__ = ["ALMOptions", "Certificate", "CompleteInformation", "complete_information_kernel",
-           "solve_complete_information", "solve_complete_information_batch", "Solution", "Status", "batch_status_counts", "solve", "solve_alm", "solve_batch",
-           "solve_exact", "unstack_solution"]
+__all__ = ["ALM", "AbstractSolver", "Certificate", "CompleteInformation", "Iterate", "SLSQP", "Solution", "SolveArgs",
+           "SolveError", "Start", "Status", "batch_status_counts", "complete_information_kernel", "iterate", "run",
+           "solve_alm", "solve_batch", "solve_complete_information", "solve_complete_information_batch", "solve_exact",
+           "unstack_solution"]

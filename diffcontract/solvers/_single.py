@@ -41,16 +41,12 @@ MESSAGE = ("N = 1: the feasible set is the single reservation menu (m_i = m^res_
            "solvers/_single.py), returned without optimization")
 
 
-def _zero_multipliers(num: int, method: str, constraints: str) -> dict:
-    """Zeros shaped as the method's own certificate (so batches of solutions stack)."""
-    if method == "alm":
-        if constraints == "reduced":
-            return {"budget": np.zeros(num), "ir_others": np.zeros(num - 1), "monotone": np.zeros(num)}
+def _zero_multipliers(num: int, constraints: str) -> dict:
+    """Zeros in the one certificate layout of the constraint set (``_kkt.multiplier_record``)."""
+    if constraints == "full":
         return {"budget": np.zeros(num), "ir": np.zeros(num), "ic": np.zeros(num * (num - 1)),
                 "nonnegative": np.zeros(2 * num)}
-    if constraints == "simplified":
-        return {"budget": np.zeros(num), "ir_others": np.zeros(num - 1), "monotone": np.zeros(num - 1)}
-    return {"budget": np.zeros(num), "ir": np.zeros(num), "ic": np.zeros(num * (num - 1))}
+    return {"budget": np.zeros(num), "ir_others": np.zeros(num - 1), "monotone": np.zeros(num)}
 
 
 def solve_single_participant(problem, method: str = "exact", constraints: str = "simplified",
@@ -61,8 +57,7 @@ def solve_single_participant(problem, method: str = "exact", constraints: str = 
       problem: ``ContractProblem`` with ``participants == 1``.
       method: the method the caller asked for ("exact" or "alm"); names the ``Solution`` and fixes
         the shapes of its certificate.
-      constraints: that method's constraint set name ("simplified"/"full" for exact,
-        "reduced"/"full" for alm); recorded as given, though the menu is checked against the full set.
+      constraints: "simplified" or "full"; recorded as given, though the menu is checked against the full set.
       feasibility_tol: accepted violation relative to v(1) - v(0) (as the solvers' option).
 
     Returns:
@@ -96,7 +91,7 @@ def solve_single_participant(problem, method: str = "exact", constraints: str = 
         status=int(status),
         iterations=0,
         wall_time=time.perf_counter() - start,
-        certificate=Certificate(multipliers=_zero_multipliers(problem.num_types, method, constraints),
+        certificate=Certificate(multipliers=_zero_multipliers(problem.num_types, constraints),
                                 stationarity=0.0, complementarity=0.0),
         method=method,
         constraints=constraints,

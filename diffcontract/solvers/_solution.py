@@ -152,3 +152,33 @@ class Solution:
             else:
                 groups.append([i])
         return groups
+
+    def to_json(self) -> str:
+        """This solution's JSON record, as ``diffcontract solve --json`` prints it (``solvers/_record.py``).
+
+        Returns:
+          A JSON object as text: the menu (lists in canonical order), measured figures, status,
+          certificate, problem, ``format`` and ``version``; floats written exactly.
+        """
+        import json
+
+        from ._record import solution_record
+
+        return json.dumps(solution_record(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Solution":
+        """The ``Solution`` a ``to_json`` record describes, number for number.
+
+        Args:
+          text: the JSON text (keys other than the record's, such as sensitivities, are ignored).
+
+        Returns:
+          The ``Solution`` ((I,) fields as float64 arrays; the problem in canonical type order).
+          A malformed record raises ValueError naming the field.
+        """
+        import json
+
+        from ._record import solution_from_record
+
+        return solution_from_record(json.loads(text))

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from ..expectation import MonteCarlo, OutcomeTable, moments, outcome_weights
 from ..formulation import binding_rewards, least_rewards, residuals
+from ..numerics import golden_section_max, regula_falsi
 
 _GRID_POINTS = 48  # geometric, ratio 1.48 between neighbours
 _REFINEMENTS = 16  # Illinois steps; 40 bisections (1.48 * 2^-40 ~ 1e-12 relative) cost 2.5x as many passes
@@ -95,31 +96,6 @@ def _residuals(m0, excluded, floor, problem, table, constraints: str = "simplifi
                             res.ir + jnp.where(constant, ROUNDING_ALLOWANCE, -MARGIN) * v_scale])
 
 
-def _illinois_step(bracket, excluded, floor, problem, table, constraints):
-    """One step of regula falsi with the Illinois rule on [a, b], a feasible and b not.
-
-    ``bracket`` = (a, r_a, b, r_b, side), r the ``_residuals`` vectors. The interpolation follows
-    the residual most violated at b: smooth in m0 where it crosses zero at the largest feasible
-    m0, where this converges superlinearly (IR_1 binds by construction and is 0 at every feasible
-    point: the smallest residual itself would carry no slope). A secant point not strictly inside
-    the bracket (or not finite) is replaced by the midpoint. ``side``: +1 if the last step moved a,
-    -1 if b; the Illinois rule halves the residuals kept at an end that stays put twice running,
-    so neither end sticks where the residual is convex or has a kink.
-    """
-    a, ra, b, rb, side = bracket
-    k = jnp.argmin(rb)
-    sa, sb = ra[k], rb[k]
-    width = b - a
-    secant = a + sa * width / (sa - sb)
-    inside = (sa >= 0.0) & (sb < 0.0) & jnp.isfinite(secant) & (secant > a) & (secant < b)
-    c = jnp.where(inside, secant, a + 0.5 * width)
-    rc = _residuals(c, excluded, floor, problem, table, constraints)
-    feasible = jnp.min(rc) >= 0.0
-    return (jnp.where(feasible, c, a), jnp.where(feasible, rc, jnp.where(side == -1, 0.5, 1.0) * ra),
-            jnp.where(feasible, b, c), jnp.where(feasible, jnp.where(side == 1, 0.5, 1.0) * rb, rc),
-            jnp.where(feasible, 1, -1))
-
-
 def _family(problem, table, floor, windows: bool = False, constraints: str = "simplified"):
     """The largest feasible m0 of every row of the family ``_menu(m0, j, floor)``, j = 0..I-1.
 
@@ -147,8 +123,11 @@ def _family(problem, table, floor, windows: bool = False, constraints: str = "si
         # point by golden section (it rises with the IRs and falls with the budgets there).
         best = jnp.argmax(worst)
         if windows:
-            inner = _golden_max(lambda m0: jnp.min(residual(m0)), grid[jnp.maximum(best - 1, 0)],
-                                grid[jnp.minimum(best + 1, _GRID_POINTS - 1)])
+            # In log m0 (the grid is geometric); one evaluation per step.
+            inner = jnp.exp(golden_section_max(lambda u: jnp.min(residual(jnp.exp(u))),
+                                               jnp.log(grid[jnp.maximum(best - 1, 0)]),
+                                               jnp.log(grid[jnp.minimum(best + 1, _GRID_POINTS - 1)]),
+                                               _GOLDEN_STEPS).argmax)
             res_inner = residual(inner)
             in_window = (last < 0) & (jnp.min(res_inner) >= 0.0)
         else:
@@ -158,35 +137,13 @@ def _family(problem, table, floor, windows: bool = False, constraints: str = "si
         lo = jnp.where(in_window, inner, jnp.where(last >= 0, grid[jnp.maximum(last, 0)], 0.0))
         res_lo = jnp.where(in_window, res_inner, res[jnp.maximum(last, 0)])
         hi = jnp.where(found, grid[above], 0.0)
-        bracket = (lo, res_lo, hi, res[above], jnp.asarray(0))
-        lo, _, _, _, _ = jax.lax.fori_loop(
-            0, _REFINEMENTS, lambda _, b: _illinois_step(b, excluded, floor, problem, table, constraints), bracket)
+        # The secant follows the most violated residual at hi: IR_1 binds by construction and is 0
+        # at every feasible point, so the smallest residual at lo would carry no slope.
+        lo = regula_falsi(residual, lo, res_lo, hi, res[above], _REFINEMENTS).lower
         m = jnp.where(found, _menu(lo, excluded, floor), 0.0)
         return m, found, moments(m, problem, table).expected_accuracy
 
     return _map(largest_m0, jnp.arange(num), table)
-
-
-def _golden_max(fn, a, b, steps: int = _GOLDEN_STEPS):
-    """Golden-section search for the maximum of a unimodal ``fn`` on [a, b] in log m0 (jittable;
-    one evaluation per step)."""
-    ratio = (jnp.sqrt(5.0) - 1.0) / 2.0
-    lo, hi = jnp.log(a), jnp.log(b)
-    left, right = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-
-    def step(_, carry):
-        lo, hi, left, f_left, right, f_right = carry
-        keep_left = f_left >= f_right  # the maximum is in [lo, right]
-        new_lo, new_hi = jnp.where(keep_left, lo, left), jnp.where(keep_left, right, hi)
-        probe = jnp.where(keep_left, new_hi - ratio * (new_hi - new_lo), new_lo + ratio * (new_hi - new_lo))
-        f_probe = fn(jnp.exp(probe))
-        return (new_lo, new_hi,
-                jnp.where(keep_left, probe, right), jnp.where(keep_left, f_probe, f_right),
-                jnp.where(keep_left, left, probe), jnp.where(keep_left, f_left, f_probe))
-
-    carry = (lo, hi, left, fn(jnp.exp(left)), right, fn(jnp.exp(right)))
-    lo, hi, left, f_left, right, f_right = jax.lax.fori_loop(0, steps, step, carry)
-    return jnp.exp(jnp.where(f_left >= f_right, left, right))
 
 
 def _search_table(problem, table):

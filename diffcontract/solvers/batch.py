@@ -1,4 +1,4 @@
-"""Solving many problems in one compiled call (``vmap`` over a batch of problems)."""
+"""Solving many problems in one compiled call (``vmap`` of the driver's kernel over a batch of problems)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 from .. import _precision
 from ..expectation import OutcomeTable, bucket_length, num_outcomes, outcome_table
 from ..problem import ContractProblem, batch_size, stack_problems, unstack_problem
-from .alm import ALMOptions, _solution_from_result, alm_kernel, restart_menu
-from ._kkt import PARAMETERIZATIONS
+from ._single import solve_single_participant
 from ._solution import Solution, Status
+from .driver import check_constraints, check_menu, restart_menu, run, solve_kernel, solver_for
 
 
 def batch_tables(participants: Sequence[int], num_types: int, length: int | None = None) -> OutcomeTable:
@@ -33,142 +33,116 @@ def batch_tables(participants: Sequence[int], num_types: int, length: int | None
     return OutcomeTable(np.stack([cache[n].counts for n in ns]), np.stack([cache[n].valid for n in ns]))
 
 
-def _batched_kernel(problem, table, warm_start, restart_from, parameterization, options):
-    result = alm_kernel(problem, table, parameterization=parameterization, options=options, warm_start=warm_start,
-                        restart_from=restart_from)
-    return _solution_from_result(problem, table, result, parameterization, 0.0)
+_batched_kernel = jax.jit(jax.vmap(solve_kernel, in_axes=(None, 0, 0, None, 0, 0)), static_argnums=(3,))
 
 
-_batched_alm = jax.jit(jax.vmap(_batched_kernel, in_axes=(0, 0, 0, 0, None, None)), static_argnums=(4, 5))
-
-
-def solve_batch(problems, method: str = "alm", constraints: str = "reduced", options: ALMOptions | None = None,
-                progress: bool = False, table_length: int | None = None, warm_start=None, **overrides) -> Solution:
+def solve_batch(problems, method: str = "alm", constraints: str = "simplified", solver=None, progress: bool = False,
+                table_length: int | None = None, warm_start=None, **options) -> Solution:
     """Solve a batch of problems; returns one ``Solution`` whose leaves have a leading batch axis.
 
     Args:
       problems: a list of ``ContractProblem`` (same I, conditioning and curve kinds; N, p, c, curve
         parameters may differ) or a batched problem from ``problem_grid``/``stack_problems``.
-      method: "alm" (one compiled ``vmap`` call; outcome tables padded to the largest N) or
-        "exact" (scipy per problem on the host, then stacked).
-      constraints: "reduced"/"simplified" or "full".
-      options: ``ALMOptions`` for "alm"; ``overrides`` replace fields (for "exact": solver options).
-      progress: show a progress bar (exact method).
+      method: "alm" (one compiled ``vmap`` of the driver's kernel; outcome tables padded to the largest
+        N) or "exact" (the host solver per problem, then stacked); or give ``solver=`` directly.
+      constraints: "simplified" or "full".  options: the solver's fields (``ALM``/``SLSQP``).
+      progress: a progress bar over the problems (host solvers).
       table_length: pad outcome tables to this many rows (default: ``bucket_length`` of the largest
         N). Chunks of one sweep given the same length share one compilation.
       warm_start: optional (B, I) contributions (canonical order, non-decreasing rows), one start
-        per member ("alm"; e.g. ``LearnedMechanism.solve(batch).contributions``); see ``alm_kernel``.
+        per member (jittable solvers).
 
     Returns:
-      Batched ``Solution`` (canonical type order). ``unstack_solution(sol, k)`` extracts one. A
-      vmapped while-loop runs until its slowest member stops; each member's status says whether it
-      converged. Members with one participant (N = 1) get their unique feasible menu, as from
-      ``solve`` (``solvers/_single.py``); under "alm" they ride along in the vmapped call as copies
-      of another member (an N = 1 member never converges there and would keep the loop running to
-      ``max_outer``), and their rows are then replaced.
-      As in ``solve_alm`` (``alm._full_fallback``), members the reduced parameterization does not
-      converge on are re-solved with the full one, in one more batched call over just those
-      members (compiled only when needed): a member's row is replaced when its reduced solve was
-      "infeasible" (the simplified set can be empty while the full problem is feasible) or its
-      full solve converged. The message lists the replaced members. The batch keeps the reduced
-      certificate layout: a replaced row's "budget" and "ir_others" multipliers are the full
-      solve's budget and IR_2..I multipliers, its "monotone" ones are 0 (the full set has none;
-      its IC multipliers are not in the layout: ``solve(problem, method="alm")`` gives the full
-      certificate), and its stationarity and complementarity are the full solve's.
+      Batched ``Solution`` (canonical type order); ``unstack_solution(sol, k)`` extracts one. A vmapped
+      while loop runs until its slowest member stops; each member's status says whether it converged.
+      N = 1 members get their unique feasible menu (``_single``): they ride along in the vmapped call as
+      copies of another member (they never converge there) and their rows are then replaced. As in
+      ``driver.run``, members the simplified set does not converge on are solved on the full set in one
+      more batched call over just those members; the message lists the replaced members, whose
+      certificates are put in the simplified layout (``_in_simplified_layout``).
     """
-    if isinstance(problems, ContractProblem) and batch_size(problems) is not None:
-        batch = problems
-    else:
-        batch = stack_problems(problems)
-    if method == "exact":
+    batch = problems if isinstance(problems, ContractProblem) and batch_size(problems) is not None \
+        else stack_problems(problems)
+    solver = solver if solver is not None else solver_for(method, options)
+    check_constraints(constraints)
+    num = batch_size(batch)
+    if not solver.jittable:
         from tqdm.auto import tqdm
 
-        from .exact import solve_exact
-
-        constraints = {"reduced": "simplified"}.get(constraints, constraints)
-        num = batch_size(batch)
-        sols = [solve_exact(unstack_problem(batch, k), constraints=constraints, **overrides)
-                for k in tqdm(range(num), disable=not progress, desc="exact solves")]
+        sols = [run(unstack_problem(batch, k), solver, constraints)
+                for k in tqdm(range(num), disable=not progress, desc=f"{solver.method} solves")]
         return _stack_solutions(sols)
-    if method != "alm":
-        raise ValueError(f"method must be 'alm' or 'exact' for solve_batch, got {method!r}")
-    constraints = {"simplified": "reduced"}.get(constraints, constraints)
-    if constraints not in PARAMETERIZATIONS:
-        raise ValueError(f"constraints must be one of {PARAMETERIZATIONS}, got {constraints!r}")
-    options = (options or ALMOptions())._replace(**overrides)
     start = time.perf_counter()
-    num = batch_size(batch)
     single = np.flatnonzero(np.asarray(batch.participants).ravel() == 1)
-    if single.size == num:  # nothing for the ALM: every member's menu is the reservation menu
-        sols = [_single_solution(unstack_problem(batch, k), constraints, options.feasibility_tol) for k in range(num)]
-        elapsed = time.perf_counter() - start
-        return _stack_solutions(sols).replace(
-            problem=batch, wall_time=np.full(num, elapsed / num),
-            message=f"batched ALM ({num} problems, {elapsed:.3f} s); every member has N = 1: the reservation menu")
-    # N = 1 members cannot converge in the ALM (one feasible point) and would keep the vmapped loop
-    # running to max_outer: they ride along as copies of a solvable member, then get their own rows.
     rows = np.arange(num)
-    rows[single] = np.setdiff1d(rows, single)[0]
-    with _precision.float64():
-        solvable = jax.tree_util.tree_map(lambda a: np.asarray(a)[rows], batch) if single.size else batch
-        tables = batch_tables(solvable.participants, solvable.num_types, table_length)
-        batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), solvable)
-        tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
-        if warm_start is not None:
-            from .alm import _check_warm_start
-
-            warm = np.asarray(warm_start, dtype=np.float64)
-            if warm.ndim != 2 or warm.shape[0] != num:
-                raise ValueError(f"warm_start must have shape ({num}, I), got {warm.shape}")
-            checked = [_check_warm_start(row, unstack_problem(batch, k)) for k, row in enumerate(warm)]
-            warm_start = jnp.stack([checked[k] for k in rows])
-        sol = _batched_alm(batch64, tables, warm_start, None, constraints, options)
-        sol = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(sol))
-        replaced = []
-        if constraints == "reduced":
-            sol, replaced = _with_full_fallback(sol, batch64, tables, options, exclude=single)
+    if single.size < num:  # N = 1 members ride along as copies of a solvable member
+        rows[single] = np.setdiff1d(rows, single)[0]
+    replaced = []
+    if single.size < num:
+        with _precision.float64():
+            solvable = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[rows], jnp.float64), batch)
+            tables = batch_tables(solvable.participants, solvable.num_types, table_length)
+            tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
+            if warm_start is not None:
+                warm_start = _checked_rows(warm_start, batch, rows)
+            sol = _host(_batched_kernel(solver, solvable, tables, constraints, warm_start, None))
+            if constraints == "simplified":
+                sol, replaced = _with_full_fallback(sol, solver, solvable, tables, exclude=single)
+    else:
+        sol = _stack_solutions([solve_single_participant(unstack_problem(batch, 0), solver.method, constraints,
+                                                         solver.feasibility_tol)] * num)
     if single.size:
-        sol = _with_single_participant_members(sol, batch, single, constraints, options.feasibility_tol)
+        sol = _replace_rows(sol, {int(k): solve_single_participant(unstack_problem(batch, int(k)), solver.method,
+                                                                   constraints, solver.feasibility_tol)
+                                  for k in single})
     elapsed = time.perf_counter() - start
     note = f"; {single.size} N = 1 members: the reservation menu (solvers/_single.py)" if single.size else ""
+    if single.size == num:
+        note = "; every member has N = 1: the reservation menu"
     if replaced:
-        note += (f"; members {replaced} not converged with the reduced parameterization: "
-                 "full parameterization's solution")
-    return sol.replace(problem=batch, wall_time=np.full(num, elapsed / num),
-                       message=f"batched ALM ({num} problems, {elapsed:.3f} s){note}")
+        note += f"; members {replaced} not converged with the simplified set: full set's solution"
+    return sol.replace(problem=batch, wall_time=np.full(num, elapsed / num), method=solver.method,
+                       constraints=constraints, backend="enumerate",
+                       message=f"batched {solver.method} ({num} problems, {elapsed:.3f} s){note}")
 
 
-def _with_full_fallback(sol: Solution, batch64, tables: OutcomeTable, options: ALMOptions,
-                        exclude) -> tuple[Solution, list[int]]:
-    """Re-solve the non-converged members with the full parameterization (one batched call).
+def _host(sol: Solution) -> Solution:
+    return jax.tree_util.tree_map(np.asarray, jax.block_until_ready(sol))
 
-    Returns the solution with replaced rows (see ``solve_batch``) and the replaced members' indices.
-    ``exclude``: members not to re-solve (the N = 1 copies).
-    """
+
+def _checked_rows(warm_start, batch, rows):
+    warm = np.asarray(warm_start, dtype=np.float64)
+    if warm.ndim != 2 or warm.shape[0] != rows.size:
+        raise ValueError(f"warm_start must have shape ({rows.size}, I), got {warm.shape}")
+    checked = [check_menu(row, unstack_problem(batch, k)) for k, row in enumerate(warm)]
+    return jnp.stack([checked[k] for k in rows])
+
+
+def _with_full_fallback(sol: Solution, solver, batch64, tables: OutcomeTable, exclude) -> tuple[Solution, list[int]]:
+    """Re-solve the non-converged members on the full set (one batched call); replace a member's row
+    when its simplified solve was infeasible or its full solve converged. Returns (solution, replaced)."""
     status = np.asarray(sol.status)
     members = np.setdiff1d(np.flatnonzero(status != Status.CONVERGED), exclude)
     if members.size == 0:
         return sol, []
     take = lambda a: jnp.asarray(np.asarray(a)[members])  # noqa: E731
-    sub = jax.tree_util.tree_map(take, batch64)
-    sub_tables = OutcomeTable(take(tables.counts), take(tables.valid))
+    sub, sub_tables = jax.tree_util.tree_map(take, batch64), OutcomeTable(take(tables.counts), take(tables.valid))
     restart_from = jnp.asarray(restart_menu(np.asarray(sol.contributions)[members]))
-    full = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(
-        _batched_alm(sub, sub_tables, None, restart_from, "full", options)))
+    full = _host(_batched_kernel(solver, sub, sub_tables, "full", None, restart_from))
     rows = {}
     for k, member in enumerate(members):
         row = unstack_solution(full.replace(problem=sub), k)
         if status[member] == Status.INFEASIBLE or row.succeeded:
-            rows[int(member)] = _in_reduced_layout(row)
+            rows[int(member)] = _in_simplified_layout(row)
     return _replace_rows(sol, rows), sorted(rows)
 
 
-def _in_reduced_layout(full: Solution) -> Solution:
-    """A full-parameterization member in the reduced certificate layout (see ``solve_batch``)."""
+def _in_simplified_layout(full: Solution) -> Solution:
+    """A full-set member in the simplified certificate layout: budget, IR_2..I; no monotone multipliers
+    (the full set has none; ``solve(problem)`` gives the full certificate)."""
     mult = full.certificate.multipliers
-    reduced = {"budget": mult["budget"], "ir_others": mult["ir"][1:],
-               "monotone": np.zeros_like(mult["budget"])}
-    return full.replace(certificate=full.certificate.replace(multipliers=reduced))
+    simplified = {"budget": mult["budget"], "ir_others": mult["ir"][1:], "monotone": np.zeros_like(mult["budget"])}
+    return full.replace(certificate=full.certificate.replace(multipliers=simplified))
 
 
 def _replace_rows(sol: Solution, rows: dict) -> Solution:
@@ -186,30 +160,13 @@ def _replace_rows(sol: Solution, rows: dict) -> Solution:
     return jax.tree_util.tree_unflatten(treedef, leaves).replace(problem=sol.problem, message=sol.message)
 
 
-def _with_single_participant_members(sol: Solution, batch, members, parameterization: str,
-                                     feasibility_tol: float) -> Solution:
-    """``sol`` with the rows of the N = 1 members replaced by their unique feasible menu.
-
-    The vmapped ALM cannot solve N = 1 (its feasible set is one point, see ``_single``) and reports
-    it "infeasible"; ``solve_alm`` returns the reservation menu instead, and so does a batch.
-    """
-    return _replace_rows(sol, {int(k): _single_solution(unstack_problem(batch, int(k)), parameterization,
-                                                        feasibility_tol) for k in members})
-
-
-def _single_solution(problem, parameterization: str, feasibility_tol: float) -> Solution:
-    from ._single import solve_single_participant
-
-    return solve_single_participant(problem, "alm", parameterization, feasibility_tol)
-
-
 def _stack_solutions(solutions: Sequence[Solution]) -> Solution:
     first = solutions[0]
-    problem = stack_problems([s.problem if isinstance(s.problem, ContractProblem) else s.problem for s in solutions])
+    problem = stack_problems([s.problem for s in solutions])
     stripped = [s.replace(problem=None, message="") for s in solutions]
     stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *stripped)
     return stacked.replace(problem=problem, method=first.method, constraints=first.constraints,
-                           message=f"{len(solutions)} exact solves")
+                           message=f"{len(solutions)} {first.method} solves")
 
 
 def unstack_solution(solution: Solution, index: int) -> Solution:

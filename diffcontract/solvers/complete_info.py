@@ -54,6 +54,7 @@ from flax import struct
 
 from .. import _precision
 from ..expectation import OutcomeTable, outcome_table, outcome_weights
+from ..numerics import GOLDEN_RATIO, bisection, golden_section_max
 from ..problem import ContractProblem, batch_size, stack_problems, without_input_order
 from ._solution import Status
 
@@ -118,8 +119,53 @@ def _golden_steps(grid_size: int, bracket_tol: float) -> int:
     # The refinement window is two cells, <= 2 / (grid_size - 1) wide; shrink it (x 0.618 a step)
     # to sqrt(bracket_tol). An excursion of g >= 0 narrower than that rises at most ~|g''| times
     # (sqrt(tol) / 2)^2 ~ tol above zero: a tangency the bisection could not resolve anyway.
-    ratio = (math.sqrt(5.0) - 1.0) / 2.0
-    return max(0, math.ceil(math.log(math.sqrt(bracket_tol) * (grid_size - 1) / 2.0) / math.log(ratio)))
+    return max(0, math.ceil(math.log(math.sqrt(bracket_tol) * (grid_size - 1) / 2.0) / math.log(GOLDEN_RATIO)))
+
+
+def _largest_root(g, a_lo, width, grid_size: int, bracket_tol: float):
+    """Per outcome, the largest A in [A_lo, A_lo + width] with g(A) >= 0 (module docstring: a grid
+    scan, a golden-section look between grid points, then bisection of the last sign change).
+
+    Args:
+      g: (K,) A -> (K,) h(A) - A, elementwise.  a_lo, width: (K,) the bracket, accuracy units.
+      grid_size, bracket_tol: static, as ``complete_information_kernel``.
+
+    Returns:
+      (K,) the lower end of the final bracket (g >= 0 there), accuracy units.
+    """
+    dtype = a_lo.dtype
+
+    # Scan: last grid point with g >= 0 (the first point, A_lo, is feasible by the module docstring,
+    # so it counts as such even when rounding makes g(A_lo) a hair negative) and the grid point of
+    # largest g. Streamed one grid column at a time: a (K, G) array per problem would cost more in
+    # memory traffic than the evaluations themselves.
+    def point(j):
+        return a_lo + width * (j.astype(dtype) / (grid_size - 1))
+
+    def scan(j, state):
+        last, best, best_g = state
+        gj = g(point(j))
+        last = jnp.where(gj >= 0.0, j, last)
+        better = gj > best_g
+        return last, jnp.where(better, j, best), jnp.where(better, gj, best_g)
+
+    zero = jnp.zeros(a_lo.shape, jnp.int32)
+    last, best, _ = jax.lax.fori_loop(1, grid_size, scan, (zero, zero, g(a_lo)))
+    top = grid_size - 1
+    lo, hi = point(last), point(jnp.minimum(last + 1, top))
+
+    # Golden-section refinement of the grid's largest g: catches a g >= 0 excursion narrower than
+    # a cell beyond the last nonnegative grid point (only possible where g is not concave).
+    window = golden_section_max(g, point(jnp.maximum(best - 1, 0)),
+                                point(jnp.minimum(best + 1, top)), _golden_steps(grid_size, bracket_tol))
+    peak = 0.5 * (window.lower + window.upper)
+    use_peak = (g(peak) >= 0.0) & (peak > lo)
+    # Every grid point above ``peak`` then has g < 0; the first of them closes the bracket.
+    above = jnp.where(peak < point(best), best, jnp.minimum(best + 1, top))
+    lo = jnp.where(use_peak, peak, lo)
+    hi = jnp.where(use_peak, point(above), hi)
+
+    return bisection(lambda A: g(A) >= 0.0, lo, hi, _bisection_steps(grid_size, bracket_tol))[0]
 
 
 def complete_information_kernel(problem: ContractProblem, table, grid_size: int = GRID_SIZE,
@@ -175,60 +221,7 @@ def complete_information_kernel(problem: ContractProblem, table, grid_size: int 
     a_lo = jnp.where(valid, jnp.minimum(a_lo, a_max), 0.0)
     width = a_max - a_lo  # (K,)
 
-    # Scan: last grid point with g >= 0 (the first point, A_lo, is feasible by the proof above,
-    # so it counts as such even when rounding makes g(A_lo) a hair negative) and the grid point of
-    # largest g. Streamed one grid column at a time: a (K, G) array per problem would cost more in
-    # memory traffic than the evaluations themselves.
-    def point(j):
-        return a_lo + width * (j.astype(dtype) / (grid_size - 1))
-
-    def scan(j, state):
-        last, best, best_g = state
-        gj = g(point(j), slope, offset)
-        last = jnp.where(gj >= 0.0, j, last)
-        better = gj > best_g
-        return last, jnp.where(better, j, best), jnp.where(better, gj, best_g)
-
-    zero = jnp.zeros(a_lo.shape, jnp.int32)
-    last, best, _ = jax.lax.fori_loop(1, grid_size, scan, (zero, zero, g(a_lo, slope, offset)))
-    top = grid_size - 1
-    lo, hi = point(last), point(jnp.minimum(last + 1, top))
-
-    # Golden-section refinement of the grid's largest g: catches a g >= 0 excursion narrower than
-    # a cell beyond the last nonnegative grid point (only possible where g is not concave).
-    left, right = point(jnp.maximum(best - 1, 0)), point(jnp.minimum(best + 1, top))
-    ratio = (math.sqrt(5.0) - 1.0) / 2.0
-    x1 = right - ratio * (right - left)
-    x2 = left + ratio * (right - left)
-
-    def golden(_, state):
-        # One new evaluation per step: the surviving interior point is reused.
-        a, b, x1, x2, g1, g2 = state
-        keep_left = g1 >= g2
-        a, b = jnp.where(keep_left, a, x1), jnp.where(keep_left, x2, b)
-        new = jnp.where(keep_left, b - ratio * (b - a), a + ratio * (b - a))
-        g_new = g(new, slope, offset)
-        x1, x2 = jnp.where(keep_left, new, x2), jnp.where(keep_left, x1, new)
-        g1, g2 = jnp.where(keep_left, g_new, g2), jnp.where(keep_left, g1, g_new)
-        return a, b, x1, x2, g1, g2
-
-    state = (left, right, x1, x2, g(x1, slope, offset), g(x2, slope, offset))
-    left, right, *_ = jax.lax.fori_loop(0, _golden_steps(grid_size, bracket_tol), golden, state)
-    peak = 0.5 * (left + right)
-    use_peak = (g(peak, slope, offset) >= 0.0) & (peak > lo)
-    # Every grid point above ``peak`` then has g < 0; the first of them closes the bracket.
-    above = jnp.where(peak < point(best), best, jnp.minimum(best + 1, top))
-    lo = jnp.where(use_peak, peak, lo)
-    hi = jnp.where(use_peak, point(above), hi)
-
-    def bisect(_, state):
-        a, b = state
-        mid = 0.5 * (a + b)
-        ok = g(mid, slope, offset) >= 0.0
-        return jnp.where(ok, mid, a), jnp.where(ok, b, mid)
-
-    lo, hi = jax.lax.fori_loop(0, _bisection_steps(grid_size, bracket_tol), bisect, (lo, hi))
-    A = lo
+    A = _largest_root(lambda A: g(A, slope, offset), a_lo, width, grid_size, bracket_tol)
 
     value = valuation(A)
     m = jnp.where(present, jnp.maximum(value[:, None] - f[None, :], 0.0) / c[None, :], 0.0)  # (K, I)
@@ -247,21 +240,10 @@ def complete_information_kernel(problem: ContractProblem, table, grid_size: int 
     status = jnp.where(all_feasible, Status.CONVERGED,
                        jnp.where(jnp.all(finite | ~valid), Status.INFEASIBLE, Status.NONFINITE))
     return CompleteInformation(
-        counts=counts,
-        valid=valid,
-        probabilities=prob,
-        pooled_accuracy=A,
-        pooled_value=value,
-        contributions=m,
-        feasible=feasible,
-        expected_accuracy=prob @ A,
-        expected_value=prob @ value,
-        expected_contributions=jnp.sum(weights * m, axis=0),
-        rewards=value @ weights,
-        utilities=jnp.sum(weights * utility, axis=0),
-        all_feasible=all_feasible,
-        status=status.astype(jnp.int32),
-    )
+        counts=counts, valid=valid, probabilities=prob, pooled_accuracy=A, pooled_value=value, contributions=m,
+        feasible=feasible, expected_accuracy=prob @ A, expected_value=prob @ value,
+        expected_contributions=jnp.sum(weights * m, axis=0), rewards=value @ weights,
+        utilities=jnp.sum(weights * utility, axis=0), all_feasible=all_feasible, status=status.astype(jnp.int32))
 
 
 _kernel_jit = jax.jit(complete_information_kernel, static_argnames=("grid_size", "bracket_tol"))

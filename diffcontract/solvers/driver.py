@@ -1,11 +1,44 @@
-"""One entry point for every solver."""
+"""The driver: what every solver needs, done once (see ``base`` for the protocol).
+
+``run`` solves one problem with any ``AbstractSolver``: the canonical problem (float64, identity type
+order: one compilation serves every input order), the expectation backend, N = 1 (``_single``), the
+start candidates (``_start``: the best distinct feasible menus), the variable scales, running each
+start (``base.iterate``; jittable solvers inside one compiled kernel), keeping the best converged run,
+the status decision from measured residuals, the ``Solution``, and the simplified -> full fallback.
+
+Fallback. The simplified set is a surrogate: its binding local downward ICs exclude every menu in which
+a cheaper type's IR binds above that IC, so it can be empty while the full problem is feasible (seen for
+N >= 2 with f_1 = 0 and a large f_2), and a run that stops near a point where its binding constraints
+degenerate is often finished by the full set from there. So a simplified solve that does not converge
+is solved again on the full set, from where it stopped and from the full set's candidates; the full
+solution is returned when the simplified one was infeasible or the full one converged.
+"""
 
 from __future__ import annotations
 
-from ._solution import Solution, Status
-from .exact import solve_exact
+import time
 
-METHODS = ("exact", "alm", "learned")
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _precision
+from ..expectation import with_weights
+from ..expectation.backends import make_backend, resolve_backend
+from ..problem import without_input_order
+from . import _kkt
+from ._single import solve_single_participant
+from ._solution import Certificate, Solution, Status, menu_fields
+from ._start import REWARDS, best_candidate, start_candidates
+from .base import AbstractSolver, SolveArgs, Start, decide_status, iterate
+
+CONSTRAINT_SETS = ("simplified", "full")
+_SAME_MENU_RTOL = 1e-9  # two candidate menus within this (relative, every entry) are one start
+_TIE = 1e-12  # E[a]: a later start must beat an earlier converged one by more than this
+_SCALE_FLOOR = 1.0  # units of data: the data scale is at least this
+_ALM_START_FLOOR = 1e-3  # x data scale: the least contribution of a log-parameterized start
+_LOG_FLOOR = 1e-9  # scaled: the least variable of a log-parameterized start (after projection)
+_TINY = 1e-300  # guards a division by a contribution of 0
 
 
 class SolveError(RuntimeError):
@@ -16,66 +49,291 @@ class SolveError(RuntimeError):
         self.solution = solution
 
 
-def solve(problem, method: str = "exact", constraints: str = "simplified", throw: bool = False, welfare: bool = False,
-          backend: str = "auto", **options) -> Solution:
-    """Solve a ``ContractProblem``.
+def check_constraints(constraints: str) -> str:
+    """``constraints`` if it names a constraint set, else ValueError naming it."""
+    if constraints not in CONSTRAINT_SETS:
+        raise ValueError(f"constraints must be one of {CONSTRAINT_SETS}, got {constraints!r}")
+    return constraints
+
+
+def check_menu(m, problem, name: str = "warm_start") -> jnp.ndarray:
+    """Contributions ``m`` as a float64 (I,) array; ValueError naming ``name`` unless a valid monotone menu."""
+    m = np.asarray(m, dtype=np.float64)
+    num = problem.costs.shape[-1]
+    if m.shape != (num,):
+        raise ValueError(f"{name} must have shape ({num},) (contributions, canonical order), got {m.shape}")
+    if not np.all(np.isfinite(m)) or np.any(m < 0.0):
+        raise ValueError(f"{name} must be finite and >= 0, got {m.tolist()}")
+    if np.any(np.diff(m) < 0.0):
+        raise ValueError(f"{name} must be non-decreasing (canonical order, costliest type first), got {m.tolist()}")
+    return jnp.asarray(m)
+
+
+def restart_menu(m) -> np.ndarray:
+    """Contributions (..., I) where a solve stopped, clipped to the monotone non-negative menus
+    ``check_menu`` accepts (a polish can leave ulps off)."""
+    return np.maximum.accumulate(np.maximum(np.asarray(m, np.float64), 0.0), axis=-1)
+
+
+def distinct_starts(problem, table, count: int, constraints: str):
+    """The ``count`` best distinct feasible candidate menus (jittable).
+
+    Returns:
+      (menus, distinct, any_found): (count', I) contributions, count' = min(count, 2I); (count',) bool,
+      False for a row that repeats row 0 (no further distinct feasible candidate: the same run, not
+      counted); () bool, whether any candidate is feasible. Row 0 is the best candidate (the m^res
+      envelope when none is feasible).
+    """
+    candidates = start_candidates(problem, table, constraints)
+    menus, found, value = candidates
+    count = min(count, menus.shape[0])
+    by_value = jnp.argsort(jnp.where(found, -value, jnp.inf))
+    ranked = menus[by_value]
+    same = jnp.all(jnp.abs(ranked[:, None, :] - ranked[None, :, :]) <= _SAME_MENU_RTOL * jnp.abs(ranked[None, :, :]),
+                   axis=-1)
+    earlier = jnp.any(jnp.tril(same, k=-1) & found[by_value][None, :], axis=1)
+    unique = found.at[by_value].set(found[by_value] & ~earlier)
+    order = jnp.argsort(jnp.where(unique, -value, jnp.inf))[:count]
+    first, any_found = best_candidate(problem, candidates)
+    distinct = unique[order] | (jnp.arange(count) == 0)
+    return jnp.where(distinct[:, None], menus[order], first[None, :]).at[0].set(first), distinct, any_found
+
+
+def variable_scales(problem, start_m, octaves: int) -> _kkt.Scales:
+    """Scales of the variables: data per unit of each x_m ((I,)), money per unit of x_t and of G.
+
+    The largest data scale is L = max(m^res, start, 1). With ``octaves`` > 0 each contribution is scaled
+    by its size at the start, rounded down to a power of two of L and at least L / 2^octaves, so a
+    quasi-Newton method's first steps (identity Hessian) are relative moves: one common scale let an
+    SLSQP step from (97, 97, 435, 686, 1576) cut the smallest contributions to 0 and end 0.4 % below.
+    Powers of two, so a start within a factor 2 of L keeps the common scale (a uniform 0.89 rescale
+    turned 8 SLSQP iterations into 45 on a 9-type problem).
+    """
+    largest = jnp.maximum(jnp.maximum(jnp.max(start_m), jnp.max(problem.reservation_data)), _SCALE_FLOOR)
+    ratio = largest / jnp.maximum(start_m, _TINY)
+    data = largest * 2.0 ** -jnp.clip(jnp.floor(jnp.log2(ratio)), 0, octaves)
+    return _kkt.Scales(data, problem.valuation(1.0) - problem.valuation(0.0))
+
+
+def start_point(solver: AbstractSolver, m, args: SolveArgs, warm):
+    """Scaled variables of the menu with contributions m and the constraint set's start rewards
+    (binding or least, ``_start.REWARDS``). A log-parameterized (jittable) solver gets no exact zeros."""
+    problem = args.problem
+    if solver.jittable:
+        m = jnp.where(warm, m, jnp.maximum(m, _ALM_START_FLOOR * jnp.max(args.scales.data)))
+    x = _kkt.encode(m, REWARDS[args.constraints](m, problem.costs, problem.reservation_utility), args.scales,
+                    args.constraints)
+    return jnp.maximum(_kkt.project(x, args.constraints), _LOG_FLOOR) if solver.jittable else x
+
+
+def best_run(values, converged):
+    """Index of the converged run with the largest E[a] (values: (k,) E[a]), the earlier of two within
+    ``_TIE``; run 0 when none converged. Works on numpy and traced arrays alike."""
+    score = jnp.where(converged, values, -jnp.inf)
+    top = jnp.max(score)
+    return jnp.where(jnp.isfinite(top), jnp.argmax(score >= top - _TIE), 0)
+
+
+def build_solution(args: SolveArgs, it, status, iterations, method: str, certified: bool = True) -> Solution:
+    """The ``Solution`` of the end point ``it`` (``base.Iterate``), measured in money and data units."""
+    m, t, mom, res = _kkt.measure(it.x, *args.kkt_args)
+    cert = Certificate(multipliers=_kkt.multiplier_record(it.multipliers, args.scales, args.constraints),
+                       stationarity=it.kkt.stationarity, complementarity=it.kkt.complementarity) if certified else None
+    return Solution(problem=args.problem, **menu_fields(args.problem, m, t, mom, res), status=status,
+                    iterations=iterations, wall_time=0.0, certificate=cert, method=method,
+                    constraints=args.constraints, backend="", message="")
+
+
+def _decide(solver, args: SolveArgs, it):
+    """The one status decision of every solver, from the end point's measured residuals."""
+    violation = _kkt.money_violation(it.x, *args.kkt_args)
+    finite = jnp.all(jnp.isfinite(it.x)) & jnp.isfinite(violation)
+    tol = solver.feasibility_tol * args.scales.value
+    if not solver.claims_optimality:
+        return jnp.where(~finite, Status.NONFINITE,
+                         jnp.where((violation <= tol) & ~it.infeasible, Status.FEASIBLE, Status.INFEASIBLE))
+    converged = it.converged & (violation <= tol)
+    finite = finite & jnp.isfinite(it.kkt.stationarity)
+    return decide_status(finite, converged, it.infeasible & (violation > tol), it.out_of_iterations)
+
+
+def _starts_and_args(solver, problem, table, constraints, warm_start, restart_from):
+    """(SolveArgs, batched ``Start``, distinct (k,), any_found) of one solve (jittable)."""
+    warm = warm_start is not None
+    count = 2 * problem.num_types if solver.starts is None else solver.starts
+    menus, distinct, found = distinct_starts(problem, table, 1 if warm else count, constraints)
+    args = SolveArgs(problem, table, variable_scales(problem, menus[0], getattr(solver, "scale_octaves", 0)),
+                     constraints)
+    if restart_from is not None:
+        menus = jnp.concatenate([jnp.asarray(restart_from, menus.dtype)[None, :], menus])
+        distinct = jnp.concatenate([jnp.ones((1,), bool), distinct])
+    if warm:
+        menus, distinct = jnp.asarray(warm_start, menus.dtype)[None, :], jnp.ones((1,), bool)
+    x = jax.vmap(lambda m: start_point(solver, m, args, warm))(menus)
+    first = jnp.arange(x.shape[0]) == 0
+    return args, Start(x, first, first & warm), distinct, found
+
+
+def solve_kernel(solver: AbstractSolver, problem, table, constraints: str, warm_start=None, restart_from=None):
+    """One jittable solve (``solver.jittable``): every start in turn (``lax.map``), the best converged run.
 
     Args:
-      problem: the problem.
-      method: "exact" (SLSQP on exact enumeration, float64), "alm" (augmented Lagrangian with
-        optax, jit-compiled, float64) or "learned" (a trained mechanism network + exact-feasibility
-        repair, ``diffcontract.learned``: status FEASIBLE, no optimality claim; option
-        ``mechanism=`` a ``LearnedMechanism`` or a saved file, default the packaged I = 3 model).
-        "alm" takes ``warm_start=`` contributions, or "learned" to start from the mechanism's
-        contract (``mechanism=`` as above).
-      constraints: "simplified" (alias "reduced") or "full" (MODEL.md).
-      throw: raise ``SolveError`` unless the status is CONVERGED (default: return the status).
-      backend: expectation backend: "enumerate" (exact, table in memory), "chunked" (exact, chunks
-        unranked on the device), "convolution" (FFT lattice), "montecarlo" (sample average) or
-        "auto" (by outcome count); ``Solution.backend`` names the one used. Backend settings go in
-        ``backend_options={...}`` (see ``diffcontract.expectation.make_backend``).
-      welfare: also solve the complete-information benchmark and fill ``Solution.information_cost``.
-      **options: passed to the method's solver (tolerances, iteration limits).
-
-    With one participant (N = 1) the feasible set is a single menu, the reservation menu
-    (MODEL.md; ``solvers/_single.py``): both methods return it without optimizing, CONVERGED if it
-    satisfies every IR and IC within the method's ``feasibility_tol`` and INFEASIBLE otherwise
-    (then no contract is feasible). Iterative solvers cannot find such a point (no interior, no
-    constraint qualification) and the simplified constraint set is generally empty there.
+      solver: the solver (a pytree: its leaves may change without recompiling).
+      problem: canonical ``ContractProblem``.  table: its ``OutcomeTable`` (unweighted).
+      constraints: "simplified" or "full" (static).  warm_start: optional (I,) contributions, the only
+      start (polished before descending).  restart_from: optional (I,) contributions, a first start
+      before the candidates.
+    Returns:
+      ``Solution`` (arrays; ``method``, ``backend`` and ``message`` filled in by the caller).
     """
-    if method == "exact":
-        solution = solve_exact(problem, constraints={"reduced": "simplified"}.get(constraints, constraints),
-                               backend=backend, **options)
-    elif method == "alm":
-        from .alm import solve_alm
-
-        if isinstance(options.get("warm_start"), str):
-            if options["warm_start"] != "learned":
-                raise ValueError(f"warm_start must be contributions or 'learned', got {options['warm_start']!r}")
-            options["warm_start"] = _mechanism(options.pop("mechanism", None)).warm_start(problem)
-        solution = solve_alm(problem, parameterization=constraints, backend=backend, **options)
-    elif method == "learned":
-        if backend not in ("auto", "enumerate"):
-            raise ValueError(f"backend must be 'auto' or 'enumerate' for method='learned', got {backend!r}")
-        mechanism = _mechanism(options.pop("mechanism", None))
-        if options:
-            raise ValueError(f"method='learned' takes only mechanism=, got {sorted(options)}")
-        solution = mechanism.solve(problem)
-    else:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if welfare:
-        from ..analysis.welfare import welfare as welfare_of
-
-        solution = solution.replace(information_cost=float(welfare_of(problem, solution).information_cost))
-    if throw and int(solution.status) != Status.CONVERGED:
-        raise SolveError(solution)
-    return solution
+    table = with_weights(problem, table)
+    if (constraints == "full" and warm_start is None and restart_from is None
+            and getattr(solver, "full_start", "candidates") == "simplified"):
+        first = solve_kernel(solver, problem, table, "simplified")
+        restart_from = first.contributions
+    args, starts, distinct, _ = _starts_and_args(solver, problem, table, constraints, warm_start, restart_from)
+    # One start after the other: a vmap over starts nested in a vmap over problems deadlocked XLA's CPU
+    # runtime at batches of 256 (jax 0.10.2); a vmapped while loop runs until its slowest member anyway.
+    runs = jax.lax.map(lambda s: iterate(solver, args, s), starts)
+    values = -jax.vmap(lambda x: _kkt.objective(x, *args.kkt_args))(runs.x)
+    ok = runs.converged & jnp.all(jnp.isfinite(runs.x), axis=1)
+    it = jax.tree_util.tree_map(lambda a: a[best_run(values, ok)], runs)
+    iterations = jnp.sum(jnp.where(distinct, runs.iterations, 0))
+    return build_solution(args, it, _decide(solver, args, it), iterations, solver.method, solver.claims_optimality)
 
 
-def _mechanism(mechanism):
-    """A ``LearnedMechanism`` from an instance, a saved file, or None (the packaged I = 3 model)."""
-    from ..learned import LearnedMechanism, load_mechanism
+_compiled_kernel = jax.jit(solve_kernel, static_argnames="constraints")
 
-    if isinstance(mechanism, LearnedMechanism):
-        return mechanism
-    return load_mechanism(mechanism)
+
+def _host_solve(solver: AbstractSolver, problem, table, constraints, warm_start, restart_from):
+    """``solve_kernel`` for a host solver: a Python loop over the starts, phase-1 evidence of infeasibility.
+    Returns (Solution, notes)."""
+    table = _weighted(problem, table)
+    args, starts, distinct, found = _host_starts(solver, problem, table, constraints, warm_start, restart_from)
+    xs = [np.asarray(x) for x, d in zip(starts.x, np.asarray(distinct)) if d]
+    runs = [iterate(solver, args, Start(x, k == 0, False)) for k, x in enumerate(xs)]
+    values = np.array([-float(_objective(jnp.asarray(r.x), args)) for r in runs])
+    best = int(best_run(values, np.array([bool(r.converged) for r in runs])))
+    it, iterations = _as_arrays(runs[best]), sum(r.iterations for r in runs)
+    notes = [f"best of {len(runs)} starts (start {best + 1})"] if len(runs) > 1 else []
+    status = Status(int(_host_decide(solver, args, it)))
+    violated = float(_violation(it.x, args)) > solver.feasibility_tol * float(args.scales.value)
+    if status not in (Status.CONVERGED, Status.NONFINITE) and violated and not bool(found) \
+            and hasattr(solver, "find_feasible"):
+        it, extra, infeasible, note = _phase_one(solver, args, it, xs[0])
+        iterations, notes = iterations + extra, notes + [note]
+        status = Status(int(_host_decide(solver, args, it._replace(infeasible=jnp.asarray(infeasible)))))
+    sol = _host_build(args, it, int(status), iterations, solver.method, solver.claims_optimality)
+    return sol, notes
+
+
+def _as_arrays(it):
+    """A host solver's ``Iterate`` with array leaves (one compiled ``_host_decide`` / ``_host_build``)."""
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64 if isinstance(a, float) else None), it)
+
+
+def _phase_one(solver, args: SolveArgs, it, x_start):
+    """Look for a feasible point from the first start and from the run's end (``find_feasible``); restart
+    from one that is within tolerance. Returns (end point, iterations, infeasible evidence, note)."""
+    tol = solver.feasibility_tol * float(args.scales.value)
+    lowest, iterations = np.inf, 0
+    for x_from in (x_start, it.x):
+        x1, nit = solver.find_feasible(args, x_from)
+        iterations += nit
+        low = float(_violation(jnp.asarray(x1), args))
+        lowest = min(lowest, low)
+        if low <= tol:  # a feasible point: optimize from it, and never call the problem infeasible
+            rerun = iterate(solver, args, Start(x1, True, False))
+            better = bool(rerun.converged) or float(_violation(jnp.asarray(rerun.x), args)) < float(
+                _violation(jnp.asarray(it.x), args))
+            return (_as_arrays(rerun) if better else it), iterations + rerun.iterations, False, \
+                "restarted from a phase-1 feasible point"
+    return it, iterations, True, (f"phase 1 (minimize the largest violation) ends at {lowest:.3g} > tol {tol:.3g} "
+                                  "money: no feasible point found")
+
+
+_weighted = jax.jit(with_weights)
+_objective = jax.jit(lambda x, args: _kkt.objective(x, *args.kkt_args))
+_violation = jax.jit(lambda x, args: _kkt.money_violation(x, *args.kkt_args))
+_host_starts = jax.jit(_starts_and_args, static_argnames=("constraints",))
+_host_decide = jax.jit(_decide)
+_host_build = jax.jit(build_solution, static_argnames=("method", "certified"))
+
+
+def run(problem, solver: AbstractSolver, constraints: str = "simplified", backend: str = "auto",
+        backend_options: dict | None = None, warm_start=None, restart_from=None, notes=()) -> Solution:
+    """Solve one ``ContractProblem`` with ``solver`` (see the module docstring).
+
+    Args:
+      problem: ``ContractProblem``.  solver: an ``AbstractSolver`` (``ALM()``, ``SLSQP()``, ...).
+      constraints: "simplified" or "full" (MODEL.md).  backend, backend_options: the expectation
+      backend and its ``make_backend`` options.  warm_start: optional (I,) contributions (canonical
+      order, non-decreasing), the only start.  restart_from: optional (I,) contributions, a first
+      start before the candidates.  notes: strings appended to the message.
+    Returns:
+      ``Solution`` (numpy leaves) in canonical type order; CONVERGED only if the measured residuals
+      meet the solver's tolerances.
+    """
+    check_constraints(constraints)
+    if problem.num_participants == 1:
+        resolve_backend(backend, 1, problem.num_types)  # a bad name is an error whatever N
+        return solve_single_participant(problem, solver.method, constraints, solver.feasibility_tol)
+    start = time.perf_counter()
+    with _precision.float64():
+        problem64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
+        backend_name, table = make_backend(problem64, backend, **(backend_options or {}))
+        menus = [None if m is None else check_menu(m, problem64, name)
+                 for m, name in ((warm_start, "warm_start"), (restart_from, "restart_from"))]
+        canonical = without_input_order(problem64)  # one compilation for every type order
+        if solver.jittable:
+            sol, extra = _compiled_kernel(solver, canonical, table, constraints, *menus), []
+        else:
+            sol, extra = _host_solve(solver, canonical, table, constraints, *menus)
+        sol = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(sol))
+    sol = sol.replace(problem=problem64, method=solver.method, backend=backend_name, status=int(sol.status),
+                      iterations=int(sol.iterations), message="; ".join([solver.method, *notes, *extra]),
+                      expected_value=float(sol.expected_value), expected_accuracy=float(sol.expected_accuracy),
+                      max_violation=float(sol.max_violation))
+    if sol.status != Status.CONVERGED and constraints == "simplified" and warm_start is None and restart_from is None:
+        sol = _full_fallback(problem, solver, sol, backend, backend_options)
+    return sol.replace(wall_time=time.perf_counter() - start)
+
+
+def _full_fallback(problem, solver, simplified: Solution, backend, backend_options) -> Solution:
+    """The full set's solve of a problem the simplified set did not converge on (module docstring)."""
+    full = run(problem, solver, "full", backend, backend_options, restart_from=restart_menu(simplified.m))
+    reason = "appears empty" if simplified.status == Status.INFEASIBLE else "did not converge"
+    iterations = simplified.iterations + full.iterations
+    if simplified.status == Status.INFEASIBLE or full.succeeded:
+        return full.replace(iterations=iterations, message=f"simplified set {reason} ({simplified.message}, "
+                                                           f"{simplified.status_name}); full set: {full.message}")
+    return simplified.replace(message=f"{simplified.message}; the full set did not converge either "
+                                      f"({full.status_name}: {full.message})")
+
+
+def solver_for(method: str, options: dict) -> AbstractSolver:
+    """The solver of ``method`` ("exact": ``SLSQP``, "alm": ``ALM``) with ``options`` as its fields."""
+    from .alm import ALM
+    from .exact import SLSQP
+
+    classes = {"exact": SLSQP, "alm": ALM}
+    if method not in classes:
+        raise ValueError(f"method must be one of {sorted(classes)}, got {method!r}")
+    cls = classes[method]
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"method={method!r} has no option(s) {unknown}; its options are {sorted(known)}")
+    return cls(**options)
+
+
+def solve_exact(problem, constraints: str = "simplified", backend: str = "auto", backend_options: dict | None = None,
+                **options) -> Solution:
+    """``run(problem, SLSQP(**options), ...)``: the exact reference solver (``exact.SLSQP``)."""
+    return run(problem, solver_for("exact", options), constraints, backend, backend_options)
+
+
+def solve_alm(problem, constraints: str = "simplified", backend: str = "auto", backend_options: dict | None = None,
+              warm_start=None, **options) -> Solution:
+    """``run(problem, ALM(**options), ...)``: the augmented-Lagrangian solver (``alm.ALM``)."""
+    return run(problem, solver_for("alm", options), constraints, backend, backend_options, warm_start=warm_start)

@@ -1,33 +1,24 @@
-"""Command-line pieces for learned curves: ``diffcontract fit-curve`` and ``solve --accuracy FILE``.
+"""``diffcontract fit-curve``: fit an accuracy curve to a real learning curve and save it (``.msgpack``).
 
-``cli.py`` wires them in (``add_fit_curve_parser(sub)`` in ``build_parser``; ``accuracy_from_arg``
-in place of ``accuracy_from_spec`` for the ``accuracy`` key). Errors are ``ValueError`` with a
-message naming the field, which ``cli.main`` turns into exit code 2.
+The saved file is what ``diffcontract solve --accuracy FILE`` reads (``_args.accuracy_from_arg``).
+Errors are ``ValueError`` with a message naming the field, which ``cli.main`` turns into exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
 import numpy as np
 
-MODELS = ("learned", "sgb", "pow3", "pow4", "mmf", "logpower", "exp3", "weibull")
+from ..curves import FAMILIES
+from ._args import EXIT_OK
+
+MODELS = ("learned", *FAMILIES)  # the learned ensemble, then every parametric family fit_family knows
 
 
-def accuracy_from_arg(value: Any):
-    """An accuracy curve from a spec (``sgb:a_opt=1,k=1``, a TOML dict) or a saved ``*.msgpack`` file."""
-    from .io import load_curve
-    from .spec import accuracy_from_spec
-
-    if isinstance(value, str) and (value.endswith(".msgpack") or os.path.isfile(value)):
-        return load_curve(value)
-    return accuracy_from_spec(value)
-
-
-def add_fit_curve_parser(sub) -> argparse.ArgumentParser:
+def add_parser(sub) -> None:
     """Register ``fit-curve`` on an ``argparse`` subparsers object."""
     p = sub.add_parser("fit-curve", help="fit an accuracy curve to a real learning curve and save it (.msgpack)")
     p.add_argument("--source", required=True,
@@ -48,7 +39,6 @@ def add_fit_curve_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--plot", help="also write a PNG of data, fit and band here")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_fit_curve)
-    return p
 
 
 def _check_args(args) -> None:
@@ -61,13 +51,11 @@ def _check_args(args) -> None:
 
 
 def cmd_fit_curve(args: argparse.Namespace) -> int:
-    """Fit, report, save. Returns 0 (errors raise ``ValueError``)."""
+    """Fit, report, save. Returns ``EXIT_OK`` (errors raise ``ValueError``)."""
     import jax
 
+    from ..curves import ScaledAccuracy, curve_to_dict, distill, fit_family, fit_learned, save_curve
     from ..data import load_source
-    from .families import ScaledAccuracy
-    from .fitting import distill, fit_family, fit_learned
-    from .io import encode_curve, save_curve
 
     _check_args(args)
     try:
@@ -90,7 +78,7 @@ def cmd_fit_curve(args: argparse.Namespace) -> int:
         curve = ensemble
         if args.distill:
             curve = distill(ensemble, components=args.distill, seed=args.seed).curve
-            metadata["ensemble"] = encode_curve(ensemble)
+            metadata["ensemble"] = curve_to_dict(ensemble)
     else:
         result = fit_family(args.model, fit_part, seed=args.seed)
         ensemble = curve = result.curve
@@ -108,7 +96,7 @@ def cmd_fit_curve(args: argparse.Namespace) -> int:
     path = save_curve(args.out, saved, metadata)
 
     if args.plot:
-        from .plots import plot_fits
+        from ..analysis.plots import plot_fits
 
         plot_fits(data, {args.model: ensemble}, args.plot, fit_up_to=args.fit_up_to)
     record = {"out": str(path), "source": data.key, "model": args.model, "samples_per_unit": args.samples_per_unit,
@@ -119,7 +107,7 @@ def cmd_fit_curve(args: argparse.Namespace) -> int:
         record["band"] = [b.tolist() for b in band]
     if args.json:
         print(json.dumps(record))
-        return 0
+        return EXIT_OK
     print(f"{data.key}: {args.model} curve fitted on {fit_part.sizes.size} of {data.sizes.size} sizes "
           f"(x in samples; saved with {args.samples_per_unit:g} samples per unit of data)")
     head = f"{'size':>8} {'observed':>9} {'fitted':>8}" + (f" {'band 5%':>8} {'band 95%':>8}" if band is not None else "")
@@ -133,4 +121,4 @@ def cmd_fit_curve(args: argparse.Namespace) -> int:
     print(f"a_max = {record['a_max']:.4f}   train RMSE = {record['train_rmse']:.4g}"
           + (f"   extrapolation MAE = {record['extrapolation_mae']:.4g}" if held_out is not None else ""))
     print(f"saved: {path}")
-    return 0
+    return EXIT_OK

@@ -1,0 +1,7 @@
+"""``python -m diffcontract.cli``: the console script ``diffcontract``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,71 @@
+"""``diffcontract solve``: one contract problem from flags or a TOML config; a table or one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ._args import EXIT_NOT_CONVERGED, EXIT_OK, problem_from_args
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    """Solve, print; exit 0 when converged (or a feasible learned contract), 1 otherwise."""
+    from .. import solve  # diffcontract.solve, the public entry point
+    from ..analysis import solution_record, solution_table
+
+    problem, method, constraints, backend = problem_from_args(args)
+    options = {}
+    if getattr(args, "mechanism", None) is not None:
+        if method != "learned" and getattr(args, "warm_start", None) is None:
+            raise ValueError("--mechanism needs --method learned or --warm-start learned")
+        options["mechanism"] = args.mechanism
+    if getattr(args, "warm_start", None) is not None:
+        if method != "alm":
+            raise ValueError(f"--warm-start needs --method alm, got --method {method}")
+        options["warm_start"] = args.warm_start
+    solution = solve(problem, method=method, constraints=constraints, backend=backend, **options)
+    extra = {}
+    if getattr(args, "sensitivities", False):
+        from ..analysis.report import sensitivity_record
+
+        extra = sensitivity_record(problem, solution)
+    if args.json:
+        print(json.dumps({**solution_record(solution), **extra}))
+    else:
+        print(solution_table(solution))
+        for key, values in extra.items():
+            print(f"{key} = {values}")
+    # A learned contract is FEASIBLE (every constraint holds; no optimality claim): the job is done.
+    done = solution.succeeded or (method == "learned" and solution.status_name == "feasible")
+    return EXIT_OK if done else EXIT_NOT_CONVERGED
+
+
+def add_parser(sub) -> None:
+    """Register ``solve`` on an ``argparse`` subparsers object."""
+    solve = sub.add_parser("solve", help="solve one contract problem")
+    solve.add_argument("--participants", "-N", type=int, help="number of participants N")
+    solve.add_argument("--probs", help="type probabilities, comma-separated (e.g. 0.2,0.8)")
+    solve.add_argument("--costs", help="marginal costs per unit of data, comma-separated (e.g. 0.02,0.01)")
+    solve.add_argument("--quality", help="quality weights, comma-separated (default all 1)")
+    solve.add_argument("--accuracy", help="accuracy curve spec: sgb[:a_opt=1,k=1] | power:a_opt=,b=,alpha= | arctan:s= | FILE.msgpack (from diffcontract fit-curve)")
+    solve.add_argument("--valuation", help="valuation spec: linear[:scale=100] | exponential:scale=,gamma=")
+    solve.add_argument("--method", choices=["exact", "alm", "learned"],
+                       help="solver: exact (SLSQP), alm (augmented Lagrangian, optax) or learned (trained mechanism "
+                            "network + feasibility repair; status 'feasible', exit 0); default exact")
+    solve.add_argument("--mechanism", help="saved learned mechanism (.msgpack) for --method learned or --warm-start "
+                                           "learned (default: the packaged I = 3 model)")
+    solve.add_argument("--warm-start", choices=["learned"], help="alm only: start from the learned mechanism's contract")
+    solve.add_argument("--constraints", choices=["simplified", "full"], help="constraint set (default simplified)")
+    solve.add_argument("--backend", choices=["auto", "enumerate", "chunked", "convolution", "montecarlo"],
+                       help="expectation backend (default auto: enumerate up to 2^18 outcomes, chunked up to 2^27, "
+                            "else convolution); the JSON's \"backend\" key names the one used")
+    solve.add_argument("--conditioning", choices=["truncated", "interim"], help="conditioning of rewards (default truncated)")
+    solve.add_argument("--config", help="TOML file with any of the keys above (flags override it)")
+    solve.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    solve.add_argument("--sensitivities", action="store_true",
+                       help="add d_value_d_costs and d_value_d_probs: derivatives of expected_value by implicit "
+                            "differentiation of the KKT conditions, in the order the types were given (not the "
+                            "costliest-first order of the other lists); d/dprobs is projected on the simplex (entry "
+                            "i is the derivative along e_i - (1/I) sum_j e_j, so the entries sum to 0); null where "
+                            "the derivative is one-sided or the solve did not converge")
+    solve.set_defaults(func=cmd_solve)
