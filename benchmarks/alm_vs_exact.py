@@ -5,7 +5,7 @@
 Random problems (I types, N uniform in 2..12, Dirichlet probabilities floored at 0.02, costs
 log-uniform in [1e-3, 1], SGB accuracy and linear valuation; issue 3's I <= 5, N <= 12) are
 solved by ``solve(method="exact")`` one by one and by ``solve_batch(method="alm")`` per I (one
-compiled call), once for each ``ALMOptions.starts``. A row counts the instances where the exact
+compiled call), once for each ``ALM.starts``. A row counts the instances where the exact
 solver succeeded ("compared"), where the ALM value is within 1e-6 relative of it ("agree", issue
 3's bar), where the ALM is below it ("local optimum"), and where the ALM failed to converge. The
 batched ALM time is the median of ``--repeats`` calls after a compiling one; the exact time is

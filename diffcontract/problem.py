@@ -436,6 +436,13 @@ def problem_grid(participants, probs, costs, accuracy: Any = None, valuation: An
     return ContractProblem.tree_unflatten((conditioning, tuple(range(c.shape[1]))), leaves)
 
 
+def value_unit(problem) -> jnp.ndarray:
+    """v(1) - v(0), money: the unit of every relative tolerance and scaled constraint (jittable; () for one
+    problem, (B,) for a batch), in the dtype of the problem's costs."""
+    dtype = jnp.result_type(problem.costs)
+    return problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
+
+
 def without_input_order(problem: ContractProblem) -> ContractProblem:
     """``problem`` with the identity ``type_order``: the view that compiled kernels get.
 

@@ -94,7 +94,7 @@ def test_alm_matches_exact_on_random_and_paper_instances(exact_solutions, alm_ba
 
 @pytest.mark.slow  # the batched full-parameterization fallback compiles for I = 3, 4, 5 (~40 s each)
 def test_hard_instances_with_an_empty_simplified_set():
-    # The reduced solves end "infeasible" (the simplified set is empty) and the full
+    # The simplified solves end "infeasible" (the simplified set is empty) and the full
     # parameterization, started from the full set's candidates, finds the optimum the exact
     # solver's full set finds (once 8.8x below it: DISCONNECTED_FEASIBLE_SET).
     for problem in SIMPLIFIED_EMPTY:
@@ -113,7 +113,7 @@ EMPTY_SIMPLIFIED_SET = dc.ContractProblem(participants=3, probs=[0.9767762615929
 
 
 @pytest.mark.slow  # compiles the batched full-parameterization kernel (~40 s on 2 cores)
-def test_batch_resolves_members_the_reduced_set_cannot_hold_with_the_full_one():
+def test_batch_resolves_members_the_simplified_set_cannot_hold_with_the_full_one():
     problems = [EMPTY_SIMPLIFIED_SET, dc.ContractProblem(participants=3, probs=[0.4, 0.6], costs=[0.05, 0.01])]
     batch = dc.solve_batch(problems, method="alm")
     assert "members [0] not converged with the simplified set" in batch.message
@@ -123,7 +123,7 @@ def test_batch_resolves_members_the_reduced_set_cannot_hold_with_the_full_one():
         assert member.status_name == "converged", k
         np.testing.assert_allclose(member.expected_value, exact.expected_value, rtol=VALUE_RTOL)
         assert verify(member, tol=VIOLATION_TOL).ok
-    # The full solution's multipliers in the reduced layout (budget, IR_2..I; no monotone ones).
+    # The full solution's multipliers in the simplified layout (budget, IR_2..I; no monotone ones).
     mult = dc.unstack_solution(batch, 0).certificate.multipliers
     assert set(mult) == {"budget", "ir_others", "monotone"} and not np.any(mult["monotone"])
 
@@ -166,7 +166,7 @@ def test_batch_of_single_participant_problems_needs_no_alm():
         np.testing.assert_array_equal(member.contributions, np.asarray(problem.reservation_data))
 
 
-@pytest.mark.slow  # the single-problem reduced and full kernels for I = 2 (~40 s)
+@pytest.mark.slow  # the single-problem simplified and full kernels for I = 2 (~40 s)
 def test_solve_falls_back_to_the_full_set_when_the_simplified_set_is_empty():
     sol = dc.solve(EMPTY_SIMPLIFIED_SET, method="alm")
     exact = dc.solve(EMPTY_SIMPLIFIED_SET, method="exact")

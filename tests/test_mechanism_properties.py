@@ -124,7 +124,7 @@ def assert_same(a, b, scale_t: float = 1.0):
 # Fixed findings: the solvers' feasibility_tol was absolute money, so scaling v by 2 doubled a 5e-9
 # violation past 1e-8 and "converged" became "stalled"; it is now relative to v(1) - v(0)
 # (test_exact_status_is_scale_invariant). On non-concave instances both solvers now keep the best of
-# several starts (exact: SLSQP per start; ALM: ``ALMOptions.starts``); a KKT point worse than the scaled
+# several starts (exact: SLSQP per start; ALM: ``ALM.starts``); a KKT point worse than the scaled
 # twin's remains possible where neither start lies in the global optimum's basin.
 TALLY: Counter = Counter()
 FINDINGS: list = []
@@ -292,7 +292,7 @@ LOCAL_OPTIMUM = dict(participants=6, probs=[0.5, 0.5], costs=[0.0308692651068624
 # m = (0, 423), the solvers once stopped at m_1 ~ 0 with E[a] = 0.4665644, while the same problem with v
 # and costs scaled by 0.1 starts from the pooled menu and reaches m = (34.34, 366.67), E[a] = 0.4671328.
 # Both solvers now run from the best feasible exclude-then-pool candidates (exact: SLSQP per start;
-# ALM: ``ALMOptions.starts`` = 2, vmapped inside the kernel) and keep the best converged run.
+# ALM: ``ALM.starts`` = 2, vmapped inside the kernel) and keep the best converged run.
 @pytest.mark.parametrize("method", ["exact", pytest.param("alm", marks=pytest.mark.slow)])
 def test_global_optimum_on_a_non_concave_instance(method):
     solution = diffcontract.solve(ContractProblem(**LOCAL_OPTIMUM, valuation=Linear(scale=10.0)), method=method)

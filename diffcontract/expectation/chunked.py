@@ -32,6 +32,7 @@ import numpy as np
 from flax import struct
 
 from ._interface import Moments
+from .enumerate import presence_weights
 
 DEFAULT_CHUNK = 1 << 15
 
@@ -132,14 +133,7 @@ class ChunkedEnumeration:
         log_factorial = jnp.asarray([math.lgamma(k + 1.0) for k in range(self.participants + 1)], dtype)
         log_prob = log_factorial[-1] - jnp.sum(log_factorial[counts_int], axis=1) + counts @ jnp.log(problem.probs)
         prob = jnp.where(valid, jnp.exp(log_prob), 0.0)
-        if problem.conditioning == "truncated":
-            present = -jnp.expm1(self.participants * jnp.log1p(-problem.probs))
-            weights = prob[:, None] * (counts_int >= 1) / present[None, :]
-        elif problem.conditioning == "interim":
-            weights = prob[:, None] * counts / (self.participants * problem.probs)[None, :]
-        else:
-            raise ValueError(f"conditioning must be 'truncated' or 'interim', got {problem.conditioning!r}")
-        return counts, prob, weights
+        return counts, prob, presence_weights(prob, counts, problem.probs, self.participants, problem.conditioning)
 
 
 def _scan_chunks(backend: ChunkedEnumeration, indices, m, problem, with_jacobian: bool):

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ..problem import value_unit
 from ._interface import Moments
 
 NORM_POWER = 16  # h = ||q m||_16 / M: smooth in m, >= max(q m), at most I^(1/16) max(q m).
@@ -97,7 +98,7 @@ class LatticeConvolution:
         against 1 for E[a]. Raises ValueError if even ``max_bins`` (or the FFT cap) does not meet it.
         """
         n = int(np.asarray(problem.participants))
-        value_scale = float(problem.valuation(1.0) - problem.valuation(0.0))
+        value_scale = float(value_unit(problem))
         bins = int(min_bins)
         while True:
             if bins > max_bins or _fft_length(n, 2 * bins) > MAX_FFT_LENGTH:

@@ -79,12 +79,24 @@ def conditional_weights(counts, probs, participants, conditioning: str) -> tuple
     counts = jnp.asarray(counts, dtype=dtype)
     participants = jnp.asarray(participants, dtype=dtype)
     prob = jnp.exp(log_pmf(counts, probs, participants))
+    return prob, presence_weights(prob, counts, probs, participants, conditioning)
+
+
+def presence_weights(scale, counts, probs, participants, conditioning: str) -> jnp.ndarray:
+    """scale_k times the conditioning factor of "type i is present" (the one formula of every backend).
+
+    truncated: 1[n_i >= 1] / P(n_i >= 1) with P(n_i >= 1) = 1 - (1 - p_i)^N (via expm1/log1p, precise
+    for tiny p_i); interim: n_i / (N p_i).
+
+    Args:
+      scale: (K,) per-outcome multiplier (P(n) for a table, v(a) for Monte Carlo terms, ones).
+      counts: (K, I) outcomes.  probs: (I,) p.  participants: N.  conditioning: "truncated" or "interim".
+    Returns:
+      (K, I) scale_k * factor_i(n_k).
+    """
     if conditioning == "truncated":
-        # P(n_i >= 1) = 1 - (1 - p_i)^N, via expm1/log1p to keep precision for tiny p_i.
         present = -jnp.expm1(participants * jnp.log1p(-probs))
-        weights = prob[:, None] * (counts >= 1) / present[None, :]
-    elif conditioning == "interim":
-        weights = prob[:, None] * counts / (participants * probs)[None, :]
-    else:
-        raise ValueError(f"conditioning must be 'truncated' or 'interim', got {conditioning!r}")
-    return prob, weights
+        return scale[:, None] * (counts >= 1) / present[None, :]
+    if conditioning == "interim":
+        return scale[:, None] * counts / (participants * probs)[None, :]
+    raise ValueError(f"conditioning must be 'truncated' or 'interim', got {conditioning!r}")

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from ._interface import Moments, OutcomeTable
+from .enumerate import presence_weights
 
 
 def sample_outcomes(key, probs: jnp.ndarray, participants: int, samples: int) -> jnp.ndarray:
@@ -52,14 +53,7 @@ def _summands(counts, m, problem):
     n = problem.participants
     acc = problem.accuracy(counts @ (problem.quality * m))
     val = problem.valuation(acc)
-    if problem.conditioning == "truncated":
-        present = -jnp.expm1(n * jnp.log1p(-problem.probs))
-        terms = val[:, None] * (counts >= 1) / present[None, :]
-    elif problem.conditioning == "interim":
-        terms = val[:, None] * counts / (n * problem.probs)[None, :]
-    else:
-        raise ValueError(f"conditioning must be 'truncated' or 'interim', got {problem.conditioning!r}")
-    return acc, val, terms
+    return acc, val, presence_weights(val, counts, problem.probs, n, problem.conditioning)
 
 
 @struct.dataclass
@@ -88,10 +82,7 @@ class MonteCarlo:
         probs = jax.lax.stop_gradient(problem.probs)
         n = float(self.participants)
         prob = jnp.full((self.samples,), 1.0 / self.samples, counts.dtype)
-        if problem.conditioning == "truncated":
-            weights = (counts >= 1) / (-jnp.expm1(n * jnp.log1p(-probs)))[None, :]
-        else:
-            weights = counts / (n * probs)[None, :]
+        weights = presence_weights(jnp.ones((self.samples,), counts.dtype), counts, probs, n, problem.conditioning)
         return OutcomeTable(counts, jnp.ones((self.samples,), bool), prob, weights / self.samples)
 
     def moments(self, m: jnp.ndarray, problem) -> Moments:

@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ..numerics import isotonic_regression
+from ..problem import value_unit
 
 _LOG_CLIP = (-30.0, 6.0)  # exp(o) in [1e-13, 403] m_ref: beyond either end m is no longer informative
 
@@ -47,12 +48,6 @@ class MechanismNetwork(nn.Module):
         # Start near m = 0.05 m_ref for every type: a small pooled contract.
         return nn.Dense(self.num_types, kernel_init=nn.initializers.variance_scaling(0.1, "fan_in", "normal"),
                         bias_init=nn.initializers.constant(jnp.log(0.05)))(h)
-
-
-def value_unit(problem) -> jnp.ndarray:
-    """v(1) - v(0), money (one problem; jittable): the unit of every scaled constraint."""
-    dtype = jnp.result_type(problem.costs)
-    return problem.valuation(jnp.asarray(1.0, dtype)) - problem.valuation(jnp.asarray(0.0, dtype))
 
 
 def data_reference(problem) -> jnp.ndarray:

@@ -35,7 +35,8 @@ from ..formulation import least_rewards
 from ..numerics import bisection
 from ..solvers import _kkt
 from ..solvers._start import best_candidate, exclusion_pooled_candidates, start_candidates
-from .network import data_reference, value_unit
+from ..problem import value_unit
+from .network import data_reference
 
 GRID = 24  # lambda in {0} + geomspace(1e-6, 1, GRID)
 BISECTIONS = 40  # refines lambda to ~1e-12 of its grid bracket

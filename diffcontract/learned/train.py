@@ -34,7 +34,8 @@ from .. import _precision
 from ..expectation import OutcomeTable, with_weights
 from .distribution import ProblemDistribution
 from .mechanism import LearnedMechanism
-from .network import MechanismNetwork, data_reference, decode_contributions, problem_features, value_unit
+from ..problem import value_unit
+from .network import MechanismNetwork, data_reference, decode_contributions, problem_features
 from .repair import learned_constraints
 
 TARGET_FLOOR = 1e-6  # m / m_ref below this counts as excluded in the imitation term
@@ -116,7 +117,7 @@ def _alm_targets(pool, distribution: ProblemDistribution, progress: bool):
         m_ref = np.asarray(jax.vmap(data_reference)(jax.tree_util.tree_map(jnp.asarray, part)))
         logs.append(np.log(np.maximum(np.asarray(sol.contributions) / m_ref[:, None], TARGET_FLOOR)))
         ok.append(np.asarray(sol.status) == Status.CONVERGED)
-        value_scale = np.asarray(part.valuation(1.0) - part.valuation(0.0)).reshape(-1, 1)
+        value_scale = np.asarray(value_unit(part)).reshape(-1, 1)
         mult = sol.certificate.multipliers
         lams.append(np.concatenate([np.asarray(mult["budget"]), np.asarray(mult["ir_others"])], axis=1) * value_scale)
     ok = np.concatenate(ok)

@@ -19,7 +19,7 @@ from jax.flatten_util import ravel_pytree
 from scipy import optimize
 
 from ..expectation import OutcomeTable, outcome_table
-from ..problem import ContractProblem
+from ..problem import ContractProblem, value_unit
 from ..solvers import _kkt
 from ._system import RCOND, KKTPoint, evaluate, parameters
 
@@ -47,7 +47,7 @@ class SensitivityError(RuntimeError):
 def scales(problem) -> _kkt.Scales:
     """The scales of the KKT system: contributions by the largest m^res (at least 1), values by
     v(1) - v(0)."""
-    v_scale = float(problem.valuation(1.0) - problem.valuation(0.0))
+    v_scale = float(value_unit(problem))
     m_scale = float(max(np.max(np.asarray(problem.reservation_data)), 1.0))
     return _kkt.Scales(np.float64(m_scale), np.float64(v_scale))
 

@@ -78,6 +78,12 @@ def measure(x, problem, table, scales: Scales, constraints: str):
     return m, t, mom, residuals(m, t, mom.reward_bounds, problem.costs, problem.reservation_utility)
 
 
+def value_and_violation(x, problem, table, scales: Scales, constraints: str):
+    """(E[a(n . q m)], the money violation ``money_violation``) at x: one pass over the outcomes."""
+    _, _, mom, res = measure(x, problem, table, scales, constraints)
+    return mom.expected_accuracy, max_violation(res)
+
+
 def money_violation(x, problem, table, scales: Scales, constraints: str):
     """() the largest violation of budget, IR, IC and m, t >= 0 at x, money (``formulation.max_violation``)."""
     return max_violation(measure(x, problem, table, scales, constraints)[3])

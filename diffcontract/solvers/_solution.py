@@ -10,6 +10,7 @@ import numpy as np
 from flax import struct
 
 from ..formulation import Residuals
+from ..problem import value_unit
 
 
 #: Default feasibility tolerance of every solver, *relative to the value scale* v(1) - v(0): a
@@ -23,7 +24,7 @@ FEASIBILITY_TOL = 1e-10
 
 def value_scale(problem) -> float:
     """v(1) - v(0), money: the unit of the relative ``FEASIBILITY_TOL`` (host side, float)."""
-    return float(np.asarray(problem.valuation(1.0) - problem.valuation(0.0)))
+    return float(np.asarray(value_unit(problem)))
 
 
 def menu_fields(problem, m, t, mom, res) -> dict:

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from ..expectation import MonteCarlo, OutcomeTable, moments, outcome_weights
 from ..formulation import binding_rewards, least_rewards, residuals
 from ..numerics import golden_section_max, regula_falsi
+from ..problem import value_unit
 
 _GRID_POINTS = 48  # geometric, ratio 1.48 between neighbours
 _REFINEMENTS = 16  # Illinois steps; 40 bisections (1.48 * 2^-40 ~ 1e-12 relative) cost 2.5x as many passes
@@ -91,7 +92,7 @@ def _residuals(m0, excluded, floor, problem, table, constraints: str = "simplifi
     t = REWARDS[constraints](m, problem.costs, problem.reservation_utility)
     res = residuals(m, t, moments(m, problem, table).reward_bounds, problem.costs, problem.reservation_utility)
     constant = (jnp.arange(num) <= excluded) | (constraints == "full")
-    v_scale = problem.valuation(1.0) - problem.valuation(0.0)
+    v_scale = value_unit(problem)
     return jnp.concatenate([res.budget - MARGIN * v_scale,
                             res.ir + jnp.where(constant, ROUNDING_ALLOWANCE, -MARGIN) * v_scale])
 

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from . import _kkt
 from ._kkt import KKTResiduals, Scales
 from ._solution import Status
 
@@ -121,6 +122,12 @@ def iterate(solver: AbstractSolver, args: SolveArgs, start: Start) -> Iterate:
         while not bool(solver.terminate(args, state)):
             state = solver.step(args, state)
     return solver.postprocess(args, state)
+
+
+@jax.jit
+def measure_point(x, args: SolveArgs):
+    """(E[a], money violation) at the scaled point x (host solvers' and the driver's one compiled check)."""
+    return _kkt.value_and_violation(x, *args.kkt_args)
 
 
 def decide_status(finite, converged, infeasible, out_of_iterations):

@@ -65,7 +65,7 @@ BRACKET_TOL = 1e-12
 #: Slack of the per-outcome feasibility flag: fixed-point residual (accuracy units) and
 #: v(A) >= max f (money, relative to 1 + |max f|). Far above float64 rounding, far below any
 #: economically meaningful gap.
-FEASIBILITY_TOL = 1e-9
+FIXED_POINT_TOL = 1e-9
 
 
 @struct.dataclass
@@ -80,7 +80,7 @@ class CompleteInformation:
       pooled_value: (K,) v(A(n)), money.
       contributions: (K, I) m_i(n) = (v(A) - f_i) / c_i, units of data; 0 for absent types.
       feasible: (K,) bool: everything finite, h(A) - A >= -tol and v(A) >= max_{present} f - tol
-        (``FEASIBILITY_TOL``). Never NaN: rows with non-finite values hold zeros.
+        (``FIXED_POINT_TOL``). Never NaN: rows with non-finite values hold zeros.
 
     Expectations (the problem's conditioning, MODEL.md "First-moment problem"):
       expected_accuracy: () E_n[A(n)].          expected_value: () E_n[v(A(n))], money.
@@ -227,8 +227,8 @@ def complete_information_kernel(problem: ContractProblem, table, grid_size: int 
     m = jnp.where(present, jnp.maximum(value[:, None] - f[None, :], 0.0) / c[None, :], 0.0)  # (K, I)
     residual = g(A, slope, offset)
     finite = jnp.isfinite(A) & jnp.isfinite(value) & jnp.all(jnp.isfinite(m), axis=1) & jnp.isfinite(residual)
-    ok = (finite & (residual >= -FEASIBILITY_TOL)
-          & (value >= f_max - FEASIBILITY_TOL * (1.0 + jnp.abs(f_max))))
+    ok = (finite & (residual >= -FIXED_POINT_TOL)
+          & (value >= f_max - FIXED_POINT_TOL * (1.0 + jnp.abs(f_max))))
     feasible = ok | ~valid
     keep = finite & valid
     A = jnp.where(keep, A, 0.0)
@@ -325,5 +325,5 @@ def solve_complete_information_batch(problems, grid_size: int = GRID_SIZE, brack
         return _to_numpy(jax.block_until_ready(result))
 
 
-__all__ = ["BRACKET_TOL", "CompleteInformation", "FEASIBILITY_TOL", "GRID_SIZE", "complete_information_kernel",
+__all__ = ["BRACKET_TOL", "CompleteInformation", "FIXED_POINT_TOL", "GRID_SIZE", "complete_information_kernel",
            "solve_complete_information", "solve_complete_information_batch"]

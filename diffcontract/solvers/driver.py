@@ -25,12 +25,12 @@ import numpy as np
 from .. import _precision
 from ..expectation import with_weights
 from ..expectation.backends import make_backend, resolve_backend
-from ..problem import without_input_order
+from ..problem import value_unit, without_input_order
 from . import _kkt
 from ._single import solve_single_participant
 from ._solution import Certificate, Solution, Status, menu_fields
 from ._start import REWARDS, best_candidate, start_candidates
-from .base import AbstractSolver, SolveArgs, Start, decide_status, iterate
+from .base import AbstractSolver, SolveArgs, Start, decide_status, iterate, measure_point
 
 CONSTRAINT_SETS = ("simplified", "full")
 _SAME_MENU_RTOL = 1e-9  # two candidate menus within this (relative, every entry) are one start
@@ -112,7 +112,7 @@ def variable_scales(problem, start_m, octaves: int) -> _kkt.Scales:
     largest = jnp.maximum(jnp.maximum(jnp.max(start_m), jnp.max(problem.reservation_data)), _SCALE_FLOOR)
     ratio = largest / jnp.maximum(start_m, _TINY)
     data = largest * 2.0 ** -jnp.clip(jnp.floor(jnp.log2(ratio)), 0, octaves)
-    return _kkt.Scales(data, problem.valuation(1.0) - problem.valuation(0.0))
+    return _kkt.Scales(data, value_unit(problem))
 
 
 def start_point(solver: AbstractSolver, m, args: SolveArgs, warm):
@@ -211,53 +211,50 @@ def _host_solve(solver: AbstractSolver, problem, table, constraints, warm_start,
     table = _weighted(problem, table)
     args, starts, distinct, found = _host_starts(solver, problem, table, constraints, warm_start, restart_from)
     xs = [np.asarray(x) for x, d in zip(starts.x, np.asarray(distinct)) if d]
-    runs = [iterate(solver, args, Start(x, k == 0, False)) for k, x in enumerate(xs)]
-    values = np.array([-float(_objective(jnp.asarray(r.x), args)) for r in runs])
+    runs = [_as_arrays(iterate(solver, args, Start(x, k == 0, False))) for k, x in enumerate(xs)]
+    values = np.array([float(measure_point(r.x, args)[0]) for r in runs])
     best = int(best_run(values, np.array([bool(r.converged) for r in runs])))
-    it, iterations = _as_arrays(runs[best]), sum(r.iterations for r in runs)
+    it, iterations = runs[best], sum(int(r.iterations) for r in runs)
     notes = [f"best of {len(runs)} starts (start {best + 1})"] if len(runs) > 1 else []
-    status = Status(int(_host_decide(solver, args, it)))
-    violated = float(_violation(it.x, args)) > solver.feasibility_tol * float(args.scales.value)
-    if status not in (Status.CONVERGED, Status.NONFINITE) and violated and not bool(found) \
-            and hasattr(solver, "find_feasible"):
-        it, extra, infeasible, note = _phase_one(solver, args, it, xs[0])
+    violation = float(measure_point(it.x, args)[1])
+    tol = solver.feasibility_tol * float(args.scales.value)
+    if not bool(it.converged) and tol < violation < np.inf and not bool(found) and hasattr(solver, "find_feasible"):
+        it, extra, note = _phase_one(solver, args, it, violation, xs[0])
         iterations, notes = iterations + extra, notes + [note]
-        status = Status(int(_host_decide(solver, args, it._replace(infeasible=jnp.asarray(infeasible)))))
-    sol = _host_build(args, it, int(status), iterations, solver.method, solver.claims_optimality)
-    return sol, notes
+    return _host_finish(solver, args, it, iterations), notes
 
 
 def _as_arrays(it):
-    """A host solver's ``Iterate`` with array leaves (one compiled ``_host_decide`` / ``_host_build``)."""
+    """A host solver's ``Iterate`` with array leaves (one compiled ``_host_finish`` for every run)."""
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64 if isinstance(a, float) else None), it)
 
 
-def _phase_one(solver, args: SolveArgs, it, x_start):
+def _finish(solver, args: SolveArgs, it, iterations):
+    return build_solution(args, it, _decide(solver, args, it), iterations, solver.method, solver.claims_optimality)
+
+
+def _phase_one(solver, args: SolveArgs, it, violation: float, x_start):
     """Look for a feasible point from the first start and from the run's end (``find_feasible``); restart
-    from one that is within tolerance. Returns (end point, iterations, infeasible evidence, note)."""
+    from one within tolerance. Returns (end point, with ``infeasible`` set when none is found; iterations;
+    note)."""
     tol = solver.feasibility_tol * float(args.scales.value)
     lowest, iterations = np.inf, 0
-    for x_from in (x_start, it.x):
+    for x_from in (x_start, np.asarray(it.x)):
         x1, nit = solver.find_feasible(args, x_from)
         iterations += nit
-        low = float(_violation(jnp.asarray(x1), args))
+        low = float(measure_point(jnp.asarray(x1), args)[1])
         lowest = min(lowest, low)
         if low <= tol:  # a feasible point: optimize from it, and never call the problem infeasible
-            rerun = iterate(solver, args, Start(x1, True, False))
-            better = bool(rerun.converged) or float(_violation(jnp.asarray(rerun.x), args)) < float(
-                _violation(jnp.asarray(it.x), args))
-            return (_as_arrays(rerun) if better else it), iterations + rerun.iterations, False, \
-                "restarted from a phase-1 feasible point"
-    return it, iterations, True, (f"phase 1 (minimize the largest violation) ends at {lowest:.3g} > tol {tol:.3g} "
-                                  "money: no feasible point found")
+            rerun = _as_arrays(iterate(solver, args, Start(x1, True, False)))
+            better = bool(rerun.converged) or float(measure_point(rerun.x, args)[1]) < violation
+            return (rerun if better else it), iterations + int(rerun.iterations), "restarted from a phase-1 feasible point"
+    note = f"phase 1 (minimize the largest violation) ends at {lowest:.3g} > tol {tol:.3g} money: no feasible point found"
+    return it._replace(infeasible=jnp.asarray(True)), iterations, note
 
 
 _weighted = jax.jit(with_weights)
-_objective = jax.jit(lambda x, args: _kkt.objective(x, *args.kkt_args))
-_violation = jax.jit(lambda x, args: _kkt.money_violation(x, *args.kkt_args))
 _host_starts = jax.jit(_starts_and_args, static_argnames=("constraints",))
-_host_decide = jax.jit(_decide)
-_host_build = jax.jit(build_solution, static_argnames=("method", "certified"))
+_host_finish = jax.jit(_finish)
 
 
 def run(problem, solver: AbstractSolver, constraints: str = "simplified", backend: str = "auto",

@@ -33,7 +33,7 @@ from scipy import optimize
 
 from . import _kkt
 from ._solution import FEASIBILITY_TOL
-from .base import AbstractSolver, Iterate, SolveArgs, Start
+from .base import AbstractSolver, Iterate, SolveArgs, Start, measure_point
 
 _SLSQP_FTOL = 1e-15  # SLSQP's own stopping test; the KKT certificate decides convergence
 _SLSQP_ITERATION_LIMIT = 9  # scipy's SLSQP exit status "iteration limit reached"
@@ -60,7 +60,6 @@ def _evaluate(x, args: SolveArgs):
     return out[0], jac[0], out[1:], jac[1:]
 
 
-_money_violation = jax.jit(lambda x, args: _kkt.money_violation(x, *args.kkt_args))
 
 
 class _Evaluator:
@@ -150,7 +149,7 @@ class SLSQP(AbstractSolver):
     def _measure(self, args: SolveArgs, state: dict, x) -> dict:
         """The measured point: x (clipped to x >= 0), money violation, multipliers over (G, B), KKT residuals."""
         x = np.maximum(np.asarray(x, dtype=np.float64), 0.0)
-        violation = float(_money_violation(jnp.asarray(x), args))
+        violation = float(measure_point(jnp.asarray(x), args)[1])
         _, grad, g, jac = state["evaluate"](x)
         if np.all(np.isfinite(grad)) and np.all(np.isfinite(g)) and np.all(np.isfinite(jac)):
             lam_g, lam_b, stationarity, complementarity = _kkt.host_certificate(grad, g, jac, x <= _ZERO)
