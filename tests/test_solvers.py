@@ -85,7 +85,8 @@ class BestCandidate(AbstractSolver):
     def postprocess(self, args, state):
         none = _kkt.KKTResiduals(*(jnp.asarray(jnp.inf) for _ in range(4)))
         mu = jnp.zeros(_kkt.all_constraints(state, *args.kkt_args).shape)
-        return Iterate(state, mu, none, jnp.asarray(False), jnp.asarray(False), jnp.asarray(False), jnp.asarray(0))
+        value = -_kkt.objective(state, *args.kkt_args)
+        return Iterate(state, value, mu, none, jnp.asarray(False), jnp.asarray(False), jnp.asarray(False), jnp.asarray(0))
 
 
 def test_a_user_solver_is_one_class():

@@ -125,7 +125,7 @@ class LearnedSolver(AbstractSolver):
         none = _kkt.KKTResiduals(*(jnp.asarray(jnp.inf, x.dtype) for _ in range(4)))
         multipliers = jnp.zeros((_kkt.all_constraints(x, *args.kkt_args).shape[0],), x.dtype)
         false = jnp.asarray(False)
-        return Iterate(x, multipliers, none, false, false, ~feasible, jnp.asarray(0))
+        return Iterate(x, -_kkt.objective(x, *args.kkt_args), multipliers, none, false, false, ~feasible, jnp.asarray(0))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -104,12 +104,6 @@ def general_constraints(x, problem, table, scales: Scales, constraints: str):
     return constraint_vector(measure(x, problem, table, scales, constraints)[3], constraints, scales.value)
 
 
-def objective_and_constraints(x, problem, table, scales: Scales, constraints: str):
-    """(F(x), G(x)) from one pass over the outcomes."""
-    _, _, mom, res = measure(x, problem, table, scales, constraints)
-    return -mom.expected_accuracy, constraint_vector(res, constraints, scales.value)
-
-
 def multiplier_record(mu, scales: Scales, constraints: str) -> dict:
     """Multipliers over H = (G, B) (scaled) as named arrays in unscaled units, the one layout of
     every solver's ``Certificate``: per money for budget, IR, IC; per unit of data for the simple

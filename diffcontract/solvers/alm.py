@@ -130,7 +130,7 @@ class ALM(AbstractSolver):
                 | (state.stuck >= self.infeasible_patience))
 
     def postprocess(self, args: SolveArgs, state: "ALMState") -> Iterate:
-        return Iterate(x=state.x, multipliers=state.mu, kkt=state.kkt, converged=state.converged,
+        return Iterate(x=state.x, value=-_kkt.objective(state.x, *args.kkt_args), multipliers=state.mu, kkt=state.kkt, converged=state.converged,
                        out_of_iterations=state.outer >= self.max_outer, infeasible=state.rho >= self.penalty_max,
                        iterations=state.steps)
 

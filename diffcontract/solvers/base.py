@@ -67,7 +67,8 @@ class Start(NamedTuple):
 class Iterate(NamedTuple):
     """Where a run ended, in scaled units (``SolveArgs.scales``).
 
-    x: (n,) variables.  multipliers: (n_G + n_B,) over the constraints H = (G, B) of ``_kkt``.
+    x: (n,) variables.  value: () E[a(n . q m)] at x, accuracy units (the driver ranks runs by it).
+    multipliers: (n_G + n_B,) over the constraints H = (G, B) of ``_kkt``.
     kkt: ``KKTResiduals`` at (x, multipliers).  converged: () bool, the solver's own verdict that
     the run met its tolerances (the driver decides the status from measured residuals).
     out_of_iterations: () bool.  infeasible: () bool, the solver's evidence that no feasible point
@@ -75,6 +76,7 @@ class Iterate(NamedTuple):
     """
 
     x: Any
+    value: Any
     multipliers: Any
     kkt: KKTResiduals
     converged: Any

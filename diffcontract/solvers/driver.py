@@ -144,11 +144,10 @@ def build_solution(args: SolveArgs, it, status, iterations, method: str, certifi
                     constraints=args.constraints, backend="", message="")
 
 
-def _decide(solver, args: SolveArgs, it):
-    """The one status decision of every solver, from the end point's measured residuals."""
-    violation = _kkt.money_violation(it.x, *args.kkt_args)
+def _decide(solver, it, violation, tol):
+    """The one status decision of every solver, from the end point's measured violation (money) and
+    the solver's verdicts; ``tol`` the accepted violation, money."""
     finite = jnp.all(jnp.isfinite(it.x)) & jnp.isfinite(violation)
-    tol = solver.feasibility_tol * args.scales.value
     if not solver.claims_optimality:
         return jnp.where(~finite, Status.NONFINITE,
                          jnp.where((violation <= tol) & ~it.infeasible, Status.FEASIBLE, Status.INFEASIBLE))
@@ -195,11 +194,9 @@ def solve_kernel(solver: AbstractSolver, problem, table, constraints: str, warm_
     # One start after the other: a vmap over starts nested in a vmap over problems deadlocked XLA's CPU
     # runtime at batches of 256 (jax 0.10.2); a vmapped while loop runs until its slowest member anyway.
     runs = jax.lax.map(lambda s: iterate(solver, args, s), starts)
-    values = -jax.vmap(lambda x: _kkt.objective(x, *args.kkt_args))(runs.x)
     ok = runs.converged & jnp.all(jnp.isfinite(runs.x), axis=1)
-    it = jax.tree_util.tree_map(lambda a: a[best_run(values, ok)], runs)
-    iterations = jnp.sum(jnp.where(distinct, runs.iterations, 0))
-    return build_solution(args, it, _decide(solver, args, it), iterations, solver.method, solver.claims_optimality)
+    it = jax.tree_util.tree_map(lambda a: a[best_run(runs.value, ok)], runs)
+    return _finish(solver, args, it, jnp.sum(jnp.where(distinct, runs.iterations, 0)))
 
 
 _compiled_kernel = jax.jit(solve_kernel, static_argnames="constraints")
@@ -212,15 +209,14 @@ def _host_solve(solver: AbstractSolver, problem, table, constraints, warm_start,
     args, starts, distinct, found = _host_starts(solver, problem, table, constraints, warm_start, restart_from)
     xs = [np.asarray(x) for x, d in zip(starts.x, np.asarray(distinct)) if d]
     runs = [_as_arrays(iterate(solver, args, Start(x, k == 0, False))) for k, x in enumerate(xs)]
-    values = np.array([float(measure_point(r.x, args)[0]) for r in runs])
-    best = int(best_run(values, np.array([bool(r.converged) for r in runs])))
+    best = int(best_run(np.array([float(r.value) for r in runs]), np.array([bool(r.converged) for r in runs])))
     it, iterations = runs[best], sum(int(r.iterations) for r in runs)
     notes = [f"best of {len(runs)} starts (start {best + 1})"] if len(runs) > 1 else []
-    violation = float(measure_point(it.x, args)[1])
-    tol = solver.feasibility_tol * float(args.scales.value)
-    if not bool(it.converged) and tol < violation < np.inf and not bool(found) and hasattr(solver, "find_feasible"):
-        it, extra, note = _phase_one(solver, args, it, violation, xs[0])
-        iterations, notes = iterations + extra, notes + [note]
+    if not bool(it.converged) and not bool(found) and hasattr(solver, "find_feasible"):
+        violation = float(measure_point(it.x, args)[1])
+        if solver.feasibility_tol * float(args.scales.value) < violation < np.inf:
+            it, extra, note = _phase_one(solver, args, it, violation, xs[0])
+            iterations, notes = iterations + extra, notes + [note]
     return _host_finish(solver, args, it, iterations), notes
 
 
@@ -229,8 +225,10 @@ def _as_arrays(it):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64 if isinstance(a, float) else None), it)
 
 
-def _finish(solver, args: SolveArgs, it, iterations):
-    return build_solution(args, it, _decide(solver, args, it), iterations, solver.method, solver.claims_optimality)
+def _finish(solver, args: SolveArgs, it, iterations) -> Solution:
+    """The ``Solution`` of the chosen run with its status: one pass over the outcomes."""
+    sol = build_solution(args, it, Status.STALLED, iterations, solver.method, solver.claims_optimality)
+    return sol.replace(status=_decide(solver, it, sol.max_violation, solver.feasibility_tol * args.scales.value))
 
 
 def _phase_one(solver, args: SolveArgs, it, violation: float, x_start):

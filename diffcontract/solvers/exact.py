@@ -33,7 +33,8 @@ from scipy import optimize
 
 from . import _kkt
 from ._solution import FEASIBILITY_TOL
-from .base import AbstractSolver, Iterate, SolveArgs, Start, measure_point
+from ..formulation import max_violation
+from .base import AbstractSolver, Iterate, SolveArgs, Start
 
 _SLSQP_FTOL = 1e-15  # SLSQP's own stopping test; the KKT certificate decides convergence
 _SLSQP_ITERATION_LIMIT = 9  # scipy's SLSQP exit status "iteration limit reached"
@@ -42,22 +43,28 @@ _RESTORE_STEPS = 3
 
 
 def _stacked(x, args: SolveArgs):
-    """(-E[a], constraints) in one vector: G, and for the simplified set monotone m (data / max scale)."""
-    f, g = _kkt.objective_and_constraints(x, *args.kkt_args)
-    parts = [f[None], g]
+    """(-E[a], constraints) in one vector: G, and for the simplified set monotone m (data / max scale);
+    and the money violation (``_kkt.money_violation``) from the same pass."""
+    _, _, mom, res = _kkt.measure(x, *args.kkt_args)
+    parts = [-mom.expected_accuracy[None], _kkt.constraint_vector(res, args.constraints, args.scales.value)]
     if args.constraints != "full":
         m = x * args.scales.data
         parts.append(jnp.diff(m) / jnp.max(args.scales.data))
-    return jnp.concatenate(parts)
+    return jnp.concatenate(parts), max_violation(res)
 
 
 @jax.jit
 def _evaluate(x, args: SolveArgs):
-    """(objective, gradient, constraints, Jacobian) in scaled variables. Forward mode over the I (or
-    2I) variables with the values as aux: the curve is evaluated once per outcome and its derivative
-    pushed along every direction (value_and_grad + jacfwd would pass over the outcomes three times)."""
-    jac, out = jax.jacfwd(lambda z: (_stacked(z, args),) * 2, has_aux=True)(x)
-    return out[0], jac[0], out[1:], jac[1:]
+    """(objective, gradient, constraints, Jacobian, money violation) in scaled variables. Forward mode
+    over the I (or 2I) variables with the values as aux: the curve is evaluated once per outcome and its
+    derivative pushed along every direction (value_and_grad + jacfwd would pass over the outcomes three
+    times)."""
+    def both(z):
+        out, violation = _stacked(z, args)
+        return out, (out, violation)
+
+    jac, (out, violation) = jax.jacfwd(both, has_aux=True)(x)
+    return out[0], jac[0], out[1:], jac[1:], violation
 
 
 
@@ -123,7 +130,7 @@ class SLSQP(AbstractSolver):
                 or not np.all(np.isfinite(state["x"])))
 
     def postprocess(self, args: SolveArgs, state: dict) -> Iterate:
-        return Iterate(x=state["x"], multipliers=state["lam"], kkt=state["kkt"], converged=self._done(args, state),
+        return Iterate(x=state["x"], value=state["value"], multipliers=state["lam"], kkt=state["kkt"], converged=self._done(args, state),
                        out_of_iterations=state["exit"] == _SLSQP_ITERATION_LIMIT, infeasible=False,
                        iterations=state["iterations"])
 
@@ -149,14 +156,14 @@ class SLSQP(AbstractSolver):
     def _measure(self, args: SolveArgs, state: dict, x) -> dict:
         """The measured point: x (clipped to x >= 0), money violation, multipliers over (G, B), KKT residuals."""
         x = np.maximum(np.asarray(x, dtype=np.float64), 0.0)
-        violation = float(measure_point(jnp.asarray(x), args)[1])
-        _, grad, g, jac = state["evaluate"](x)
+        f, grad, g, jac, violation = state["evaluate"](x)
+        violation = float(violation)
         if np.all(np.isfinite(grad)) and np.all(np.isfinite(g)) and np.all(np.isfinite(jac)):
             lam_g, lam_b, stationarity, complementarity = _kkt.host_certificate(grad, g, jac, x <= _ZERO)
         else:  # NONFINITE; nnls rejects NaN
             lam_g, lam_b, stationarity, complementarity = np.zeros(g.size), np.zeros(x.size), np.inf, np.inf
         kkt = _kkt.KKTResiduals(stationarity, violation, 0.0, complementarity)
-        return {"x": x, "violation": violation, "lam": _to_h_layout(lam_g, lam_b, args), "kkt": kkt}
+        return {"x": x, "value": -float(f), "violation": violation, "lam": _to_h_layout(lam_g, lam_b, args), "kkt": kkt}
 
 
 def _to_h_layout(lam_g, lam_b, args: SolveArgs) -> np.ndarray:
@@ -175,7 +182,7 @@ def _restore(evaluate: _Evaluator, x, steps: int = _RESTORE_STEPS):
     A (g <= 1e-12, scaled): SLSQP's line search can stop at a stationary point whose budget is violated
     by ~1e-10 relative; this moves x by as much and no more."""
     for _ in range(steps):
-        _, _, g, jac = evaluate(x)
+        _, _, g, jac, _ = evaluate(x)
         act = g <= _ZERO
         if not np.any(g < 0.0) or not (np.all(np.isfinite(g)) and np.all(np.isfinite(jac))):
             break
