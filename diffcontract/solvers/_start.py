@@ -199,20 +199,6 @@ def start_candidates(problem, table, constraints: str = "simplified"):
     return tuple(jnp.concatenate([a, b]) for a, b in zip(pooled, floored))
 
 
-def best_start(problem, table, constraints: str = "simplified"):
-    """The best feasible starting menu of ``start_candidates`` (jittable, vmappable).
-
-    Args:
-      problem: ``ContractProblem``.  table: ``OutcomeTable``.  constraints: as ``start_candidates``.
-
-    Returns:
-      (m, found): (I,) contributions (units of data) and a bool, False when no candidate is
-      feasible (then m is the monotone envelope of the reservation data m^res, a reasonable but
-      infeasible start).
-    """
-    return best_candidate(problem, start_candidates(problem, table, constraints))
-
-
 def best_candidate(problem, candidates):
     """The best of already computed candidates (``start_candidates`` or
     ``exclusion_pooled_candidates``): (m, found), the feasible menu with the largest E[a], else
