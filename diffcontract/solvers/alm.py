@@ -94,6 +94,7 @@ class ALM(AbstractSolver):
 
     jittable: ClassVar[bool] = True
     method: ClassVar[str] = "alm"
+    log_parameterized: ClassVar[bool] = True
 
     def init(self, args: SolveArgs, start: Start) -> "ALMState":
         dtype = start.x.dtype

@@ -97,6 +97,7 @@ class AbstractSolver(abc.ABC):
     jittable: ClassVar[bool] = True
     method: ClassVar[str] = "custom"
     claims_optimality: ClassVar[bool] = True  # False: FEASIBLE / INFEASIBLE only, no certificate
+    log_parameterized: ClassVar[bool] = False  # True: starts get no exact zeros (the driver floors them)
 
     @abc.abstractmethod
     def init(self, args: SolveArgs, start: Start) -> Any:

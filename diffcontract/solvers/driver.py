@@ -117,13 +117,14 @@ def variable_scales(problem, start_m, octaves: int) -> _kkt.Scales:
 
 def start_point(solver: AbstractSolver, m, args: SolveArgs, warm):
     """Scaled variables of the menu with contributions m and the constraint set's start rewards
-    (binding or least, ``_start.REWARDS``). A log-parameterized (jittable) solver gets no exact zeros."""
+    (binding or least, ``_start.REWARDS``). A log-parameterized solver (``log_parameterized``) gets no
+    exact zeros."""
     problem = args.problem
-    if solver.jittable:
+    if solver.log_parameterized:
         m = jnp.where(warm, m, jnp.maximum(m, _ALM_START_FLOOR * jnp.max(args.scales.data)))
     x = _kkt.encode(m, REWARDS[args.constraints](m, problem.costs, problem.reservation_utility), args.scales,
                     args.constraints)
-    return jnp.maximum(_kkt.project(x, args.constraints), _LOG_FLOOR) if solver.jittable else x
+    return jnp.maximum(_kkt.project(x, args.constraints), _LOG_FLOOR) if solver.log_parameterized else x
 
 
 def best_run(values, converged):
