@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"median of {repeats} repeat(s); ratio = baseline time / method time")
         print_table(rows, header)
         print(f"\nSec. 6.2 batched ALM vs paper's method: {batched['speedup_vs_baseline']:.1f}x "
-              f"(target >= {SPEEDUP_TARGET:.0f}x: {verdict}). MODEL.md optima: "
+              f"(target >= {SPEEDUP_TARGET:.0f}x: {verdict}). docs/model.md optima: "
               + ", ".join(f"{k.split()[-1]}: {v}" for k, v in reference.items() if v is not None))
     return 0
 

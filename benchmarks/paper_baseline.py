@@ -1,4 +1,4 @@
-"""The paper's solver, re-implemented as a benchmark baseline (MODEL.md, "First-moment problem").
+"""The paper's solver, re-implemented as a benchmark baseline (docs/model.md, "The first-moment problem").
 
 Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design for Collaborative Machine Learning"
 (AAAI 2025, arXiv 2412.11122), Sec. 6, solve the first-moment problem in its *simplified* form with

@@ -1,9 +1,17 @@
 """diffcontract: optimal contracts for collaborative machine learning paid with models, in JAX.
 
 Implements the first-moment contract problem of Wang, Wu, Liu, Low, "Paid with Models: Optimal
-Contract Design for Collaborative Machine Learning" (AAAI 2025), as specified in MODEL.md.
+Contract Design for Collaborative Machine Learning" (AAAI 2025); the model in our words is in the
+documentation (``docs/model.md``).
+
+The library never prints: it logs through the ``logging`` logger named ``"diffcontract"`` (and its
+children, one per module), which has no handler of its own until an application (the CLI's
+``-v``/``-q``) adds one.
 """
 
+import logging as _logging
+
+from ._version import __version__
 from . import curves, data, expectation, formulation
 from .problem import ContractProblem, problem_grid, stack_problems
 from .api import solve
@@ -11,8 +19,8 @@ from .solvers import (ALM, SLSQP, AbstractSolver, Certificate, CompleteInformati
                       solve_alm, solve_batch, solve_complete_information, solve_complete_information_batch, solve_exact,
                       unstack_solution)
 
-__version__ = "0.1.0"
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
-__all__ = ["ALM", "SLSQP", "AbstractSolver", "SolveError", "run", "Certificate", "CompleteInformation", "ContractProblem", "solve_complete_information",
+__all__ = ["__version__", "ALM", "SLSQP", "AbstractSolver", "SolveError", "run", "Certificate", "CompleteInformation", "ContractProblem", "solve_complete_information",
            "solve_complete_information_batch", "Solution", "Status", "curves", "data", "expectation", "formulation",
            "problem_grid", "solve", "solve_alm", "solve_batch", "solve_exact", "stack_problems", "unstack_solution"]

@@ -22,7 +22,7 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
       method: "exact" (``SLSQP``: scipy on exact expectations, float64), "alm" (``ALM``: augmented
         Lagrangian with optax, one compiled loop, float64) or "learned" (a trained mechanism network +
         exact-feasibility repair, ``diffcontract.learned``: status FEASIBLE, no optimality claim).
-      constraints: "simplified" or "full" (MODEL.md).
+      constraints: "simplified" or "full" (docs/model.md).
       throw: raise ``SolveError`` unless the status is CONVERGED (default: return the status).
       welfare: also solve the complete-information benchmark and fill ``Solution.information_cost``.
       backend: expectation backend: "enumerate", "chunked", "convolution", "montecarlo" or "auto";

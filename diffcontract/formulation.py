@@ -1,4 +1,4 @@
-r"""The first-moment problem as pure functions of the contract (MODEL.md "First-moment problem").
+r"""The first-moment problem as pure functions of the contract (docs/model.md "The first-moment problem").
 
 Symbols (canonical type order, costliest first): m (I,) data contributions (units of data);
 t (I,) promised expected reward values t_i = E[v(r_i) | i] (money); tbar (I,) the most that can be

@@ -5,7 +5,7 @@ r"""Small numerical routines shared by the package: one copy of each, pure, jitt
   boundary of a feasible set along a line, Illinois rule) and ``bisection`` (the boundary of a
   predicate). Each works elementwise on arrays of brackets, or on one bracket under ``vmap``.
 * Projections: ``isotonic_regression`` onto the non-decreasing cone and
-  ``project_monotone_nonnegative`` onto {0 <= x_1 <= ... <= x_n}. Pooling in the optimum (MODEL.md:
+  ``project_monotone_nonnegative`` onto {0 <= x_1 <= ... <= x_n}. Pooling in the optimum (docs/model.md:
   adjacent types with equal m) is a face of that cone; projecting onto it exactly puts iterates
   *on* the face, so pooled types come out exactly equal rather than nearly separated.
 * Small dense problems: ``solve_qp`` (convex QP with inequality constraints, interior point) and

@@ -1,11 +1,11 @@
-"""The contract problem: validated inputs and reservation utilities (MODEL.md "Parties and types").
+"""The contract problem: validated inputs and reservation utilities (docs/model.md "Participants, types and outcomes").
 
 ``ContractProblem`` is a pytree: the static part (type order, conditioning) and the shapes (I, and
 the outcome table built from N) fix compiled code; the numbers (N itself, probabilities, costs,
 quality weights, curve parameters, reservation utilities) are leaves, so changing them never
 recompiles and a stack of problems, even with different N (tables padded), can be ``vmap``-ed.
 
-Types are stored in the canonical order of MODEL.md, costliest first (c_1 > c_2 > ... > c_I). A
+Types are stored in the canonical order of docs/model.md, costliest first (c_1 > c_2 > ... > c_I). A
 problem given in another order is sorted; ``type_order`` maps canonical index -> input index so
 results can be mapped back with ``to_input_order``.
 """
@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _precision
 from .curves import GeneralizationBound, Linear
+from .curves._base import shown
 from .curves.io import ACCURACY, VALUATION, curve_from_dict, curve_to_dict
 from .numerics import golden_section_max
 
@@ -34,25 +35,42 @@ RECORD_FIELDS = ("participants", "probs", "costs", "accuracy", "valuation", "qua
 NORMALIZED_RTOL = 4 * np.finfo(np.float64).eps
 
 
-def _as_vector(name: str, value: Any) -> np.ndarray:
+def _positive_array(name: str, value: Any, ndim: int = 1, size: int | None = None, sums_to_one: bool = False,
+                    distinct: bool = False) -> np.ndarray:
+    """``value`` as a float64 array of ``ndim`` dimensions, (I,) or (B, I), checked row by row.
+
+    Raises a ValueError naming ``name`` (``name[b]`` for row b of a (B, I) array) unless it is
+    non-empty, has ``size`` entries (the number of costs) if given, and every row is finite and > 0,
+    sums to 1 within ``PROB_SUM_TOL`` (``sums_to_one``) and has distinct entries (``distinct``).
+    """
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a 1-D sequence of numbers, got {value!r}") from err
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence of numbers, got {value!r}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+        raise ValueError(f"{name} must be a {ndim}-D sequence of numbers, got {shown(value)}") from err
+    if arr.ndim != ndim or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty {ndim}-D sequence of numbers, got {shown(value)}")
+    if size is not None and arr.size != size:
+        raise ValueError(f"{name} has {arr.size} entries but costs has {size}; they must match")
+    rows = np.atleast_2d(arr)
+    with np.errstate(over="ignore", invalid="ignore"):  # a sum of huge entries is inf: rejected, not a warning
+        checks = ((np.all(np.isfinite(rows) & (rows > 0.0), axis=1), "must be finite and > 0"),
+                  ((not sums_to_one) | (np.abs(rows.sum(axis=1) - 1.0) <= PROB_SUM_TOL),
+                   f"must sum to 1 (within {PROB_SUM_TOL})"),
+                  ((not distinct) | np.all(np.diff(np.sort(rows, axis=1), axis=1) != 0.0, axis=1),
+                   "must be distinct (one type per cost)"))
+    for ok, requirement in checks:
+        bad = np.flatnonzero(~ok)
+        if bad.size:
+            where = name if arr.ndim == 1 else f"{name}[{bad[0]}]"
+            raise ValueError(f"{where} {requirement}, got {rows[bad[0]].tolist()}")
     return arr
 
 
 def _validate_participants(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, float) and value.is_integer():
-            raise ValueError(f"participants must be an integer, got the float {value!r}")
-        raise ValueError(f"participants must be an integer >= 1, got {value!r}")
-    if int(value) < 1:
-        raise ValueError(f"participants must be an integer >= 1, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        raise ValueError(f"participants must be an integer, got the float {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise ValueError(f"participants must be an integer >= 1, got {shown(value)}")
     return int(value)
 
 
@@ -61,11 +79,20 @@ def _evaluate_curve(curve, x):
     return curve(x)
 
 
-def _check_pytree_curve(name: str, curve: Any) -> None:
-    """A curve must be a JAX pytree whose leaves are numbers or arrays (e.g. a ``flax.struct``
+def _check_curve(name: str, curve: Any, domain: np.ndarray, lower: float | None = None, upper: float | None = None,
+                 increasing: bool = False) -> None:
+    """Raise naming ``name`` unless ``curve`` is valid, finite, non-decreasing and in [lower, upper] on
+    ``domain`` (and, if ``increasing``, larger at its end than at its start).
+
+    A curve must be a JAX pytree whose leaves are numbers or arrays (e.g. a ``flax.struct``
     dataclass such as ``GeneralizationBound``): it is an argument of compiled functions and a leaf
     of the problem's pytree. A plain function (a lambda, a closure) is one opaque leaf, which
-    ``jax.jit`` rejects with a TypeError deep inside; say so here, naming the field."""
+    ``jax.jit`` rejects with a TypeError deep inside; say so here, naming the field.
+    """
+    if not callable(curve):
+        raise ValueError(f"{name} must be a callable curve, got {curve!r}")
+    if hasattr(curve, "validate"):  # first: it names the parameter ("GeneralizationBound.k")
+        curve.validate()
     leaves = jax.tree_util.tree_leaves(curve)
     if any(leaf is curve for leaf in leaves):
         raise ValueError(f"{name} must be a JAX pytree curve (a flax.struct.dataclass such as GeneralizationBound, "
@@ -74,18 +101,10 @@ def _check_pytree_curve(name: str, curve: Any) -> None:
         if callable(leaf) or np.asarray(leaf).dtype.kind not in "biuf":
             raise ValueError(f"{name} must be a JAX pytree curve whose leaves are numbers or arrays, got the "
                              f"leaf {leaf!r} in {curve!r}")
-
-
-def _check_curve(name: str, curve: Any, domain: np.ndarray, lower: float | None, upper: float | None) -> None:
-    if not callable(curve):
-        raise ValueError(f"{name} must be a callable curve, got {curve!r}")
-    if hasattr(curve, "validate"):  # first: it names the parameter ("GeneralizationBound.k")
-        curve.validate()
-    _check_pytree_curve(name, curve)
     values = np.asarray(_evaluate_curve(curve, jnp.asarray(domain)), dtype=np.float64)
     if not np.all(np.isfinite(values)):
         bad = domain[~np.isfinite(values)][0]
-        raise ValueError(f"{name} returns a non-finite value at {bad!r}")
+        raise ValueError(f"{name} returns a non-finite value at {shown(bad)}")
     drops = np.diff(values) < -1e-12 * max(1.0, float(np.max(np.abs(values))))
     if np.any(drops):
         where = domain[1:][drops][0]
@@ -94,6 +113,9 @@ def _check_curve(name: str, curve: Any, domain: np.ndarray, lower: float | None,
         raise ValueError(f"{name} must be >= {lower}, got {np.min(values):.6g}")
     if upper is not None and np.max(values) > upper + 1e-12:
         raise ValueError(f"{name} must be <= {upper}, got {np.max(values):.6g}")
+    if increasing and not values[-1] > values[0]:
+        raise ValueError(f"{name} must be increasing, got {shown(values[0])} at {shown(domain[0])} and "
+                         f"{shown(values[-1])} at {shown(domain[-1])}")
 
 
 def reservation(accuracy, valuation, costs, quality, grid_size: int = 2048, refinements: int = 4):
@@ -148,9 +170,16 @@ def reservation(accuracy, valuation, costs, quality, grid_size: int = 2048, refi
 _reservation_jit = jax.jit(reservation, static_argnames=("grid_size", "refinements"))
 
 
+def _host_reservation(accuracy, valuation, costs: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``reservation`` in float64 for costs and quality of any shape ((I,) or (B, I)): numpy (f, m_res)."""
+    with _precision.float64():
+        f, m_res = _reservation_jit(accuracy, valuation, jnp.asarray(costs.ravel()), jnp.asarray(quality.ravel()))
+    return np.asarray(f).reshape(costs.shape), np.asarray(m_res).reshape(costs.shape)
+
+
 @jax.tree_util.register_pytree_node_class
 class ContractProblem:
-    """A first-moment contract problem (MODEL.md).
+    """A first-moment contract problem (docs/model.md).
 
     Args:
       participants: N, number of participants (integer >= 1).
@@ -169,34 +198,12 @@ class ContractProblem:
       type_order: tuple, canonical index -> index in the input.
     """
 
-    def __init__(
-        self,
-        participants: int,
-        probs: Sequence[float],
-        costs: Sequence[float],
-        accuracy: Any = None,
-        valuation: Any = None,
-        quality: Sequence[float] | None = None,
-        conditioning: str = "truncated",
-    ):
+    def __init__(self, participants: int, probs: Sequence[float], costs: Sequence[float], accuracy: Any = None,
+                 valuation: Any = None, quality: Sequence[float] | None = None, conditioning: str = "truncated"):
         n = _validate_participants(participants)
-        p = _as_vector("probs", probs)
-        c = _as_vector("costs", costs)
-        if p.shape != c.shape:
-            raise ValueError(f"probs has {p.size} entries but costs has {c.size}; they must match")
-        if np.any(p <= 0.0):
-            raise ValueError(f"probs must all be > 0, got {p.tolist()}")
-        if abs(p.sum() - 1.0) > PROB_SUM_TOL:
-            raise ValueError(f"probs must sum to 1 (within {PROB_SUM_TOL}), got sum {p.sum()!r}")
-        if np.any(c <= 0.0):
-            raise ValueError(f"costs must all be > 0, got {c.tolist()}")
-        if np.unique(c).size != c.size:
-            raise ValueError(f"costs must be distinct (one type per cost), got {c.tolist()}")
-        q = np.ones_like(c) if quality is None else _as_vector("quality", quality)
-        if q.shape != c.shape:
-            raise ValueError(f"quality has {q.size} entries but costs has {c.size}; they must match")
-        if np.any(q <= 0.0):
-            raise ValueError(f"quality must all be > 0, got {q.tolist()}")
+        c = _positive_array("costs", costs, distinct=True)
+        p = _positive_array("probs", probs, size=c.size, sums_to_one=True)
+        q = np.ones_like(c) if quality is None else _positive_array("quality", quality, size=c.size)
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
         accuracy = GeneralizationBound() if accuracy is None else accuracy
@@ -204,25 +211,13 @@ class ContractProblem:
 
         order = np.argsort(-c, kind="stable")
         with _precision.float64():
-            domain = np.concatenate([[0.0], np.geomspace(1e-3, 1e9, 2000)])
-            _check_curve("accuracy", accuracy, domain, lower=0.0, upper=1.0)
-            _check_curve("valuation", valuation, np.linspace(0.0, 1.0, 201), lower=None, upper=None)
-            v0, v1 = np.asarray(_evaluate_curve(valuation, jnp.asarray([0.0, 1.0])), dtype=np.float64)
-            if not v1 > v0:
-                raise ValueError(f"valuation must be increasing, got v(0)={v0!r}, v(1)={v1!r}")
-            f, m_res = _reservation_jit(accuracy, valuation, jnp.asarray(c[order]), jnp.asarray(q[order]))
-            f, m_res = np.asarray(f), np.asarray(m_res)
+            _check_curve("accuracy", accuracy, np.concatenate([[0.0], np.geomspace(1e-3, 1e9, 2000)]), 0.0, 1.0)
+            _check_curve("valuation", valuation, np.linspace(0.0, 1.0, 201), increasing=True)
+        f, m_res = _host_reservation(accuracy, valuation, c[order], q[order])
 
-        self.participants = n
-        self.conditioning = conditioning
-        self.type_order = tuple(int(i) for i in order)
-        self.probs = p[order] / p.sum()
-        self.costs = c[order]
-        self.quality = q[order]
-        self.accuracy = accuracy
-        self.valuation = valuation
-        self.reservation_utility = f
-        self.reservation_data = m_res
+        # The attributes, in the order of ``_static`` and ``_leaves``.
+        self._fill((conditioning, tuple(int(i) for i in order)),
+                   (n, p[order] / p.sum(), c[order], q[order], accuracy, valuation, f, m_res))
 
     # ----------------------------------------------------------------- pytree protocol
     # ``participants`` is a leaf so that problems with different N can be stacked and vmapped
@@ -234,13 +229,14 @@ class ContractProblem:
     def tree_flatten(self):
         return tuple(getattr(self, k) for k in self._leaves), tuple(getattr(self, k) for k in self._static)
 
+    def _fill(self, aux, children) -> None:
+        for k, v in zip(self._static + self._leaves, (*aux, *children)):
+            setattr(self, k, v)
+
     @classmethod
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)  # no validation: leaves may be tracers
-        for k, v in zip(cls._static, aux):
-            setattr(obj, k, v)
-        for k, v in zip(cls._leaves, children):
-            setattr(obj, k, v)
+        obj._fill(aux, children)
         return obj
 
     # ----------------------------------------------------------------- conveniences
@@ -261,20 +257,15 @@ class ContractProblem:
 
     def to_input_order(self, values: Any) -> np.ndarray:
         """Map a (I,)-array in canonical order back to the order the types were given in."""
-        values = np.asarray(values)
-        out = np.empty_like(values)
-        out[np.asarray(self.type_order)] = values
-        return out
+        return np.asarray(values)[np.argsort(self.type_order)]
 
     def replace(self, **changes) -> "ContractProblem":
         """A copy with some leaves replaced (no re-validation, no recomputed reservation)."""
-        flat, aux = self.tree_flatten()
-        new = ContractProblem.tree_unflatten(aux, flat)
-        for k, v in changes.items():
+        for k in changes:
             if k not in self._leaves:
                 raise ValueError(f"replace() accepts only {self._leaves}, got {k!r}")
-            setattr(new, k, v)
-        return new
+        flat, aux = self.tree_flatten()
+        return ContractProblem.tree_unflatten(aux, [changes.get(k, v) for k, v in zip(self._leaves, flat)])
 
     def to_dict(self) -> dict:
         """The problem's record, JSON-safe (canonical order, costliest first; the input order is not kept).
@@ -284,15 +275,10 @@ class ContractProblem:
           "accuracy", "valuation": curve records (``curves.curve_to_dict``)}``. Floats are float64
           and JSON writes their exact repr: ``from_dict`` gives back this problem exactly.
         """
-        return {
-            "participants": self.num_participants,
-            "probs": np.asarray(self.probs).tolist(),
-            "costs": np.asarray(self.costs).tolist(),
-            "quality": np.asarray(self.quality).tolist(),
-            "conditioning": self.conditioning,
-            "accuracy": curve_to_dict(self.accuracy),
-            "valuation": curve_to_dict(self.valuation),
-        }
+        return {"participants": self.num_participants,
+                **{key: np.asarray(getattr(self, key)).tolist() for key in ("probs", "costs", "quality")},
+                "conditioning": self.conditioning, "accuracy": curve_to_dict(self.accuracy),
+                "valuation": curve_to_dict(self.valuation)}
 
     @classmethod
     def from_dict(cls, data: Any, field: str = "problem") -> "ContractProblem":
@@ -341,28 +327,9 @@ class ContractProblem:
         return problem
 
     def __repr__(self) -> str:
-        return (
-            f"ContractProblem(participants={self.num_participants}, probs={np.asarray(self.probs).tolist()}, "
-            f"costs={np.asarray(self.costs).tolist()}, accuracy={self.accuracy!r}, "
-            f"valuation={self.valuation!r}, conditioning={self.conditioning!r})"
-        )
-
-
-def _stack_leaves(problems: Sequence[ContractProblem]) -> ContractProblem:
-    conditionings = {p.conditioning for p in problems}
-    if len(conditionings) != 1:
-        raise ValueError(f"problems in a batch must share conditioning, got {sorted(conditionings)}")
-    num_types = {p.num_types for p in problems}
-    if len(num_types) != 1:
-        raise ValueError(f"problems in a batch must share the number of types I, got {sorted(num_types)}")
-    structures = {jax.tree_util.tree_structure((p.accuracy, p.valuation)) for p in problems}
-    if len(structures) != 1:
-        raise ValueError("problems in a batch must use curves of the same kinds (accuracy and valuation)")
-    leaves = [p.tree_flatten()[0] for p in problems]
-    stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *leaves)
-    # Arrays are in canonical (costliest-first) order already; the batch keeps that order.
-    aux = (problems[0].conditioning, tuple(range(problems[0].num_types)))
-    return ContractProblem.tree_unflatten(aux, stacked)
+        return (f"ContractProblem(participants={self.num_participants}, probs={np.asarray(self.probs).tolist()}, "
+                f"costs={np.asarray(self.costs).tolist()}, accuracy={self.accuracy!r}, "
+                f"valuation={self.valuation!r}, conditioning={self.conditioning!r})")
 
 
 def stack_problems(problems: Sequence[ContractProblem]) -> ContractProblem:
@@ -377,7 +344,15 @@ def stack_problems(problems: Sequence[ContractProblem]) -> ContractProblem:
     for k, p in enumerate(problems):
         if not isinstance(p, ContractProblem):
             raise ValueError(f"problems[{k}] must be a ContractProblem, got {type(p).__name__}")
-    return _stack_leaves(problems)
+    for what, values in (("conditioning", {p.conditioning for p in problems}),
+                         ("the number of types I", {p.num_types for p in problems}),
+                         ("curve kinds (accuracy and valuation)",
+                          {jax.tree_util.tree_structure((p.accuracy, p.valuation)) for p in problems})):
+        if len(values) != 1:
+            raise ValueError(f"problems in a batch must share {what}, got {sorted(map(str, values))}")
+    # Arrays are in canonical (costliest-first) order already; the batch keeps that order.
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
+                                  *map(without_input_order, problems))
 
 
 def problem_grid(participants, probs, costs, accuracy: Any = None, valuation: Any = None, quality=None,
@@ -398,39 +373,22 @@ def problem_grid(participants, probs, costs, accuracy: Any = None, valuation: An
     n = np.asarray(participants)
     if n.ndim != 1 or n.size == 0 or not np.issubdtype(n.dtype, np.integer) or np.any(n < 1):
         raise ValueError(f"participants must be a non-empty 1-D array of integers >= 1, got {participants!r}")
-    p = np.asarray(probs, dtype=np.float64)
-    c = np.asarray(costs, dtype=np.float64)
-    if p.ndim != 2 or p.shape[0] != n.size or c.shape != p.shape:
+    p = _positive_array("probs", probs, ndim=2, sums_to_one=True)
+    c = _positive_array("costs", costs, ndim=2, distinct=True)
+    if p.shape[0] != n.size or c.shape != p.shape:
         raise ValueError(f"probs and costs must both have shape (B, I) = ({n.size}, I), got {p.shape} and {c.shape}")
-    for name, arr in (("probs", p), ("costs", c)):
-        bad = np.flatnonzero(~np.all(np.isfinite(arr) & (arr > 0), axis=1))
-        if bad.size:
-            raise ValueError(f"{name}[{bad[0]}] must be finite and > 0, got {arr[bad[0]].tolist()}")
-    bad = np.flatnonzero(np.abs(p.sum(axis=1) - 1.0) > PROB_SUM_TOL)
-    if bad.size:
-        raise ValueError(f"probs[{bad[0]}] must sum to 1, got sum {p[bad[0]].sum()!r}")
-    srt = np.sort(c, axis=1)
-    bad = np.flatnonzero(np.any(np.diff(srt, axis=1) == 0, axis=1))
-    if bad.size:
-        raise ValueError(f"costs[{bad[0]}] must be distinct, got {c[bad[0]].tolist()}")
     q = np.ones_like(c) if quality is None else np.broadcast_to(np.asarray(quality, dtype=np.float64), c.shape).copy()
-    if not np.all(np.isfinite(q) & (q > 0)):
-        raise ValueError("quality must be finite and > 0")
-    if conditioning not in CONDITIONINGS:
-        raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
-    # Validate the curves once, through a single problem.
+    _positive_array("quality", q, ndim=2)
+    # Validate the curves (and the conditioning) once, through a single problem.
     template = ContractProblem(int(n[0]), p[0], c[0], accuracy=accuracy, valuation=valuation, quality=q[0],
                                conditioning=conditioning)
     order = np.argsort(-c, axis=1, kind="stable")
     take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
     c, p, q = take(c), take(p), take(q)
-    with _precision.float64():
-        f, m_res = _reservation_jit(template.accuracy, template.valuation, jnp.asarray(c.ravel()), jnp.asarray(q.ravel()))
-        f, m_res = np.asarray(f).reshape(c.shape), np.asarray(m_res).reshape(c.shape)
-    batch = n.size
+    f, m_res = _host_reservation(template.accuracy, template.valuation, c, q)
     # Shared curves: every leaf gets a leading batch axis, (B,) + leaf.shape (array leaves too).
     curves = jax.tree_util.tree_map(
-        lambda leaf: np.broadcast_to(np.asarray(leaf, np.float64), (batch,) + np.shape(leaf)).copy(),
+        lambda leaf: np.broadcast_to(np.asarray(leaf, np.float64), (n.size,) + np.shape(leaf)).copy(),
         (template.accuracy, template.valuation))
     leaves = (n.astype(np.int64), p / p.sum(axis=1, keepdims=True), c, q, curves[0], curves[1], f, m_res)
     return ContractProblem.tree_unflatten((conditioning, tuple(range(c.shape[1]))), leaves)
@@ -463,5 +421,4 @@ def batch_size(problem: ContractProblem) -> int | None:
 
 def unstack_problem(problem: ContractProblem, index: int) -> ContractProblem:
     """Problem ``index`` of a batch."""
-    flat, aux = problem.tree_flatten()
-    return ContractProblem.tree_unflatten(aux, jax.tree_util.tree_map(lambda a: np.asarray(a)[index], flat))
+    return jax.tree_util.tree_map(lambda a: np.asarray(a)[index], problem)

@@ -134,8 +134,8 @@ def test_paper_scenarios_pooled_exactly(alm_batches):
         pytest.skip("this parameterization's default batch has no 5-type problems")
     s1 = dc.unstack_solution(batches[5], 0)
     s2 = dc.unstack_solution(batches[5], 1)
-    np.testing.assert_allclose(s1.expected_value, 86.4782760, rtol=1e-8)  # MODEL.md gives 7 decimals
-    np.testing.assert_allclose(s2.expected_value, 69.0532528, rtol=1e-8)  # MODEL.md gives 7 decimals
+    np.testing.assert_allclose(s1.expected_value, 86.4782760, rtol=1e-8)  # docs/model.md gives 7 decimals
+    np.testing.assert_allclose(s2.expected_value, 69.0532528, rtol=1e-8)  # docs/model.md gives 7 decimals
     assert s1.pooled_groups() == [[0, 1, 2, 3], [4]]
     assert s2.pooled_groups() == [[0, 1, 2, 3, 4]]
     m1 = np.asarray(s1.contributions)

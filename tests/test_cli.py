@@ -52,7 +52,7 @@ def test_solve_table_and_config(tmp_path, capsys):
     )
     code, out, _ = run_cli(capsys, "solve", "--config", str(config))
     assert code == 0
-    assert "E[v(a)] = 69.05325" in out  # MODEL.md scenario 2, printed to 10 significant digits
+    assert "E[v(a)] = 69.05325" in out  # docs/model.md scenario 2, printed to 10 significant digits
     assert "exact/full" in out
 
 
@@ -80,7 +80,7 @@ def test_console_script_demo_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "diffcontract.cli", "demo", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "86.4782760" in proc.stdout and "69.0532528" in proc.stdout  # MODEL.md reference values
+    assert "86.4782760" in proc.stdout and "69.0532528" in proc.stdout  # docs/model.md reference values
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert pngs == [f"scenario{k}_{kind}.png" for k in (1, 2, 3) for kind in ("menu", "rewards")]
     assert all((tmp_path / p).stat().st_size > 10_000 for p in pngs)

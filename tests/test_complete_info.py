@@ -1,5 +1,5 @@
-"""The complete-information benchmark (MODEL.md "Complete-information benchmark") and the welfare
-comparisons built on it (MODEL.md "Welfare comparisons")."""
+"""The complete-information benchmark (docs/model.md "The complete-information benchmark") and the welfare
+comparisons built on it (docs/model.md "The complete-information benchmark")."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def solved():
 def _brute_row(problem, counts, A):
     """Largest A on the grid with v(A) >= max_present f and A <= a(sum_i n_i q_i (v(A) - f_i) / c_i).
 
-    Written from MODEL.md independently of the kernel (per-type m, no bracket, no root finding);
+    Written from docs/model.md independently of the kernel (per-type m, no bracket, no root finding);
     returns -1 when no grid point is feasible.
     """
     present = counts >= 1
@@ -65,7 +65,7 @@ def _brute_row(problem, counts, A):
 
 
 def h_of(problem, counts, A):
-    """h(A) per outcome, numpy/JAX from MODEL.md: (K,) for counts (K, I) and A (K,)."""
+    """h(A) per outcome, numpy/JAX from docs/model.md: (K,) for counts (K, I) and A (K,)."""
     f, c, q = (np.asarray(x) for x in (problem.reservation_utility, problem.costs, problem.quality))
     v = np.asarray(problem.valuation(jnp.asarray(A)))
     m = np.where(counts >= 1, (v[:, None] - f[None, :]) / c[None, :], 0.0)
@@ -124,7 +124,7 @@ def test_utilities_equal_reservation(name, solved):
 
 @pytest.mark.parametrize("name", list(PROBLEMS))
 def test_expectations_independent(name, solved):
-    """Expectations against scipy's multinomial law (truncated conditioning, MODEL.md)."""
+    """Expectations against scipy's multinomial law (truncated conditioning, docs/model.md)."""
     problem, result = PROBLEMS[name], solved[name]
     counts = np.asarray(result.counts)
     N, p = problem.num_participants, np.asarray(problem.probs)
@@ -196,7 +196,7 @@ def test_interim_conditioning():
     np.testing.assert_array_equal(a.pooled_accuracy, b.pooled_accuracy)
     np.testing.assert_allclose(b.expected_value, a.expected_value, rtol=1e-14)  # unconditional: same sum
     counts, N, p = np.asarray(b.counts), 6, np.asarray(interim.probs)
-    w = multinomial.pmf(counts, N, p)[:, None] * counts / (N * p)[None, :]  # MODEL.md interim weights
+    w = multinomial.pmf(counts, N, p)[:, None] * counts / (N * p)[None, :]  # docs/model.md interim weights
     np.testing.assert_allclose(b.expected_contributions, np.sum(w * b.contributions, axis=0), rtol=1e-10)
     np.testing.assert_allclose(b.rewards, b.pooled_value @ w, rtol=1e-10)
     # Ex-post IR binds in every outcome, so any conditioning gives u = f (rounding of O(100) values).

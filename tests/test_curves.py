@@ -1,4 +1,4 @@
-"""Accuracy curves and valuations (MODEL.md "Curves"): values, shape, gradients, pytree behaviour."""
+"""Accuracy curves and valuations (docs/model.md "Accuracy of the pooled data"): values, shape, gradients, pytree behaviour."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from diffcontract.curves import Arctan, Exponential, GeneralizationBound, Linear
 
 # ----------------------------------------------------------------------------- numpy references
 def sgb_reference(x, a_opt=1.0, k=1.0):
-    """MODEL.md's SGB, written independently of the library (numpy, float64)."""
+    """docs/model.md's SGB, written independently of the library (numpy, float64)."""
     x = np.asarray(x, dtype=np.float64)
     out = np.zeros_like(x)
     above = x > k * math.exp(-2.0)
@@ -118,7 +118,7 @@ def test_accuracy_non_decreasing_and_bounded(curve):
 def test_valuation_non_decreasing(valuation):
     with jax.enable_x64(True):
         values = np.asarray(valuation(jnp.asarray(R_GRID)))
-    assert np.all(np.diff(values) > 0.0)  # strictly increasing (MODEL.md "Curves")
+    assert np.all(np.diff(values) > 0.0)  # strictly increasing (docs/model.md "Accuracy of the pooled data")
     assert values[0] == 0.0
 
 

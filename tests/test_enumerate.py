@@ -86,7 +86,7 @@ def test_truncated_weights(participants, num_types, seed):
     probs, counts, prob, weights = _weights(participants, num_types, seed, "truncated")
     np.testing.assert_allclose(weights.sum(axis=0), 1.0, rtol=0, atol=1e-12)  # each column a law; float64
     assert np.all(weights[counts == 0] == 0.0)  # conditioned on n_i >= 1
-    # w_i(n) = P(n) / P(n_i >= 1) where n_i >= 1 (MODEL.md: the law restricted and renormalized).
+    # w_i(n) = P(n) / P(n_i >= 1) where n_i >= 1 (docs/model.md: the law restricted and renormalized).
     pmf = stats.multinomial.pmf(counts, participants, probs)
     present = 1.0 - (1.0 - probs) ** participants
     expected = np.where(counts >= 1, pmf[:, None] / present[None, :], 0.0)
@@ -123,7 +123,7 @@ def _brute_force_moments(problem, m, a_opt, k, gamma, scale):
         pn = math.exp(log_p)
         x = sum(n_i * q_i * m_i for n_i, q_i, m_i in zip(n, q, m))
         acc = 0.0
-        if x > k * math.exp(-2.0):  # MODEL.md SGB, clipped below at 0
+        if x > k * math.exp(-2.0):  # docs/model.md SGB, clipped below at 0
             acc = max(0.0, a_opt - (math.sqrt(2 * k * (2 + math.log(x / k))) + 4) / math.sqrt(x))
         val = scale * (1.0 - math.exp(-gamma * acc)) / (1.0 - math.exp(-gamma))
         exp_acc += pn * acc

@@ -21,7 +21,7 @@ def _random_menu(rng):
 
 
 def _least_rewards_by_lp(m, costs, f):
-    """min sum(t) s.t. every IR and every pairwise IC (MODEL.md), by linear programming."""
+    """min sum(t) s.t. every IR and every pairwise IC (docs/model.md), by linear programming."""
     num = m.size
     rows, bounds = [], []
     for i in range(num):

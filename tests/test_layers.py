@@ -8,6 +8,8 @@ checked against ``LAYERS``. A failure names every offending ``module -> imported
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "diffcontract"
@@ -19,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "diffcontract"
 #: and is, with the CLI, the top: below the CLI nothing imports it (``from .. import X`` of a name
 #: that is not a module counts as importing ``__init__``).
 LAYERS = {
-    "_precision": 0, "numerics": 0, "curves": 0, "data": 0,
+    "_precision": 0, "_version": 0, "_progress": 0, "numerics": 0, "curves": 0, "data": 0,
     "problem": 1,
     "expectation": 2, "formulation": 2,
     "solvers": 3,
@@ -118,3 +120,10 @@ def test_the_check_reads_relative_and_nested_imports():
     assert not _allowed("solvers", "learned") and not _allowed("learned", "mechanism")
     assert _allowed("learned", "solvers") and _allowed("api", "learned") and _allowed("cli", "api")
     assert not _allowed("analysis", "api") and not _allowed("api", "cli") and not _allowed("solvers", "__init__")
+
+
+def test_import_diffcontract_imports_no_plotting_or_progress_bars():
+    """matplotlib and tqdm are imported where a figure or a bar is made, not by ``import diffcontract``."""
+    code = "import sys, diffcontract; print(sorted(m for m in ('matplotlib', 'tqdm') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Realized rewards under proportional assignment (issue 6, item 1; MODEL.md "Realizing rewards")."""
+"""Realized rewards under proportional assignment (issue 6, item 1; docs/model.md "Realizing rewards: proportional assignment")."""
 
 from __future__ import annotations
 

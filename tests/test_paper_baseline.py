@@ -1,7 +1,7 @@
 """The paper-method baseline of ``benchmarks/paper_baseline.py``: its derivatives and its end points.
 
 The baseline is what the solver benchmark compares against, so it must (a) solve the same problem
-(MODEL.md's reference optima, approached from below as the paper's solver does) and (b) use correct
+(docs/model.md's reference optima, approached from below as the paper's solver does) and (b) use correct
 hand-written derivatives, or its timings and values would mean nothing.
 """
 
@@ -63,7 +63,7 @@ def test_reaches_reference_optimum_from_below(number, hessian):
 
 
 def test_stops_short_in_scenario_2_like_the_paper():
-    """All five types pool at the optimum; trust-constr keeps them slightly apart (MODEL.md: 69.0521)."""
+    """All five types pool at the optimum; trust-constr keeps them slightly apart (docs/model.md: 69.0521)."""
     out = baseline_for(2)
     assert out["value"] < PAPER_SCENARIOS[2]["reference_value"]
     assert abs(out["value"] - 69.0521) < 5e-3  # the paper's figure, given to 4 decimals (+ solver noise)

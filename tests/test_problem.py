@@ -21,7 +21,7 @@ from diffcontract.problem import without_input_order
 
 # ----------------------------------------------------------------------------- numpy references
 def sgb(x, a_opt=1.0, k=1.0):
-    """MODEL.md's SGB accuracy, scalar, independent of the library."""
+    """docs/model.md's SGB accuracy, scalar, independent of the library."""
     if x <= k * math.exp(-2.0):
         return 0.0
     return max(0.0, a_opt - (math.sqrt(2.0 * k * (2.0 + math.log(x / k))) + 4.0) / math.sqrt(x))
@@ -66,7 +66,7 @@ def test_reservation_matches_scipy(two_types):
 
 
 def test_reservation_matches_model_figures(two_types):
-    # MODEL.md quotes m^res ~ (715.56, 1148.50) and v(a(m^res)) ~ (69.567, 75.646). The exact
+    # docs/model.md quotes m^res ~ (715.56, 1148.50) and v(a(m^res)) ~ (69.567, 75.646). The exact
     # argmaxes are 715.6436 and 1148.3889: MODEL's figures are ~1e-4 off (a loosely converged
     # optimizer's), so compare at the precision they carry: rtol 2e-4 for m, 2e-3 absolute for values.
     np.testing.assert_allclose(two_types.reservation_data, [715.56, 1148.50], rtol=2e-4)

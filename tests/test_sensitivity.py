@@ -28,7 +28,7 @@ ATOL_ELASTICITY = 1e-5
 
 @jax.jit
 def _gain(accuracy, valuation, costs, quality, m):
-    """v(a(q_i m)) - c_i m on an (I, G) grid of m: training alone (MODEL.md "Curves")."""
+    """v(a(q_i m)) - c_i m on an (I, G) grid of m: training alone (docs/model.md "Accuracy of the pooled data")."""
     return valuation(accuracy(quality[:, None] * m)) - costs[:, None] * m
 
 
@@ -56,7 +56,7 @@ def local_reservation(theta: S.Parameters, m_base):
 
 
 def perturbed(problem: ContractProblem, theta: S.Parameters) -> ContractProblem:
-    """``problem`` (canonical order) at parameters theta, reservation re-optimized (MODEL.md "Curves").
+    """``problem`` (canonical order) at parameters theta, reservation re-optimized (docs/model.md "Accuracy of the pooled data").
 
     Through ``replace`` rather than the constructor: it takes a_opt beyond 1 (the paper's curve sits
     on that validation bound) and probabilities off the simplex (the "free" partials).
@@ -250,7 +250,7 @@ def test_input_order_and_probability_conventions():
     np.testing.assert_allclose(g[0] - g[2], dp, rtol=RTOL)  # central FD, step 1e-5
 
 
-# ----------------------------------------------------------------------------- pooled optima (MODEL.md)
+# ----------------------------------------------------------------------------- pooled optima (docs/model.md)
 @pytest.fixture(scope="module")
 def scenario_2():
     with jax.enable_x64(True):

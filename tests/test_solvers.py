@@ -22,9 +22,9 @@ from hard_instances import (DISCONNECTED_FEASIBLE_SET, DISCONNECTED_OPTIMUM, EXC
                             EXCLUDED_BY_A_LONG_STEP_OPTIMUM)
 
 SOLVERS = {"exact": dc.SLSQP(), "alm": dc.ALM()}
-# MODEL.md's optima (7 decimals given there) and scenario 3's, computed by both solvers.
+# docs/model.md's optima (7 decimals given there) and scenario 3's, computed by both solvers.
 PAPER_VALUES = {1: 86.4782760, 2: 69.0532528, 3: 94.0134924}
-PAPER_RTOL = 1e-8  # MODEL.md gives 7 decimals of values near 100
+PAPER_RTOL = 1e-8  # docs/model.md gives 7 decimals of values near 100
 KNOWN_RTOL = 1e-9  # best known optima of hard_instances.py, found by both solvers at their KKT tolerances
 
 

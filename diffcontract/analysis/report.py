@@ -15,6 +15,13 @@ def _groups_label(groups: list[list[int]], num: int) -> list[str]:
     return label
 
 
+def fixed(value, decimals: int = 4) -> str:
+    """``value`` with ``decimals`` decimals, never "-0.0000": rounding noise below the last digit
+    (a binding constraint's -1e-13 utility) prints as 0."""
+    rounded = round(float(value), decimals) + 0.0  # -0.0 + 0.0 == +0.0
+    return f"{rounded:.{decimals}f}"
+
+
 def solution_table(solution) -> str:
     """A readable table: one row per type (canonical order, costliest first) and a summary line.
 
@@ -26,12 +33,11 @@ def solution_table(solution) -> str:
     head = f"{'type':>4} {'cost c':>10} {'prob p':>7} {'f (resv.)':>10} {'m (data)':>12} {'t (reward)':>11} {'t_bar':>10} {'utility':>10} {'rent':>10} {'pool':>5}"
     rows = [head, "-" * len(head)]
     for i in range(p.num_types):
-        rows.append(
-            f"{i + 1:>4} {float(p.costs[i]):>10.5g} {float(p.probs[i]):>7.4g} {float(p.reservation_utility[i]):>10.4f} "
-            f"{float(solution.contributions[i]):>12.4f} {float(solution.rewards[i]):>11.4f} "
-            f"{float(solution.reward_bounds[i]):>10.4f} {float(solution.utilities[i]):>10.4f} "
-            f"{float(solution.information_rents[i]):>10.4f} {label[i]:>5}"
-        )
+        numbers = [p.reservation_utility[i], solution.contributions[i], solution.rewards[i], solution.reward_bounds[i],
+                   solution.utilities[i], solution.information_rents[i]]
+        widths = (10, 12, 11, 10, 10, 10)
+        cells = " ".join(f"{fixed(x):>{w}}" for x, w in zip(numbers, widths))
+        rows.append(f"{i + 1:>4} {float(p.costs[i]):>10.5g} {float(p.probs[i]):>7.4g} {cells} {label[i]:>5}")
     rows.append(
         f"E[v(a)] = {float(solution.expected_value):.10g}   E[a] = {float(solution.expected_accuracy):.10g}   "
         f"max violation = {float(solution.max_violation):.2e}   status = {solution.status_name}   "

@@ -1,4 +1,4 @@
-"""The paper's experiments as problem factories (MODEL.md "Reference figures", paper Sec. 6.2)."""
+"""The paper's experiments as problem factories (docs/model.md "The paper's reference figures", paper Sec. 6.2)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from ..problem import ContractProblem
 
-#: Sec. 6.2: N = 10, p = 0.2 each, SGB(1, 1), v = 100 r. Optimal E_n[v(a)] where MODEL.md states it.
+#: Sec. 6.2: N = 10, p = 0.2 each, SGB(1, 1), v = 100 r. Optimal E_n[v(a)] where docs/model.md states it.
 PAPER_SCENARIOS = {
     1: {"costs": np.linspace(0.2, 0.04, 5), "reference_value": 86.4782760},
     2: {"costs": np.linspace(1.0, 0.4, 5), "reference_value": 69.0532528},

@@ -1,6 +1,6 @@
 r"""The paper's Sec. 6.1 sweep: two types over a grid of (N, p_1), incomplete and complete information.
 
-Grid (MODEL.md): c = (0.02, 0.01), N = 2..100 step 2, p_1 in linspace(0.01, 0.99, 30) — 1,500
+Grid (docs/model.md): c = (0.02, 0.01), N = 2..100 step 2, p_1 in linspace(0.01, 0.99, 30) — 1,500
 problems. Each is solved by the batched ALM (one compiled ``vmap`` per chunk, every chunk the same
 shape so one compilation serves all) and by the complete-information benchmark; the welfare
 comparison (information cost, rents) follows. Results are arrays shaped (num_N, num_p1[, 2]).
@@ -19,7 +19,7 @@ from ..expectation import bucket_length, num_outcomes
 from ..problem import problem_grid
 from ..solvers import Status, solve_batch, solve_complete_information_batch
 
-#: MODEL.md Sec. 6.1 grid.
+#: docs/model.md Sec. 6.1 grid.
 SEC61_COSTS = (0.02, 0.01)
 SEC61_PARTICIPANTS = tuple(range(2, 101, 2))
 SEC61_P1 = tuple(np.linspace(0.01, 0.99, 30))
@@ -62,10 +62,12 @@ def two_type_sweep(costs: Sequence[float] = SEC61_COSTS, participants: Sequence[
       costs: (2,) c_1 > c_2.  participants: N values.  p1: type-1 probabilities in (0, 1).
       accuracy, valuation: curves (default SGB(1, 1), v = 100 r).
       chunk_size: problems per compiled call (bounds memory; the progress bar advances per chunk).
-      progress: show a tqdm progress bar.
+      progress: show the compilation (with the first chunk) as its own step, then a tqdm bar.
       constraints: constraint set of the ALM, "simplified" or "full".
     """
-    from tqdm.auto import tqdm
+    import jax
+
+    from .._progress import steps_with_progress
 
     ns = np.asarray(participants, dtype=int)
     ps = np.asarray(p1, dtype=float)
@@ -78,25 +80,25 @@ def two_type_sweep(costs: Sequence[float] = SEC61_COSTS, participants: Sequence[
     timings = {"build": time.perf_counter() - start, "incomplete": 0.0, "complete": 0.0}
     length = bucket_length(num_outcomes(int(ns.max()), 2))
     chunk_size = max(1, min(int(chunk_size), num))
-    pieces_inc, pieces_ci = [], []
-    bar = tqdm(total=2 * num, desc="Sec. 6.1 sweep", unit="problem", disable=not progress)
-    import jax
+    starts = range(0, num, chunk_size)
 
-    for lo in range(0, num, chunk_size):
+    def solve_chunk(k: int):
+        lo = starts[k]
         idx = np.arange(lo, lo + chunk_size).clip(max=num - 1)  # the last chunk repeats its last member
         chunk = jax.tree_util.tree_map(lambda a: np.asarray(a)[idx] if np.ndim(a) and np.shape(a)[0] == num else a, batch)
         t0 = time.perf_counter()
         sol = solve_batch(chunk, method="alm", constraints=constraints, table_length=length)
         timings["incomplete"] += time.perf_counter() - t0
-        bar.update(min(chunk_size, num - lo))
         t0 = time.perf_counter()
         ci = solve_complete_information_batch(chunk, table_length=length)
         timings["complete"] += time.perf_counter() - t0
-        bar.update(min(chunk_size, num - lo))
         keep = slice(0, min(chunk_size, num - lo))
-        pieces_inc.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[keep], sol.replace(problem=None)))
-        pieces_ci.append((np.asarray(ci.expected_value)[keep], np.asarray(ci.status)[keep]))
-    bar.close()
+        return (jax.tree_util.tree_map(lambda a: np.asarray(a)[keep], sol.replace(problem=None)),
+                (np.asarray(ci.expected_value)[keep], np.asarray(ci.status)[keep]))
+
+    sizes = [min(chunk_size, num - lo) for lo in starts]
+    pieces = list(steps_with_progress(solve_chunk, sizes, "Sec. 6.1 sweep", enabled=progress))
+    pieces_inc, pieces_ci = [inc for inc, _ in pieces], [ci for _, ci in pieces]
 
     def cat(get):
         return np.concatenate([get(p) for p in pieces_inc])
@@ -125,8 +127,20 @@ def status_summary(status: np.ndarray) -> dict[str, int]:
     return {s.name.lower(): int(np.sum(flat == s)) for s in Status if np.any(flat == s)}
 
 
-def save_sweep(result: SweepResult, out_dir: str, figures: bool = True) -> list[str]:
-    """Write ``sweep.npz``, ``sweep.csv`` (one row per problem) and, optionally, PNG figures."""
+def save_sweep(result: SweepResult, out_dir: str, figures: bool = True, fmt: str = "png") -> list[str]:
+    """Write ``sweep.npz``, ``sweep.csv`` (one row per problem) and, optionally, the figures.
+
+    Args:
+      result: a ``SweepResult``. out_dir: output folder (created).
+      figures: also write ``sweep_contracts.<fmt>`` and ``sweep_welfare.<fmt>`` (``plots.plot_sweep``).
+      fmt: figure format, "png", "pdf" or "svg" (checked before anything is written).
+    Returns:
+      the paths written.
+    """
+    if figures:
+        from .plots import check_format, plot_sweep
+
+        fmt = check_format(fmt)
     os.makedirs(out_dir, exist_ok=True)
     arrays = {k: v for k, v in result._asdict().items() if k != "timings"}
     paths = [os.path.join(out_dir, "sweep.npz"), os.path.join(out_dir, "sweep.csv")]
@@ -145,7 +159,5 @@ def save_sweep(result: SweepResult, out_dir: str, figures: bool = True) -> list[
                                  Status(int(result.complete_status[a, b])).name.lower(),
                                  f"{result.max_violation[a, b]:.3e}"])
     if figures:
-        from .plots import plot_sweep
-
-        paths += plot_sweep(result, out_dir)
+        paths += plot_sweep(result, out_dir, fmt)
     return paths

@@ -1,4 +1,4 @@
-r"""Welfare comparisons (MODEL.md "Welfare comparisons").
+r"""Welfare comparisons (docs/model.md "The complete-information benchmark").
 
 * Information cost: what the coordinator loses by not seeing types,
   :math:`E_n[v(A_{CI}(n))] - E_n[v(a(n \cdot q m^*))] \ge 0` (money), with :math:`A_{CI}` the

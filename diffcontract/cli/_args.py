@@ -1,18 +1,25 @@
-"""What the commands share: exit codes, number lists, and the problem from flags and a TOML config.
+"""What the commands share: exit codes, number lists, output paths, backend flags, and the problem
+from flags and a TOML config.
 
-Errors are ``ValueError`` naming the field; ``cli.main`` turns them into ``EXIT_BAD_INPUT``.
+Errors are ``ValueError`` naming the field; ``cli.main`` turns them into ``EXIT_BAD_INPUT`` (and
+``ProblemTooLarge``, a ``ValueError``, into ``EXIT_TOO_LARGE``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import tempfile
 from typing import Any
 
-EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_TOO_LARGE = 0, 1, 2, 3
 
 CONFIG_KEYS = {"participants", "probs", "costs", "quality", "conditioning", "accuracy", "valuation", "method", "constraints",
-               "backend"}
+               "backend", "backend_options"}
+FIGURE_FORMATS = ("png", "pdf", "svg")
+LIST_FLAGS = ("--probs", "--costs", "--quality")  # comma-separated numbers: a leading minus is a value, not a flag
+_NUMBER_LIST = re.compile(r"^-[0-9.][0-9eE.+\-]*(,[-+]?[0-9.][0-9eE.+\-]*)*,?$")
 
 
 def float_list(field: str, text: str) -> list[float]:
@@ -23,11 +30,90 @@ def float_list(field: str, text: str) -> list[float]:
         raise ValueError(f"{field} must be a comma-separated list of numbers, got {text!r}") from err
 
 
-def _load_config(path: str) -> dict:
+def join_negative_lists(argv: list[str]) -> list[str]:
+    """``["--costs", "-0.02,0.01"]`` -> ``["--costs=-0.02,0.01"]``, so that argparse hands a negative
+    number list to the validation (which names the field) instead of taking it for an option."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in LIST_FLAGS and _NUMBER_LIST.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def writable_folder(field: str, path: str) -> str:
+    """Create ``path`` (a folder for outputs) and write a probe file in it, before any computation.
+
+    Returns:
+      The absolute path. Raises ``ValueError`` naming ``field`` when it cannot be created or written.
+    """
+    folder = os.path.abspath(path)
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ValueError(f"{field}: cannot write to the output folder {path!r}: {err.strerror or err}") from err
+    return folder
+
+
+def writable_file(field: str, path: str) -> str:
+    """Check, by opening it for appending, that the output file ``path`` can be written, before any
+    computation (a file that did not exist is removed again). Returns the absolute path."""
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        raise ValueError(f"{field}: {path!r} is a folder, expected a file name")
+    existed = os.path.exists(target)
+    try:
+        with open(target, "ab"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{field}: cannot write {path!r}: {err.strerror or err}") from err
+    if not existed:
+        os.remove(target)
+    return target
+
+
+def backend_options(pairs: list[str] | None, seed: int | None) -> dict[str, Any]:
+    """``["chunk_size=4096", "devices=2"]`` and ``--seed`` -> the ``backend_options`` dict of ``solve``.
+
+    Values are parsed as int, then float, then kept as text; the seed goes in ``"seed"``.
+    """
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"backend-option must be key=value, got {pair!r}")
+        options[key.strip().replace("-", "_")] = _number_or_text(text.strip())
+    if seed is not None:
+        options["seed"] = seed
+    return options
+
+
+def _number_or_text(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--backend-option key=value`` (repeatable) and ``--seed``: the same in every command."""
+    parser.add_argument("--backend", choices=["auto", "enumerate", "chunked", "convolution", "montecarlo"],
+                        help="expectation backend (default auto: enumerate up to 2^18 outcomes, chunked up to 2^27, "
+                             "else convolution); the JSON's \"backend\" key names the one used")
+    parser.add_argument("--backend-option", action="append", metavar="KEY=VALUE", dest="backend_option",
+                        help="backend option, repeatable: chunk_size=, devices=, bins=, lattice_rtol=, samples=, "
+                             "seed= (as backend_options= of diffcontract.solve)")
+    parser.add_argument("--seed", type=int, help="Monte Carlo seed of the montecarlo backend (default 0)")
+
+
+def _load_config(path: str) -> dict:
+    import tomllib
+
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
@@ -50,7 +136,8 @@ def problem_from_args(args: argparse.Namespace):
     """Merge ``--config`` (TOML) with flags (flags win) and build the ``ContractProblem``.
 
     Returns:
-      ``(problem, method, constraints, backend)``.
+      ``(problem, settings)``: settings has ``method``, ``constraints``, ``backend`` and
+      ``backend_options`` (the config's table updated by ``--backend-option`` and ``--seed``).
     """
     from ..curves import valuation_from_spec
     from ..problem import ContractProblem
@@ -70,6 +157,10 @@ def problem_from_args(args: argparse.Namespace):
     for key in ("participants", "probs", "costs"):
         if key not in cfg:
             raise ValueError(f"{key} is required (flag --{key} or key in --config)")
+    options = cfg.get("backend_options", {})
+    if not isinstance(options, dict):
+        raise ValueError(f"config: backend_options must be a table, got {options!r}")
+    options = {**options, **backend_options(getattr(args, "backend_option", None), getattr(args, "seed", None))}
     problem = ContractProblem(
         participants=cfg["participants"],
         probs=cfg["probs"],
@@ -79,4 +170,6 @@ def problem_from_args(args: argparse.Namespace):
         quality=cfg.get("quality"),
         conditioning=cfg.get("conditioning", "truncated"),
     )
-    return problem, cfg.get("method", "exact"), cfg.get("constraints", "simplified"), cfg.get("backend", "auto")
+    settings = {"method": cfg.get("method", "exact"), "constraints": cfg.get("constraints", "simplified"),
+                "backend": cfg.get("backend", "auto"), "backend_options": options}
+    return problem, settings

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 import numpy as np
 
 from ..curves import FAMILIES
-from ._args import EXIT_OK
+from ._args import EXIT_OK, FIGURE_FORMATS, writable_file
 
 MODELS = ("learned", *FAMILIES)  # the learned ensemble, then every parametric family fit_family knows
 
@@ -36,7 +37,7 @@ def add_parser(sub) -> None:
                    help="learned: save a one-member curve with this many components fitted to the ensemble mean "
                         "(faster to solve with; the ensemble is kept in the file's metadata). 0 saves the ensemble")
     p.add_argument("--seed", type=int, default=0, help="random seed of the fit")
-    p.add_argument("--plot", help="also write a PNG of data, fit and band here")
+    p.add_argument("--plot", help="also write a figure of data, fit and band here (.png, .pdf or .svg)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_fit_curve)
 
@@ -48,6 +49,16 @@ def _check_args(args) -> None:
         raise ValueError("--members and --components must be >= 1")
     if args.distill < 0:
         raise ValueError(f"--distill must be >= 0, got {args.distill!r}")
+    writable_file("--out", args.out)  # before the fit
+    if args.plot:
+        writable_file("--plot", args.plot)
+        if plot_format(args.plot) not in FIGURE_FORMATS:
+            raise ValueError(f"--plot must end in one of {['.' + f for f in FIGURE_FORMATS]}, got {args.plot!r}")
+
+
+def plot_format(path: str) -> str:
+    """The figure format named by a file's suffix ("curve.pdf" -> "pdf")."""
+    return os.path.splitext(path)[1].lstrip(".").lower()
 
 
 def cmd_fit_curve(args: argparse.Namespace) -> int:
@@ -98,7 +109,7 @@ def cmd_fit_curve(args: argparse.Namespace) -> int:
     if args.plot:
         from ..analysis.plots import plot_fits
 
-        plot_fits(data, {args.model: ensemble}, args.plot, fit_up_to=args.fit_up_to)
+        plot_fits(data, {args.model: ensemble}, args.plot, fit_up_to=args.fit_up_to, fmt=plot_format(args.plot))
     record = {"out": str(path), "source": data.key, "model": args.model, "samples_per_unit": args.samples_per_unit,
               "a_max": float(np.asarray(curve.a_max)), "train_rmse": metadata["train_rmse"],
               "extrapolation_mae": metadata.get("extrapolation_mae"), "sizes": data.sizes.tolist(),

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
-from ._args import EXIT_NOT_CONVERGED, EXIT_OK, problem_from_args
+from ._args import EXIT_NOT_CONVERGED, EXIT_OK, add_backend_flags, problem_from_args
+
+log = logging.getLogger(__name__)
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
@@ -13,7 +16,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from .. import solve  # diffcontract.solve, the public entry point
     from ..analysis import solution_record, solution_table
 
-    problem, method, constraints, backend = problem_from_args(args)
+    problem, settings = problem_from_args(args)
+    method = settings["method"]
     options = {}
     if getattr(args, "mechanism", None) is not None:
         if method != "learned" and getattr(args, "warm_start", None) is None:
@@ -23,7 +27,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
         if method != "alm":
             raise ValueError(f"--warm-start needs --method alm, got --method {method}")
         options["warm_start"] = args.warm_start
-    solution = solve(problem, method=method, constraints=constraints, backend=backend, **options)
+    log.info("solving: I = %d types, N = %d participants, method %s, constraints %s, backend %s",
+             problem.num_types, problem.num_participants, method, settings["constraints"], settings["backend"])
+    solution = solve(problem, method=method, constraints=settings["constraints"], backend=settings["backend"],
+                     backend_options=settings["backend_options"] or None, **options)
+    log.info("%s: status %s after %s iterations, %.3f s", method, solution.status_name, solution.iterations,
+             solution.wall_time)
     extra = {}
     if getattr(args, "sensitivities", False):
         from ..analysis.report import sensitivity_record
@@ -56,9 +65,7 @@ def add_parser(sub) -> None:
                                            "learned (default: the packaged I = 3 model)")
     solve.add_argument("--warm-start", choices=["learned"], help="alm only: start from the learned mechanism's contract")
     solve.add_argument("--constraints", choices=["simplified", "full"], help="constraint set (default simplified)")
-    solve.add_argument("--backend", choices=["auto", "enumerate", "chunked", "convolution", "montecarlo"],
-                       help="expectation backend (default auto: enumerate up to 2^18 outcomes, chunked up to 2^27, "
-                            "else convolution); the JSON's \"backend\" key names the one used")
+    add_backend_flags(solve)
     solve.add_argument("--conditioning", choices=["truncated", "interim"], help="conditioning of rewards (default truncated)")
     solve.add_argument("--config", help="TOML file with any of the keys above (flags override it)")
     solve.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

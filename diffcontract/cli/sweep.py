@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
-from ._args import EXIT_NOT_CONVERGED, EXIT_OK, float_list
+from ._args import EXIT_NOT_CONVERGED, EXIT_OK, FIGURE_FORMATS, float_list, writable_folder
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -17,15 +16,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     costs = float_list("costs", args.costs) if args.costs else list(SEC61_COSTS)
     if len(costs) != 2:
-        raise ValueError(f"costs must hold two values for the two-type sweep, got {costs}")
+        raise ValueError(f"costs must hold two values for the two-type sweep, got {args.costs!r}")
+    if not costs[0] > costs[1]:
+        raise ValueError(f"costs must be given costliest first (c_1 > c_2: type 1, whose probability is p_1, is "
+                         f"the costlier type), got {args.costs!r}")
     if args.max_participants < 2:
         raise ValueError(f"max-participants must be >= 2, got {args.max_participants}")
     if args.num_p1 < 1:
         raise ValueError(f"num-p1 must be >= 1, got {args.num_p1}")
+    out = writable_folder("--out", args.out)  # before any computation
     result = two_type_sweep(costs=costs, participants=range(2, args.max_participants + 1, 2),
-                            p1=np.linspace(0.01, 0.99, args.num_p1), progress=not args.no_progress,
+                            p1=np.linspace(0.01, 0.99, args.num_p1), progress=not (args.no_progress or getattr(args, "quiet", False)),
                             constraints=args.constraints)
-    paths = save_sweep(result, os.path.abspath(args.out), figures=not args.no_figures)
+    paths = save_sweep(result, out, figures=not args.no_figures, fmt=args.format)
     summary = {
         "problems": int(result.status.size),
         "incomplete_status": status_summary(result.status),
@@ -52,13 +55,14 @@ def add_parser(sub) -> None:
     """Register ``sweep`` on an ``argparse`` subparsers object."""
     sweep = sub.add_parser("sweep", help="parameter sweeps of the paper (two-type: Sec. 6.1)")
     sweep.add_argument("kind", choices=["two-type"], help="two-type: c = (0.02, 0.01), N = 2..100 step 2, 30 values of p_1")
-    sweep.add_argument("--out", default="diffcontract-sweep", help="folder for sweep.npz, sweep.csv and PNGs (default ./diffcontract-sweep)")
+    sweep.add_argument("--out", default="diffcontract-sweep", help="folder for sweep.npz, sweep.csv and the figures (default ./diffcontract-sweep)")
     sweep.add_argument("--costs", help="two costs c_1 > c_2, comma-separated (default 0.02,0.01)")
     sweep.add_argument("--max-participants", type=int, default=100, help="largest N (default 100; N = 2..max step 2)")
     sweep.add_argument("--num-p1", type=int, default=30, help="number of p_1 values in linspace(0.01, 0.99) (default 30)")
     sweep.add_argument("--constraints", choices=["simplified", "full"], default="simplified",
                        help="constraint set of the ALM (default simplified)")
-    sweep.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    sweep.add_argument("--format", choices=FIGURE_FORMATS, default="png", help="figure file format (default png)")
+    sweep.add_argument("--no-figures", action="store_true", help="skip the figures")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     sweep.set_defaults(func=cmd_sweep)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -9,15 +10,69 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def shown(value: Any) -> str:
+    """``repr`` for error messages, numpy scalars and arrays as plain Python (``0.6``, not
+    ``np.float64(0.6)``; ``[1.0, nan]``, not ``array([1., nan])``)."""
+    if isinstance(value, (np.generic, np.ndarray)) or type(value).__module__.startswith("jax"):
+        try:
+            return repr(np.asarray(value).tolist())
+        except (TypeError, ValueError):
+            pass
+    return repr(value)
+
+
 def check_positive_scalar(owner: str, name: str, value: Any) -> float:
     """Return ``value`` as a float, or raise naming ``owner.name`` if not finite and > 0."""
     try:
         x = float(np.asarray(value))
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{owner}.{name} must be a finite positive number, got {value!r}") from err
+        raise ValueError(f"{owner}.{name} must be a finite positive number, got {shown(value)}") from err
     if not math.isfinite(x) or x <= 0.0:
-        raise ValueError(f"{owner}.{name} must be a finite positive number, got {value!r}")
+        raise ValueError(f"{owner}.{name} must be a finite positive number, got {shown(value)}")
     return x
+
+
+def _check_floor(owner: str, a_0: Any, a_opt: float) -> None:
+    try:
+        value = float(a_0)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{owner}.a_0 must be a number in [0, a_opt], got {shown(a_0)}") from err
+    if not 0.0 <= value <= a_opt:
+        raise ValueError(f"{owner}.a_0 must be in [0, a_opt] = [0, {a_opt}], got {shown(a_0)}")
+
+
+class ParametricCurve:
+    """Base of the parametric curves (accuracy curves, families and valuations).
+
+    ``validate`` reads its table of checks from the dataclass fields, by name: ``a_opt`` (an
+    asymptote) must be in (0, 1], ``a_0`` (the value at zero data) in [0, a_opt], a curve inside a
+    curve (``ScaledAccuracy.curve``) validates itself last, and every other parameter must be a
+    finite number > 0. A subclass with further conditions calls it first, then checks them.
+    """
+
+    def validate(self) -> None:
+        """Host-side check of the parameters; raises ValueError naming ``Class.field``."""
+        owner = type(self).__name__
+        fields = sorted(dataclasses.fields(self), key=lambda f: callable(getattr(self, f.name)))
+        for f in fields:
+            value = getattr(self, f.name)
+            if callable(value):
+                getattr(value, "validate", lambda: None)()
+            elif f.name == "a_0":
+                _check_floor(owner, value, float(np.asarray(self.a_opt)))
+            else:
+                x = check_positive_scalar(owner, f.name, value)
+                if f.name == "a_opt" and x > 1.0:
+                    raise ValueError(f"{owner}.a_opt must be in (0, 1], got {shown(x)}")
+
+
+class SaturatingCurve(ParametricCurve):
+    """A parametric accuracy curve that saturates at its asymptote ``a_opt``."""
+
+    @property
+    def a_max(self):
+        """Supremum of the curve, the asymptote a_opt."""
+        return self.a_opt
 
 
 def safe_positive(x: jnp.ndarray, valid: jnp.ndarray, fill: float | jnp.ndarray = 1.0) -> jnp.ndarray:

@@ -14,12 +14,12 @@ import sys
 import jax.numpy as jnp
 from flax import struct
 
-from ._base import check_positive_scalar, safe_positive
+from ._base import ParametricCurve, SaturatingCurve, safe_positive
 
 
 @struct.dataclass
-class GeneralizationBound:
-    r"""Standard generalization bound (SGB) accuracy curve (MODEL.md, "Curves").
+class GeneralizationBound(SaturatingCurve):
+    r"""Standard generalization bound (SGB) accuracy curve (docs/model.md, "Accuracy of the pooled data").
 
     .. math::
         a(x) = \max\Big(0,\ a_{opt} - \frac{\sqrt{2k(2 + \ln(x/k))} + 4}{\sqrt{x}}\Big)
@@ -45,15 +45,9 @@ class GeneralizationBound:
         raw = self.a_opt - (jnp.sqrt(2.0 * self.k * inner) + 4.0) / jnp.sqrt(xs)
         return jnp.where(valid, jnp.maximum(raw, 0.0), 0.0)
 
-    @property
-    def a_max(self) -> float:
-        return self.a_opt
-
     def validate(self) -> None:
-        a_opt = check_positive_scalar("GeneralizationBound", "a_opt", self.a_opt)
-        if a_opt > 1.0:
-            raise ValueError(f"GeneralizationBound.a_opt must be in (0, 1], got {a_opt!r}")
-        k = check_positive_scalar("GeneralizationBound", "k", self.k)
+        super().validate()
+        a_opt, k = float(self.a_opt), float(self.k)
         # a(x) > 0 needs a_opt > 4 / sqrt(x), i.e. x > 16 / a_opt^2: beyond the largest float the
         # curve is 0 at every representable data size (and a_opt**2 below underflows to 0).
         if a_opt < 4.0 / math.sqrt(sys.float_info.max):
@@ -68,7 +62,7 @@ class GeneralizationBound:
 
 
 @struct.dataclass
-class PowerLaw:
+class PowerLaw(SaturatingCurve):
     r"""Power-law learning curve :math:`a(x) = \max(0, a_{opt} - b x^{-\alpha})`.
 
     Args:
@@ -90,20 +84,9 @@ class PowerLaw:
         raw = self.a_opt - self.b * xs ** (-self.alpha)
         return jnp.where(valid, jnp.maximum(raw, 0.0), 0.0)
 
-    @property
-    def a_max(self) -> float:
-        return self.a_opt
-
-    def validate(self) -> None:
-        a_opt = check_positive_scalar("PowerLaw", "a_opt", self.a_opt)
-        if a_opt > 1.0:
-            raise ValueError(f"PowerLaw.a_opt must be in (0, 1], got {a_opt!r}")
-        check_positive_scalar("PowerLaw", "b", self.b)
-        check_positive_scalar("PowerLaw", "alpha", self.alpha)
-
 
 @struct.dataclass
-class Arctan:
+class Arctan(ParametricCurve):
     r"""Saturating curve :math:`a(x) = \frac{2}{\pi} \arctan(s x)`, bounded by 1.
 
     Args:
@@ -119,6 +102,3 @@ class Arctan:
     @property
     def a_max(self) -> float:
         return 1.0
-
-    def validate(self) -> None:
-        check_positive_scalar("Arctan", "s", self.s)

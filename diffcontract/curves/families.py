@@ -28,23 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ._base import check_positive_scalar, safe_positive
-
-
-def _check_asymptote(owner: str, a_opt: Any) -> float:
-    a = check_positive_scalar(owner, "a_opt", a_opt)
-    if a > 1.0:
-        raise ValueError(f"{owner}.a_opt must be in (0, 1], got {a!r}")
-    return a
-
-
-def _check_floor(owner: str, a_0: Any, a_opt: float) -> None:
-    try:
-        value = float(a_0)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{owner}.a_0 must be a number in [0, a_opt], got {a_0!r}") from err
-    if not 0.0 <= value <= a_opt:
-        raise ValueError(f"{owner}.a_0 must be in [0, a_opt] = [0, {a_opt}], got {a_0!r}")
+from ._base import ParametricCurve, SaturatingCurve, safe_positive
 
 
 def _log_sigmoid_term(x: jnp.ndarray, x_half, d) -> jnp.ndarray:
@@ -55,7 +39,7 @@ def _log_sigmoid_term(x: jnp.ndarray, x_half, d) -> jnp.ndarray:
 
 
 @struct.dataclass
-class ScaledAccuracy:
+class ScaledAccuracy(ParametricCurve):
     r"""A curve read in other units: :math:`a(x) = \mathrm{curve}(s\,x)`.
 
     Curves fitted on learning-curve data take training *samples*; the contract's x is in *units of
@@ -77,14 +61,9 @@ class ScaledAccuracy:
     def a_max(self):
         return self.curve.a_max
 
-    def validate(self) -> None:
-        check_positive_scalar("ScaledAccuracy", "samples_per_unit", self.samples_per_unit)
-        if hasattr(self.curve, "validate"):
-            self.curve.validate()
-
 
 @struct.dataclass
-class Pow4:
+class Pow4(SaturatingCurve):
     r"""Shifted power law :math:`a(x) = \max(0, a_{opt} - b (x + d)^{-c})`.
 
     Args:
@@ -100,18 +79,9 @@ class Pow4:
         base = jnp.maximum(jnp.asarray(x), 0.0) + self.d  # d > 0 keeps the power finite at x = 0
         return jnp.maximum(self.a_opt - self.b * base ** (-self.c), 0.0)
 
-    @property
-    def a_max(self) -> float:
-        return self.a_opt
-
-    def validate(self) -> None:
-        _check_asymptote("Pow4", self.a_opt)
-        for name in ("b", "c", "d"):
-            check_positive_scalar("Pow4", name, getattr(self, name))
-
 
 @struct.dataclass
-class MMF:
+class MMF(SaturatingCurve):
     r"""Morgan-Mercer-Flodin curve :math:`a(x) = a_0 + (a_{opt} - a_0) / (1 + (x / x_{half})^{-d})`.
 
     Sigmoid in log x from a_0 (at x = 0) to a_opt; reaches the midpoint at x_half.
@@ -129,19 +99,9 @@ class MMF:
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         return self.a_0 + (self.a_opt - self.a_0) * _log_sigmoid_term(jnp.asarray(x), self.x_half, self.d)
 
-    @property
-    def a_max(self) -> float:
-        return self.a_opt
-
-    def validate(self) -> None:
-        a = _check_asymptote("MMF", self.a_opt)
-        _check_floor("MMF", self.a_0, a)
-        check_positive_scalar("MMF", "x_half", self.x_half)
-        check_positive_scalar("MMF", "d", self.d)
-
 
 @struct.dataclass
-class LogPower:
+class LogPower(SaturatingCurve):
     r"""Log-power curve :math:`a(x) = a_{opt} / (1 + (x / x_{half})^{-d})` (Domhan et al. 2015, as accuracy).
 
     Args:
@@ -155,18 +115,9 @@ class LogPower:
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         return self.a_opt * _log_sigmoid_term(jnp.asarray(x), self.x_half, self.d)
 
-    @property
-    def a_max(self) -> float:
-        return self.a_opt
-
-    def validate(self) -> None:
-        _check_asymptote("LogPower", self.a_opt)
-        check_positive_scalar("LogPower", "x_half", self.x_half)
-        check_positive_scalar("LogPower", "d", self.d)
-
 
 @struct.dataclass
-class Exp3:
+class Exp3(SaturatingCurve):
     r"""Exponential approach :math:`a(x) = \max(0, a_{opt} - b\, e^{-x / x_{scale}})`.
 
     Args:
@@ -181,18 +132,9 @@ class Exp3:
         x = jnp.maximum(jnp.asarray(x), 0.0)
         return jnp.maximum(self.a_opt - self.b * jnp.exp(-x / self.x_scale), 0.0)
 
-    @property
-    def a_max(self) -> float:
-        return self.a_opt
-
-    def validate(self) -> None:
-        _check_asymptote("Exp3", self.a_opt)
-        check_positive_scalar("Exp3", "b", self.b)
-        check_positive_scalar("Exp3", "x_scale", self.x_scale)
-
 
 @struct.dataclass
-class Weibull:
+class Weibull(SaturatingCurve):
     r"""Weibull curve :math:`a(x) = a_{opt} - (a_{opt} - a_0)\, e^{-(x / x_{scale})^d}`.
 
     Args:
@@ -212,13 +154,3 @@ class Weibull:
         # exp(-e^40) is already 0: capping the exponent keeps e^(.) finite, so the gradient is 0, not NaN.
         power = jnp.where(valid, jnp.exp(jnp.minimum(self.d * jnp.log(xs / self.x_scale), 40.0)), 0.0)
         return self.a_opt - (self.a_opt - self.a_0) * jnp.exp(-power)
-
-    @property
-    def a_max(self) -> float:
-        return self.a_opt
-
-    def validate(self) -> None:
-        a = _check_asymptote("Weibull", self.a_opt)
-        _check_floor("Weibull", self.a_0, a)
-        check_positive_scalar("Weibull", "x_scale", self.x_scale)
-        check_positive_scalar("Weibull", "d", self.d)

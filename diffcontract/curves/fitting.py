@@ -22,6 +22,7 @@ the fixed Adam budget acts as a regularizer. ``distill`` (a noise-free fit) does
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any, Callable, NamedTuple, Sequence
@@ -62,8 +63,26 @@ def _top(rng, y):
     return min(float(np.max(y)) + rng.uniform(0.005, 0.05), 0.999)
 
 
-def _pow3_build(th):
-    return PowerLaw(a_opt=jax.nn.sigmoid(th[0]), b=jnp.exp(th[1]), alpha=jnp.exp(th[2]))
+def _mid(rng, x):
+    return float(np.exp(rng.uniform(np.log(x[0]), np.log(x[-1]))))
+
+
+def _parametric_build(cls, th):
+    """theta -> ``cls``, field by field: a_opt = sigmoid(theta_k), a_0 = a_opt sigmoid(theta_k), others exp(theta_k)."""
+    params = {}
+    for k, f in enumerate(dataclasses.fields(cls)):
+        if f.name == "a_opt":
+            params[f.name] = jax.nn.sigmoid(th[k])
+        elif f.name == "a_0":
+            params[f.name] = params["a_opt"] * jax.nn.sigmoid(th[k])
+        else:
+            params[f.name] = jnp.exp(th[k])
+    return cls(**params)
+
+
+def _parametric(name: str, cls, init) -> CurveFamily:
+    """The family of ``cls`` with one unconstrained parameter per field (``_parametric_build``)."""
+    return CurveFamily(name, len(dataclasses.fields(cls)), functools.partial(_parametric_build, cls), init)
 
 
 def _pow3_init(rng, x, y):
@@ -72,32 +91,17 @@ def _pow3_init(rng, x, y):
     return np.array([_logit(a), math.log(b), math.log(c)])
 
 
-def _pow4_build(th):
-    return Pow4(a_opt=jax.nn.sigmoid(th[0]), b=jnp.exp(th[1]), c=jnp.exp(th[2]), d=jnp.exp(th[3]))
-
-
 def _pow4_init(rng, x, y):
     a, c, d = _top(rng, y), rng.uniform(0.2, 1.0), x[0] * rng.uniform(0.05, 2.0)
     b = max(a - y[0], 1e-3) * (x[0] + d) ** c
     return np.array([_logit(a), math.log(b), math.log(c), math.log(d)])
 
 
-def _mid(rng, x):
-    return float(np.exp(rng.uniform(np.log(x[0]), np.log(x[-1]))))
-
-
-def _mmf_build(th):
-    a = jax.nn.sigmoid(th[0])
-    return MMF(a_opt=a, a_0=a * jax.nn.sigmoid(th[1]), x_half=jnp.exp(th[2]), d=jnp.exp(th[3]))
-
-
-def _mmf_init(rng, x, y):
+def _sigmoidal_init(d_low, d_high, rng, x, y):
+    """(a_opt, a_0, scale, d) of ``MMF`` and ``Weibull``: a_0 a random share of a_opt, d in [d_low, d_high]."""
     a = _top(rng, y)
-    return np.array([_logit(a), _logit(rng.uniform(0.05, 0.6)), math.log(_mid(rng, x) / 4), math.log(rng.uniform(0.3, 1.5))])
-
-
-def _logpower_build(th):
-    return LogPower(a_opt=jax.nn.sigmoid(th[0]), x_half=jnp.exp(th[1]), d=jnp.exp(th[2]))
+    return np.array([_logit(a), _logit(rng.uniform(0.05, 0.6)), math.log(_mid(rng, x) / 4),
+                     math.log(rng.uniform(d_low, d_high))])
 
 
 def _logpower_init(rng, x, y):
@@ -108,24 +112,10 @@ def _logpower_init(rng, x, y):
     return np.array([_logit(a), math.log(h), math.log(d)])
 
 
-def _exp3_build(th):
-    return Exp3(a_opt=jax.nn.sigmoid(th[0]), b=jnp.exp(th[1]), x_scale=jnp.exp(th[2]))
-
-
 def _exp3_init(rng, x, y):
     a, s = _top(rng, y), _mid(rng, x)
     b = max(a - y[0], 1e-3) * math.exp(x[0] / s)
     return np.array([_logit(a), math.log(b), math.log(s)])
-
-
-def _weibull_build(th):
-    a = jax.nn.sigmoid(th[0])
-    return Weibull(a_opt=a, a_0=a * jax.nn.sigmoid(th[1]), x_scale=jnp.exp(th[2]), d=jnp.exp(th[3]))
-
-
-def _weibull_init(rng, x, y):
-    a = _top(rng, y)
-    return np.array([_logit(a), _logit(rng.uniform(0.05, 0.6)), math.log(_mid(rng, x) / 4), math.log(rng.uniform(0.2, 1.0))])
 
 
 def _sgb_kmax(a):
@@ -154,18 +144,15 @@ def _sgb_init(rng, x, y):
     return np.array([_logit(a), _logit(k / _sgb_kmax(a)), math.log(s)])
 
 
-FAMILIES: dict[str, CurveFamily] = {
-    f.name: f
-    for f in (
-        CurveFamily("sgb", 3, _sgb_build, _sgb_init),
-        CurveFamily("pow3", 3, _pow3_build, _pow3_init),
-        CurveFamily("pow4", 4, _pow4_build, _pow4_init),
-        CurveFamily("mmf", 4, _mmf_build, _mmf_init),
-        CurveFamily("logpower", 3, _logpower_build, _logpower_init),
-        CurveFamily("exp3", 3, _exp3_build, _exp3_init),
-        CurveFamily("weibull", 4, _weibull_build, _weibull_init),
-    )
-}
+FAMILIES: dict[str, CurveFamily] = {f.name: f for f in (
+    CurveFamily("sgb", 3, _sgb_build, _sgb_init),
+    _parametric("pow3", PowerLaw, _pow3_init),
+    _parametric("pow4", Pow4, _pow4_init),
+    _parametric("mmf", MMF, functools.partial(_sigmoidal_init, 0.3, 1.5)),
+    _parametric("logpower", LogPower, _logpower_init),
+    _parametric("exp3", Exp3, _exp3_init),
+    _parametric("weibull", Weibull, functools.partial(_sigmoidal_init, 0.2, 1.0)),
+)}
 
 
 # ---------------------------------------------------------------------------- the engine
@@ -219,14 +206,9 @@ def _adam_fit(build, theta0, x, y, w, steps: int, learning_rate, polish: int = 0
 def _pad(curves: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(B, n_max) sizes, accuracies and weights; padding repeats the last size with weight 0."""
     n = max(len(s) for s, _, _ in curves)
-    x = np.ones((len(curves), n))
-    y = np.zeros((len(curves), n))
-    m = np.zeros((len(curves), n))
-    for b, (s, a, w) in enumerate(curves):
-        k = len(s)
-        x[b, :k], y[b, :k], m[b, :k] = s, a, w
-        x[b, k:] = s[-1]
-    return x, y, m
+    padded = [(np.pad(s, (0, n - len(s)), mode="edge"), np.pad(a, (0, n - len(s))), np.pad(w, (0, n - len(s))))
+              for s, a, w in curves]
+    return tuple(map(np.stack, zip(*padded)))
 
 
 WEIGHTINGS = ("uniform", "inverse_variance")
@@ -293,21 +275,30 @@ def fit_family_batch(family: str | CurveFamily, data, restarts: int = 8, steps: 
     theta0 = np.stack([fam.init(rng, s, a) for s, a, _ in pairs for _ in range(restarts)])
     rep = lambda arr: np.repeat(arr, restarts, axis=0)  # noqa: E731
     with _precision.float64():
-        theta, mse = _adam_fit(fam.build, jnp.asarray(theta0), jnp.asarray(rep(x)), jnp.asarray(rep(y)),
-                               jnp.asarray(rep(m)), steps, learning_rate, polish)
-        mse = np.asarray(mse).reshape(len(pairs), restarts)
-        mse = np.where(np.isfinite(mse), mse, np.inf)
-        best = np.argmin(mse, axis=1)
-        theta = np.asarray(theta).reshape(len(pairs), restarts, -1)[np.arange(len(pairs)), best]
-        curve = _host(jax.vmap(fam.build)(jnp.asarray(theta)))
-    return FitResult(curve, mse[np.arange(len(pairs)), best])
+        theta, mse = _best(*_adam_fit(fam.build, jnp.asarray(theta0), jnp.asarray(rep(x)), jnp.asarray(rep(y)),
+                                      jnp.asarray(rep(m)), steps, learning_rate, polish), len(pairs))
+        return FitResult(_host(jax.vmap(fam.build)(jnp.asarray(theta))), mse)
+
+
+def _best(theta, mse, curves: int):
+    """The run of least finite MSE per curve, of runs grouped by curve: (theta (curves, ...), mse (curves,))."""
+    mse = np.asarray(mse).reshape(curves, -1)
+    mse = np.where(np.isfinite(mse), mse, np.inf)
+    rows, best = np.arange(curves), np.argmin(mse, axis=1)
+    pick = lambda t: np.asarray(t).reshape((curves, mse.shape[1]) + np.shape(t)[1:])[rows, best]  # noqa: E731
+    return jax.tree_util.tree_map(pick, theta), mse[rows, best]
+
+
+def _fit_one(fit_batch: Callable, sizes_or_curve, accuracy, options: dict) -> FitResult:
+    """``fit_batch`` of one curve, given as a curve or as (sizes, accuracy), unbatched."""
+    item = sizes_or_curve if accuracy is None else (sizes_or_curve, accuracy)
+    result = fit_batch([item], **options)
+    return FitResult(unstack_curve(result.curve, 0), float(result.mse[0]))
 
 
 def fit_family(family: str | CurveFamily, sizes_or_curve, accuracy=None, **options) -> FitResult:
     """Fit one family to one curve: ``fit_family(name, curve)`` or ``fit_family(name, sizes, acc)``."""
-    item = sizes_or_curve if accuracy is None else (sizes_or_curve, accuracy)
-    result = fit_family_batch(family, [item], **options)
-    return FitResult(unstack_curve(result.curve, 0), float(result.mse[0]))
+    return _fit_one(functools.partial(fit_family_batch, family), sizes_or_curve, accuracy, options)
 
 
 def unstack_curve(curve, index: int):
@@ -318,10 +309,8 @@ def unstack_curve(curve, index: int):
 # ---------------------------------------------------------------------------- the learned curve
 @functools.lru_cache(maxsize=None)  # one function per setting, so the jit cache hits
 def _member_build(min_width: float, cap: float):
-    def build(theta):
-        logits, centers, log_widths, raw_asym = theta
-        return LearnedAccuracy(logits[None], centers[None], log_widths[None], raw_asym[None], cap=cap,
-                               min_width=min_width)
+    def build(theta):  # theta: (logits, centers, log_widths, raw_asymptote) of one member
+        return LearnedAccuracy(*(t[None] for t in theta), cap=cap, min_width=min_width)
 
     return build
 
@@ -367,7 +356,7 @@ def fit_learned_batch(data, members: int = 8, components: int = 3, steps: int = 
     rng = np.random.default_rng(seed)
     x, y, m = _pad(pairs)
     inits = [_learned_init(rng, s, a, components, cap) for s, a, _ in pairs for _ in range(members)]
-    theta0 = tuple(np.stack([init[j] for init in inits]) for j in range(4))
+    theta0 = tuple(map(np.stack, zip(*inits)))
     w = np.repeat(m, members, axis=0)
     if bootstrap:
         w = w * rng.exponential(1.0, size=w.shape)  # normalized exponentials = Dirichlet(1) weights
@@ -385,9 +374,7 @@ def fit_learned_batch(data, members: int = 8, components: int = 3, steps: int = 
 
 def fit_learned(sizes_or_curve, accuracy=None, **options) -> FitResult:
     """Fit one ``LearnedAccuracy`` ensemble to one curve: ``fit_learned(curve)`` or ``fit_learned(sizes, acc)``."""
-    item = sizes_or_curve if accuracy is None else (sizes_or_curve, accuracy)
-    result = fit_learned_batch([item], **options)
-    return FitResult(unstack_curve(result.curve, 0), float(result.mse[0]))
+    return _fit_one(fit_learned_batch, sizes_or_curve, accuracy, options)
 
 
 def distill(curve: LearnedAccuracy, components: int = 4, points: int = 256, restarts: int = 8, steps: int = 2000,
@@ -412,11 +399,9 @@ def distill(curve: LearnedAccuracy, components: int = 4, points: int = 256, rest
         y = np.asarray(jax.jit(lambda c, v: c(v))(curve, jnp.asarray(x)))
     rng = np.random.default_rng(seed)
     inits = [_learned_init(rng, x[1:], y[1:], components, curve.cap) for _ in range(restarts)]
-    theta0 = tuple(jnp.asarray(np.stack([init[j] for init in inits])) for j in range(4))
     rep = lambda arr: jnp.asarray(np.repeat(arr[None], restarts, axis=0))  # noqa: E731
-    with _precision.float64():
-        theta, mse = _adam_fit(_member_build(curve.min_width, curve.cap), theta0, rep(x), rep(y), rep(np.ones_like(x)),
-                               steps, learning_rate, polish)
-        best = int(np.argmin(np.where(np.isfinite(np.asarray(mse)), np.asarray(mse), np.inf)))
-        leaves = [np.asarray(t)[best][None] for t in theta]
-    return FitResult(_host(LearnedAccuracy(*leaves, cap=curve.cap, min_width=curve.min_width)), float(np.asarray(mse)[best]))
+    with _precision.float64():  # data and starts become float64 arrays here, not float32 ones outside x64
+        theta0 = tuple(jnp.asarray(t) for t in map(np.stack, zip(*inits)))
+        leaves, mse = _best(*_adam_fit(_member_build(curve.min_width, curve.cap), theta0, rep(x), rep(y),
+                                       rep(np.ones_like(x)), steps, learning_rate, polish), 1)
+    return FitResult(_host(LearnedAccuracy(*leaves, cap=curve.cap, min_width=curve.min_width)), float(mse[0]))

@@ -47,12 +47,10 @@ def curve_to_dict(curve: Any) -> dict:
     cls = type(curve)
     if CURVE_CLASSES.get(cls.__name__) is not cls:
         raise ValueError(f"cannot record a curve of kind {cls.__name__}: only {sorted(CURVE_CLASSES)} are registered")
-    node = {"kind": cls.__name__}
-    for f in dataclasses.fields(curve):
-        value = getattr(curve, f.name)
-        node[f.name] = curve_to_dict(value) if dataclasses.is_dataclass(value) else np.asarray(
-            value, dtype=np.float64).tolist()
-    return node
+    def record(value):  # a curve inside a curve is a node; a parameter a number or a (nested) list
+        return curve_to_dict(value) if dataclasses.is_dataclass(value) else np.asarray(value, np.float64).tolist()
+
+    return {"kind": cls.__name__, **{f.name: record(getattr(curve, f.name)) for f in dataclasses.fields(curve)}}
 
 
 def _numeric(value: Any) -> bool:

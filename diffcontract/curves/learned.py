@@ -33,6 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+#: The fitted (pytree) parameters, in the order of the fields.
+_PARAMETERS = ("logits", "centers", "log_widths", "raw_asymptote")
+
 
 @struct.dataclass
 class LearnedAccuracy:
@@ -96,9 +99,7 @@ class LearnedAccuracy:
 
     def member(self, index: int) -> "LearnedAccuracy":
         """Member ``index`` alone, as a one-member curve."""
-        sl = slice(index, index + 1)
-        return self.replace(logits=self.logits[sl], centers=self.centers[sl], log_widths=self.log_widths[sl],
-                            raw_asymptote=self.raw_asymptote[sl])
+        return self.replace(**{name: getattr(self, name)[index:index + 1] for name in _PARAMETERS})
 
     @property
     def a_max(self):
@@ -122,19 +123,15 @@ class LearnedAccuracy:
         shape = np.shape(self.logits)
         if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
             raise ValueError(f"LearnedAccuracy.logits must have shape (members, components), got {shape}")
-        for name in ("centers", "log_widths"):
-            if np.shape(getattr(self, name)) != shape:
-                raise ValueError(f"LearnedAccuracy.{name} must have shape {shape}, got {np.shape(getattr(self, name))}")
-        if np.shape(self.raw_asymptote) != shape[:1]:
-            raise ValueError(f"LearnedAccuracy.raw_asymptote must have shape {shape[:1]}, got {np.shape(self.raw_asymptote)}")
-        for name in ("logits", "centers", "log_widths", "raw_asymptote"):
+        for name, want in zip(_PARAMETERS, (shape, shape, shape, shape[:1])):
+            if np.shape(getattr(self, name)) != want:
+                raise ValueError(f"LearnedAccuracy.{name} must have shape {want}, got {np.shape(getattr(self, name))}")
+        for name in _PARAMETERS:
             if not np.all(np.isfinite(np.asarray(getattr(self, name), dtype=np.float64))):
                 raise ValueError(f"LearnedAccuracy.{name} must be finite")
 
 
 def stack_members(members: list[LearnedAccuracy]) -> LearnedAccuracy:
     """One ensemble from several curves (members concatenated)."""
-    first = members[0]
-    cat = lambda name: jnp.concatenate([jnp.asarray(getattr(m, name)) for m in members], axis=0)  # noqa: E731
-    return first.replace(logits=cat("logits"), centers=cat("centers"), log_widths=cat("log_widths"),
-                         raw_asymptote=cat("raw_asymptote"))
+    return members[0].replace(**{name: jnp.concatenate([jnp.asarray(getattr(m, name)) for m in members], axis=0)
+                                 for name in _PARAMETERS})

@@ -1,7 +1,7 @@
 """Valuations v(r): the money value of a model of accuracy r in [0, 1].
 
 Each is increasing with v(0) = 0, an immutable pytree, and has an ``inverse`` (used to realize
-rewards under proportional assignment, MODEL.md "Realizing rewards").
+rewards under proportional assignment, docs/model.md "Realizing rewards: proportional assignment").
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import struct
 
-from ._base import check_positive_scalar
+from ._base import ParametricCurve
 
 
 @struct.dataclass
-class Linear:
+class Linear(ParametricCurve):
     """Linear valuation v(r) = scale * r (the paper's default, scale = 100)."""
 
     scale: float = 100.0
@@ -24,12 +24,9 @@ class Linear:
     def inverse(self, value: jnp.ndarray) -> jnp.ndarray:
         return jnp.asarray(value) / self.scale
 
-    def validate(self) -> None:
-        check_positive_scalar("Linear", "scale", self.scale)
-
 
 @struct.dataclass
-class Exponential:
+class Exponential(ParametricCurve):
     r"""Concave (CARA) valuation :math:`v(r) = s \frac{1 - e^{-\gamma r}}{1 - e^{-\gamma}}`.
 
     Normalized so that v(1) = scale; gamma -> 0 recovers the linear valuation.
@@ -48,7 +45,3 @@ class Exponential:
     def inverse(self, value: jnp.ndarray) -> jnp.ndarray:
         z = jnp.asarray(value) / self.scale * jnp.expm1(-self.gamma)
         return -jnp.log1p(z) / self.gamma
-
-    def validate(self) -> None:
-        check_positive_scalar("Exponential", "scale", self.scale)
-        check_positive_scalar("Exponential", "gamma", self.gamma)

@@ -52,8 +52,7 @@ class LearningCurve:
     def split(self, fit_fraction: float = 0.5, min_fit: int = 4) -> tuple["LearningCurve", "LearningCurve"]:
         """(fit part, held-out part): the first ``ceil(fit_fraction n)`` sizes (at least ``min_fit``)
         and the rest, for extrapolation checks."""
-        cut = max(min_fit, int(np.ceil(fit_fraction * self.sizes.size)))
-        cut = min(cut, self.sizes.size - 1)
+        cut = min(max(min_fit, int(np.ceil(fit_fraction * self.sizes.size))), self.sizes.size - 1)
         return self._take(slice(0, cut)), self._take(slice(cut, None))
 
     def _take(self, index) -> "LearningCurve":
@@ -63,8 +62,7 @@ class LearningCurve:
 
 def cache_dir() -> Path:
     """Folder for cached tables: ``$DIFFCONTRACT_CACHE`` or ``~/.cache/diffcontract``."""
-    root = os.environ.get("DIFFCONTRACT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "diffcontract")
-    path = Path(root)
+    path = Path(os.environ.get("DIFFCONTRACT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "diffcontract"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -84,8 +82,7 @@ def aggregate(keys: np.ndarray, sizes: np.ndarray, scores: np.ndarray) -> tuple[
     keys, sizes, scores = keys[order], sizes[order], scores[order]
     start = np.flatnonzero(np.concatenate([[True], (np.diff(keys) != 0) | (np.diff(sizes) != 0)]))
     count = np.diff(np.concatenate([start, [keys.size]]))
-    total = np.add.reduceat(scores, start)
-    mean = total / count
+    mean = np.add.reduceat(scores, start) / count
     sq = np.add.reduceat(scores**2, start)
     var = np.maximum(sq / count - mean**2, 0.0) * count / np.maximum(count - 1, 1)
     return keys[start], sizes[start], mean, np.sqrt(var), count

@@ -73,12 +73,10 @@ def _parse_csv(path: Path, score: str) -> dict[str, np.ndarray]:
                 values.append(float(row[i_score]))
             except ValueError:
                 values.append(np.nan)
-    ids_a, lids_a = np.asarray(ids, np.int64), np.asarray(lids, np.int64)
-    key = ids_a * 1000 + lids_a
+    key = np.asarray(ids, np.int64) * 1000 + np.asarray(lids, np.int64)
     k, s, mean, std, count = aggregate(key, np.asarray(sizes), np.asarray(values))
-    names = sorted(learners, key=learners.get)
     return {"openml_id": k // 1000, "learner_index": k % 1000, "size": s, "mean": mean, "std": std,
-            "count": count, "learners": np.asarray(names)}
+            "count": count, "learners": np.asarray(sorted(learners, key=learners.get))}
 
 
 def load_lcdb_table(score: str = "valid", refresh: bool = False) -> dict[str, np.ndarray]:
@@ -117,11 +115,14 @@ def _resolve_learner(names: Sequence[str], learner: str) -> int:
     raise ValueError(f"unknown LCDB learner {learner!r}; choose one of {sorted(_short(n) for n in names)}")
 
 
-def _curves_from_table(table: dict[str, np.ndarray], rows: np.ndarray) -> list[LearningCurve]:
+def _curves_from_table(table: dict[str, np.ndarray], rows: np.ndarray, min_sizes: int) -> list[LearningCurve]:
+    """The curves of the table ``rows`` that have at least ``min_sizes`` sizes."""
     out = []
     key = table["openml_id"][rows] * 1000 + table["learner_index"][rows]
     for k in np.unique(key):
         sel = rows[key == k]
+        if sel.size < min_sizes:
+            continue
         name = _short(str(table["learners"][table["learner_index"][sel[0]]]))
         out.append(LearningCurve("lcdb", str(int(table["openml_id"][sel[0]])), name, table["size"][sel],
                                  np.clip(table["mean"][sel], 0.0, 1.0), table["std"][sel], table["count"][sel]))
@@ -131,12 +132,10 @@ def _curves_from_table(table: dict[str, np.ndarray], rows: np.ndarray) -> list[L
 def lcdb_curve(openml_id: int | str, learner: str, score: str = "valid") -> LearningCurve:
     """One LCDB curve: ``learner`` (full or short sklearn name, e.g. "LogisticRegression", "SVC_rbf")
     on OpenML dataset ``openml_id``. Needs the ``lcdb`` extra."""
-    table = load_lcdb_table(score)
-    lid = _resolve_learner([str(n) for n in table["learners"]], learner)
-    rows = np.flatnonzero((table["openml_id"] == int(openml_id)) & (table["learner_index"] == lid))
-    if rows.size < 2:
+    curves = lcdb_curves(learners=[learner], datasets=[int(openml_id)], score=score)
+    if not curves:
         raise ValueError(f"LCDB has no curve (>= 2 sizes) for dataset {openml_id} and learner {learner!r}")
-    return _curves_from_table(table, rows)[0]
+    return curves[0]
 
 
 def lcdb_curves(min_sizes: int = 2, learners: Sequence[str] | None = None, datasets: Sequence[int] | None = None,
@@ -149,8 +148,7 @@ def lcdb_curves(min_sizes: int = 2, learners: Sequence[str] | None = None, datas
         keep &= np.isin(table["learner_index"], [_resolve_learner(names, lrn) for lrn in learners])
     if datasets is not None:
         keep &= np.isin(table["openml_id"], np.asarray(datasets, dtype=np.int64))
-    curves = _curves_from_table(table, np.flatnonzero(keep))
-    return [c for c in curves if c.sizes.size >= min_sizes]
+    return _curves_from_table(table, np.flatnonzero(keep), min_sizes)
 
 
 def lcdb_extract() -> list[LearningCurve]:

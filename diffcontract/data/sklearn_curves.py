@@ -18,6 +18,7 @@ are trained on first use (needs scikit-learn: ``pip install -e ".[sklearn]"``) a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import warnings
 from typing import Sequence
@@ -35,23 +36,21 @@ DEFAULTS = {"repeats": 20, "test_fraction": 0.25, "seed": 0}
 
 def anchor_sizes(pool: int, first: int = 16) -> np.ndarray:
     """LCDB's training sizes round(16 * 2^(k/2)) below ``pool``, then ``pool`` itself."""
-    sizes = []
-    k = 0
-    while True:
-        n = int(round(first * 2.0 ** (k / 2.0)))
-        if n >= pool:
-            break
-        sizes.append(n)
-        k += 1
-    return np.asarray(sizes + [pool], dtype=np.int64)
+    anchors = (int(round(first * 2.0 ** (k / 2.0))) for k in itertools.count())
+    return np.asarray([*itertools.takewhile(lambda n: n < pool, anchors), pool], dtype=np.int64)
+
+
+def _check_names(dataset: str, learner: str) -> None:
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown scikit-learn dataset {dataset!r}; choose one of {DATASETS}")
+    if learner not in LEARNERS:
+        raise ValueError(f"unknown learner {learner!r}; choose one of {LEARNERS}")
 
 
 def _load(dataset: str):
     from sklearn import datasets
 
     loaders = {"digits": datasets.load_digits, "breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine}
-    if dataset not in loaders:
-        raise ValueError(f"unknown scikit-learn dataset {dataset!r}; choose one of {DATASETS}")
     x, y = loaders[dataset](return_X_y=True)
     return x.astype(np.float64), y
 
@@ -64,10 +63,8 @@ def _model(learner: str, seed: int):
 
     if learner == "logreg":
         clf = LogisticRegression(C=1.0, max_iter=2000)
-    elif learner == "mlp":
-        clf = MLPClassifier(hidden_layer_sizes=(32,), alpha=1e-3, max_iter=500, random_state=seed)
     else:
-        raise ValueError(f"unknown learner {learner!r}; choose one of {LEARNERS}")
+        clf = MLPClassifier(hidden_layer_sizes=(32,), alpha=1e-3, max_iter=500, random_state=seed)
     return make_pipeline(StandardScaler(), clf)
 
 
@@ -80,8 +77,8 @@ def train_curve(dataset: str, learner: str, repeats: int = 20, test_fraction: fl
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
 
+    _check_names(dataset, learner)
     x, y = _load(dataset)
-    _model(learner, 0)  # validate the name before any work
     pool = x.shape[0] - int(np.ceil(test_fraction * x.shape[0]))
     sizes = anchor_sizes(pool)
     scores = np.full((repeats, sizes.size), np.nan)
@@ -115,10 +112,7 @@ def sklearn_curve(dataset: str, learner: str, repeats: int = 20, test_fraction: 
                   refresh: bool = False) -> LearningCurve:
     """A scikit-learn curve: the shipped one for the default settings, else trained once and cached."""
     settings = {"repeats": repeats, "test_fraction": test_fraction, "seed": seed}
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown scikit-learn dataset {dataset!r}; choose one of {DATASETS}")
-    if learner not in LEARNERS:
-        raise ValueError(f"unknown learner {learner!r}; choose one of {LEARNERS}")
+    _check_names(dataset, learner)
     if settings == DEFAULTS and not refresh:
         for c in shipped_sklearn_curves():
             if (c.dataset, c.learner) == (dataset, learner):

@@ -1,4 +1,4 @@
-"""Expectation backends over the multinomial outcome law (MODEL.md "First-moment problem").
+"""Expectation backends over the multinomial outcome law (docs/model.md "The first-moment problem").
 
 One interface: ``moments(m, problem, backend)`` -> ``Moments`` (E[a(n . qm)], E[v(a(n . qm))] and
 tbar_i(m) = E[v(a(n . qm)) | type i present]), where ``backend`` is an ``OutcomeTable`` (full
@@ -10,6 +10,7 @@ from ._interface import Moments, OutcomeTable, bucket_length, moments, outcome_t
 from .backends import BACKENDS, make_backend, resolve_backend
 from .chunked import ChunkedEnumeration, unrank_outcomes
 from .convolution import LatticeConvolution
+from .limits import ProblemTooLarge, check_size
 from .enumerate import conditional_weights, enumerate_outcomes, log_pmf, num_outcomes
 from .montecarlo import MonteCarlo, sample_outcomes
 
@@ -19,6 +20,8 @@ __all__ = [
     "LatticeConvolution",
     "MonteCarlo",
     "make_backend",
+    "ProblemTooLarge",
+    "check_size",
     "resolve_backend",
     "sample_outcomes",
     "unrank_outcomes",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -15,7 +16,7 @@ class Moments(NamedTuple):
 
     expected_accuracy: () E_n[a(n . q m)].
     expected_value: () E_n[v(a(n . q m))], money.
-    reward_bounds: (I,) tbar_i(m) = E[v(a(n . q m)) | i], money (MODEL.md "First-moment problem").
+    reward_bounds: (I,) tbar_i(m) = E[v(a(n . q m)) | i], money (docs/model.md "The first-moment problem").
     """
 
     expected_accuracy: jnp.ndarray
@@ -56,16 +57,12 @@ def outcome_table(participants: int, num_types: int, length: int | str | None = 
     ``length="bucket"`` pads to ``bucket_length`` (shared compilations across N).
     """
     counts = enumerate_outcomes(participants, num_types).astype(np.float64)
-    valid = np.ones(len(counts), dtype=bool)
     if length == "bucket":
         length = bucket_length(len(counts))
-    if length is not None:
-        if length < len(counts):
-            raise ValueError(f"length {length} is shorter than the {len(counts)} outcomes of N={participants}")
-        pad = length - len(counts)
-        counts = np.concatenate([counts, np.zeros((pad, num_types))])
-        valid = np.concatenate([valid, np.zeros(pad, dtype=bool)])
-    return OutcomeTable(counts, valid)
+    length = len(counts) if length is None else length
+    if length < len(counts):
+        raise ValueError(f"length {length} is shorter than the {len(counts)} outcomes of N={participants}")
+    return OutcomeTable(np.pad(counts, ((0, length - len(counts)), (0, 0))), np.arange(length) < len(counts))
 
 
 def outcome_weights(problem, table: OutcomeTable) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -107,3 +104,23 @@ def moments(m: jnp.ndarray, problem, table) -> Moments:
     acc = problem.accuracy(pooled)
     val = problem.valuation(acc)
     return Moments(prob @ acc, prob @ val, val @ weights)
+
+
+def add_problem_tangent(tangent: Moments, fn: Callable, problem, dproblem) -> Moments:
+    """``tangent`` plus the JVP of ``fn`` (problem -> the three moments) along ``dproblem``.
+
+    For the ``custom_jvp`` rules of the backends (``symbolic_zeros=True``): their closed-form
+    derivatives cover the contributions m; derivatives in the problem's own leaves (p, q, curve
+    parameters) are needed only by sensitivity analysis, never by the solvers, and come from plain
+    autodiff of ``fn`` here. When every leaf of ``dproblem`` is a ``SymbolicZero``, ``tangent`` as is.
+    """
+    zero = jax.custom_derivatives.SymbolicZero
+    is_zero = lambda t: isinstance(t, zero)  # noqa: E731
+    if all(is_zero(t) for t in jax.tree_util.tree_leaves(dproblem, is_leaf=is_zero)):
+        return tangent
+    dproblem = jax.tree_util.tree_map(
+        lambda t, v: jnp.zeros(jnp.shape(v), jax.dtypes.float0 if jnp.issubdtype(jnp.result_type(v), jnp.integer)
+                               else jnp.result_type(v)) if is_zero(t) else t,
+        dproblem, problem, is_leaf=is_zero)
+    _, extra = jax.jvp(fn, (problem,), (dproblem,))
+    return Moments(*(t + e for t, e in zip(tangent, extra)))

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from ._interface import OutcomeTable, outcome_table
 from .chunked import ChunkedEnumeration
 from .convolution import LatticeConvolution
+from .limits import check_size
 from .montecarlo import MonteCarlo
 
 BACKENDS = ("enumerate", "chunked", "convolution", "montecarlo", "auto")
@@ -44,26 +45,28 @@ def resolve_backend(backend: str, participants: int, num_types: int) -> str:
     return "convolution"
 
 
-def make_backend(problem, backend: str = "auto", *, chunk_size: int | None = None, bins: int | None = None,
-                 lattice_rtol: float = 1e-8, samples: int = 1 << 16, seed: int = 0):
+def make_backend(problem, backend: str = "auto", *, chunk_size: int | None = None, devices: int = 1,
+                 bins: int | None = None, lattice_rtol: float = 1e-8, samples: int = 1 << 16, seed: int = 0):
     """(name, backend object) for ``problem``: an ``OutcomeTable`` (padded to a ``bucket_length``)
     or a ``ChunkedEnumeration`` / ``LatticeConvolution`` / ``MonteCarlo``.
 
     Args:
       problem: ``ContractProblem`` (float64 leaves for exact work).
       backend: a name from ``BACKENDS``.
-      chunk_size: outcomes per chunk ("chunked").
+      chunk_size: outcomes per chunk ("chunked").  devices: devices to shard the chunks over ("chunked").
       bins: lattice points per largest draw ("convolution"); default: chosen by
         ``LatticeConvolution.for_problem`` at the reservation contributions to ``lattice_rtol``.
       samples, seed: Monte Carlo sample count and seed.
     """
     n, num = problem.num_participants, problem.num_types
     name = resolve_backend(backend, n, num)
+    check_size(name, n, num)
     if name == "enumerate":
         table = outcome_table(n, num, length="bucket")
         return name, OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid))
     if name == "chunked":
-        return name, ChunkedEnumeration(n, num, **({} if chunk_size is None else {"chunk_size": int(chunk_size)}))
+        sizes = {} if chunk_size is None else {"chunk_size": int(chunk_size)}
+        return name, ChunkedEnumeration(n, num, devices=int(devices), **sizes)
     if name == "convolution":
         if bins is None:
             return name, LatticeConvolution.for_problem(problem, jnp.asarray(problem.reservation_data), rtol=lattice_rtol)

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ._interface import Moments
+from ._interface import Moments, add_problem_tangent
 from .enumerate import presence_weights
 
 DEFAULT_CHUNK = 1 << 15
@@ -39,12 +39,8 @@ DEFAULT_CHUNK = 1 << 15
 
 def _binomial_table(participants: int, num_types: int) -> np.ndarray:
     """(N+I-1, I) table C(b, j) for b = 0..N+I-2 and j = 0..I-1 (exact integers, int64)."""
-    rows = participants + num_types - 1
-    table = np.zeros((rows, num_types), dtype=np.int64)
-    for b in range(rows):
-        for j in range(num_types):
-            table[b, j] = math.comb(b, j)
-    return table
+    return np.array([[math.comb(b, j) for j in range(num_types)] for b in range(participants + num_types - 1)],
+                    dtype=np.int64).reshape(-1, num_types)
 
 
 def unrank_outcomes(ranks: jnp.ndarray, participants: int, num_types: int) -> jnp.ndarray:
@@ -158,10 +154,9 @@ def _scan_chunks(backend: ChunkedEnumeration, indices, m, problem, with_jacobian
             out += [(prob * dacc) @ dn, (prob * dval * dacc) @ dn, (weights * (dval * dacc)[:, None]).T @ dn]
         return jax.tree_util.tree_map(jnp.add, carry, tuple(out)), None
 
-    init = [jnp.zeros((), dtype), jnp.zeros((), dtype), jnp.zeros((num,), dtype)]
-    if with_jacobian:
-        init += [jnp.zeros((num,), dtype), jnp.zeros((num,), dtype), jnp.zeros((num, num), dtype)]
-    return jax.lax.scan(body, tuple(init), indices)[0]
+    # The sums: E[a], E[v], tbar (I,), then their Jacobians in m: (I,), (I,), (I, I).
+    shapes = [(), (), (num,)] + ([(num,), (num,), (num, num)] if with_jacobian else [])
+    return jax.lax.scan(body, tuple(jnp.zeros(shape, dtype) for shape in shapes), indices)[0]
 
 
 def _accumulate(backend: ChunkedEnumeration, m, problem, with_jacobian: bool):
@@ -182,28 +177,18 @@ def _accumulate(backend: ChunkedEnumeration, m, problem, with_jacobian: bool):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _chunked_moments(backend, m, problem):
-    ea, ev, tbar = _accumulate(backend, m, problem, with_jacobian=False)
-    return Moments(ea, ev, tbar)
+    return Moments(*_accumulate(backend, m, problem, with_jacobian=False))
 
 
 def _chunked_moments_jvp(backend, primals, tangents):
     m, problem = primals
     dm, dproblem = tangents
     ea, ev, tbar, grad_ea, grad_ev, jac_tbar = _accumulate(backend, m, problem, with_jacobian=True)
-    zero = jax.custom_derivatives.SymbolicZero
-    if isinstance(dm, zero):
+    if isinstance(dm, jax.custom_derivatives.SymbolicZero):
         dm = jnp.zeros_like(m)
-    tangent = Moments(grad_ea @ dm, grad_ev @ dm, jac_tbar @ dm)
-    live = [not isinstance(t, zero) for t in jax.tree_util.tree_leaves(dproblem, is_leaf=lambda t: isinstance(t, zero))]
-    if any(live):
-        # Derivatives in the problem's own leaves (p, q, curve parameters) by plain autodiff of one
-        # (checkpointed) pass; only sensitivity analysis needs them, never the solvers.
-        dproblem = jax.tree_util.tree_map(
-            lambda t, x: jnp.zeros(jnp.shape(x), jax.dtypes.float0 if jnp.issubdtype(jnp.result_type(x), jnp.integer)
-                                   else jnp.result_type(x)) if isinstance(t, zero) else t,
-            dproblem, problem, is_leaf=lambda t: isinstance(t, zero))
-        _, extra = jax.jvp(lambda pr: _accumulate(backend, m, pr, with_jacobian=False), (problem,), (dproblem,))
-        tangent = Moments(*(a + b for a, b in zip(tangent, extra)))
+    # The problem's own leaves by plain autodiff of one (checkpointed) pass.
+    tangent = add_problem_tangent(Moments(grad_ea @ dm, grad_ev @ dm, jac_tbar @ dm),
+                                  lambda pr: _accumulate(backend, m, pr, with_jacobian=False), problem, dproblem)
     return Moments(ea, ev, tbar), tangent
 
 

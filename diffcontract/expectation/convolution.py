@@ -32,7 +32,6 @@ Error estimate. ``LatticeConvolution.for_problem`` uses Richardson's rule, error
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -41,7 +40,7 @@ import numpy as np
 from flax import struct
 
 from ..problem import value_unit
-from ._interface import Moments
+from ._interface import Moments, add_problem_tangent
 
 NORM_POWER = 16  # h = ||q m||_16 / M: smooth in m, >= max(q m), at most I^(1/16) max(q m).
 MAX_FFT_LENGTH = 1 << 24
@@ -217,9 +216,8 @@ def _position_jacobian(n: int, sp: _Spectrum, problem) -> Moments:
     return Moments(grad_acc, grad_val, jac)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _spectral_moments(backend, x, h, problem):
-    return _plain_moments(backend, x, h, problem)
+# The moments with the closed-form JVP below (``_plain_moments`` itself stays plain: the rule differentiates it).
+_spectral_moments = jax.custom_jvp(_plain_moments, nondiff_argnums=(0,))
 
 
 def _spectral_moments_jvp(backend, primals, tangents):
@@ -232,24 +230,15 @@ def _spectral_moments_jvp(backend, primals, tangents):
     n = int(backend.participants)
     sp = _spectrum(backend, x, h, problem)
     out = _from_spectrum(n, sp, problem)
-    jac = _position_jacobian(n, sp, problem)
-    tangent = Moments(jnp.zeros_like(out.expected_accuracy), jnp.zeros_like(out.expected_value),
-                      jnp.zeros_like(out.reward_bounds))
-    if not isinstance(dx, zero):
-        tangent = Moments(jac.expected_accuracy @ dx, jac.expected_value @ dx, jac.reward_bounds @ dx)
+    if isinstance(dx, zero):
+        tangent = jax.tree_util.tree_map(jnp.zeros_like, out)
+    else:
+        tangent = Moments(*(j @ dx for j in _position_jacobian(n, sp, problem)))
     if not isinstance(dh, zero):
         # d/dh along the unit direction does not depend on the (possibly batched) tangent dh.
         _, by_h = jax.jvp(lambda hh: _plain_moments(backend, x, hh, problem), (h,), (jnp.ones_like(h),))
         tangent = Moments(*(t + b * dh for t, b in zip(tangent, by_h)))
-    leaves = jax.tree_util.tree_leaves(dproblem, is_leaf=lambda t: isinstance(t, zero))
-    if any(not isinstance(t, zero) for t in leaves):
-        dproblem = jax.tree_util.tree_map(
-            lambda t, v: jnp.zeros(jnp.shape(v), jax.dtypes.float0 if jnp.issubdtype(jnp.result_type(v), jnp.integer)
-                                   else jnp.result_type(v)) if isinstance(t, zero) else t,
-            dproblem, problem, is_leaf=lambda t: isinstance(t, zero))
-        _, by_problem = jax.jvp(lambda pr: _plain_moments(backend, x, h, pr), (problem,), (dproblem,))
-        tangent = Moments(*(t + b for t, b in zip(tangent, by_problem)))
-    return out, tangent
+    return out, add_problem_tangent(tangent, lambda pr: _plain_moments(backend, x, h, pr), problem, dproblem)
 
 
 _spectral_moments.defjvp(_spectral_moments_jvp, symbolic_zeros=True)

@@ -6,7 +6,7 @@ as a (K, I) array, K = C(N+I-1, I-1). Probabilities are computed in log space,
 .. math:: \log P(n) = \log N! - \sum_i \log n_i! + \sum_i n_i \log p_i,
 
 so they are exact to rounding for any N, and differentiable in p. The conditional weights of
-MODEL.md ("First-moment problem") are columns of a (K, I) matrix:
+docs/model.md ("The first-moment problem") are columns of a (K, I) matrix:
 
 * truncated: :math:`w_i(n) = P(n)\,1[n_i \ge 1] / (1 - (1 - p_i)^N)`;
 * interim:   :math:`w_i(n) = P(n)\, n_i / (N p_i)`.
@@ -29,10 +29,8 @@ def _outcomes_cached(participants: int, num_types: int) -> np.ndarray:
     for _ in range(1, num_types):
         new = []
         for s in range(participants + 1):
-            blocks = [
-                np.concatenate([np.full((len(by_total[s - j]), 1), j, np.int32), by_total[s - j]], axis=1)
-                for j in range(s + 1)
-            ]
+            blocks = [np.concatenate([np.full((len(by_total[s - j]), 1), j, np.int32), by_total[s - j]], axis=1)
+                      for j in range(s + 1)]
             new.append(np.concatenate(blocks, axis=0))
         by_total = new
     out = by_total[participants]

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ._interface import Moments, OutcomeTable
+from ._interface import Moments, OutcomeTable, moments
 from .enumerate import presence_weights
 
 
@@ -87,8 +87,6 @@ class MonteCarlo:
 
     def moments(self, m: jnp.ndarray, problem) -> Moments:
         """Sample-average moments (draws the outcomes; solvers call ``prepare`` once instead)."""
-        from ._interface import moments
-
         return moments(m, problem, self.prepare(problem))
 
     def estimate(self, m: jnp.ndarray, problem) -> tuple[Moments, Moments]:
@@ -104,13 +102,10 @@ class MonteCarlo:
 
         def body(carry, c):
             counts = sample_outcomes(jax.random.fold_in(base, c), problem.probs, self.participants, chunk)
-            acc, val, terms = _summands(counts, m, problem)
-            stats = (jnp.sum(acc), jnp.sum(acc**2), jnp.sum(val), jnp.sum(val**2),
-                     jnp.sum(terms, 0), jnp.sum(terms**2, 0))
+            stats = tuple((jnp.sum(t, 0), jnp.sum(t**2, 0)) for t in _summands(counts, m, problem))
             return jax.tree_util.tree_map(jnp.add, carry, stats), None
 
-        num = problem.probs.shape[0]
-        init = (jnp.zeros((), dtype),) * 4 + (jnp.zeros((num,), dtype),) * 2
+        init = tuple((jnp.zeros(shape, dtype),) * 2 for shape in ((), (), problem.probs.shape[:1]))
         sums, _ = jax.lax.scan(body, init, jnp.arange(num_chunks))
 
         def mean_se(s1, s2):
@@ -118,5 +113,5 @@ class MonteCarlo:
             var = jnp.maximum(s2 / total - mean**2, 0.0) * total / (total - 1)
             return mean, jnp.sqrt(var / total)
 
-        (ea, sa), (ev, sv), (tb, st) = mean_se(sums[0], sums[1]), mean_se(sums[2], sums[3]), mean_se(sums[4], sums[5])
-        return Moments(ea, ev, tb), Moments(sa, sv, st)
+        means, errors = zip(*(mean_se(s1, s2) for s1, s2 in sums))
+        return Moments(*means), Moments(*errors)

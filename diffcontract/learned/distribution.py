@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..curves import curve_to_dict
-from ..expectation import OutcomeTable, bucket_length, num_outcomes, outcome_table
+from ..expectation import OutcomeTable, bucket_length, num_outcomes
 from ..problem import ContractProblem, batch_size, problem_grid
+from ..solvers.batch import batch_tables
+
+_LOG_COST_SLACK = 1e-12  # log10 c within this of the trained range counts as inside (rounding of 10 ** x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,17 +88,9 @@ class ProblemDistribution:
         """Rows of every padded outcome table (the bucket of N_max)."""
         return bucket_length(num_outcomes(self.participants[1], self.num_types))
 
-    def tables(self) -> OutcomeTable:
-        """(N_max - N_min + 1, K, I) padded outcome tables; row k is N = N_min + k."""
-        lo, hi = self.participants
-        tabs = [outcome_table(n, self.num_types, self.table_length) for n in range(lo, hi + 1)]
-        return OutcomeTable(np.stack([t.counts for t in tabs]), np.stack([t.valid for t in tabs]))
-
     def tables_for(self, participants) -> OutcomeTable:
-        """Padded tables for each N in ``participants``: (B, K, I) counts and (B, K) valid."""
-        stacked = self.tables()
-        index = np.asarray(participants).astype(int).ravel() - self.participants[0]
-        return OutcomeTable(stacked.counts[index], stacked.valid[index])
+        """Padded tables for each N in ``participants``: (B, K, I) counts and (B, K) valid (numpy)."""
+        return batch_tables(participants, self.num_types, self.table_length)
 
     # ------------------------------------------------------------------ support checks
     def check(self, problem: ContractProblem) -> list[str]:
@@ -106,9 +101,7 @@ class ProblemDistribution:
         if problem.conditioning != self.conditioning:
             raise ValueError(f"problem.conditioning={problem.conditioning!r} but the mechanism was trained with "
                              f"{self.conditioning!r}")
-        reference = ContractProblem(self.participants[0], np.full(self.num_types, 1.0 / self.num_types),
-                                    np.geomspace(1.0, 0.5, self.num_types), accuracy=self.accuracy,
-                                    valuation=self.valuation)
+        reference = self._reference()
         for name in ("accuracy", "valuation"):
             if _curve_key(getattr(problem, name), batched=batch_size(problem) is not None) != _curve_key(getattr(reference, name)):
                 raise ValueError(f"problem.{name}={getattr(problem, name)!r} differs from the training curve "
@@ -121,23 +114,23 @@ class ProblemDistribution:
         bad = n[(n < lo) | (n > hi)]
         if bad.size:
             raise ValueError(f"problem.participants={int(bad[0])} is outside the trained range N in [{lo}, {hi}]")
-        notes = []
-        logs = np.log10(np.asarray(problem.costs, dtype=float))
-        a, b = self.log10_costs
-        if np.any(logs < a - 1e-12) or np.any(logs > b + 1e-12):
-            notes.append(f"costs outside the trained range 10^[{a:g}, {b:g}]: the network extrapolates "
-                         "(the repair still makes the contract feasible)")
-        return notes
+        logs, (a, b) = np.log10(np.asarray(problem.costs, dtype=float)), self.log10_costs
+        outside = np.any(logs < a - _LOG_COST_SLACK) or np.any(logs > b + _LOG_COST_SLACK)
+        return [f"costs outside the trained range 10^[{a:g}, {b:g}]: the network extrapolates "
+                "(the repair still makes the contract feasible)"] if outside else []
+
+    def _reference(self) -> ContractProblem:
+        """A problem of the support: its curves are the distribution's, the problem's defaults filled in."""
+        return ContractProblem(self.participants[0], np.full(self.num_types, 1.0 / self.num_types),
+                               np.geomspace(1.0, 0.5, self.num_types), accuracy=self.accuracy,
+                               valuation=self.valuation)
 
     def to_dict(self) -> dict:
-        reference = ContractProblem(2, np.full(self.num_types, 1.0 / self.num_types),
-                                    np.geomspace(1.0, 0.5, self.num_types), accuracy=self.accuracy,
-                                    valuation=self.valuation)
-        return {"num_types": self.num_types, "participants": list(self.participants),
-                "log10_costs": list(self.log10_costs), "concentration": self.concentration,
-                "prob_floor": self.prob_floor, "min_cost_ratio": self.min_cost_ratio,
-                "accuracy": curve_to_dict(reference.accuracy), "valuation": curve_to_dict(reference.valuation),
-                "conditioning": self.conditioning}
+        """The settings as a JSON-serializable dict (curves as ``curve_to_dict`` records); ``from_dict`` reads it."""
+        reference = self._reference()
+        return {**{field.name: getattr(self, field.name) for field in dataclasses.fields(self)},
+                "participants": list(self.participants), "log10_costs": list(self.log10_costs),
+                "accuracy": curve_to_dict(reference.accuracy), "valuation": curve_to_dict(reference.valuation)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ProblemDistribution":
@@ -145,8 +138,7 @@ class ProblemDistribution:
 
         return cls(num_types=int(data["num_types"]), participants=tuple(int(n) for n in data["participants"]),
                    log10_costs=tuple(float(x) for x in data["log10_costs"]),
-                   concentration=float(data["concentration"]), prob_floor=float(data["prob_floor"]),
-                   min_cost_ratio=float(data["min_cost_ratio"]),
+                   **{name: float(data[name]) for name in ("concentration", "prob_floor", "min_cost_ratio")},
                    accuracy=accuracy_from_spec(data["accuracy"]), valuation=valuation_from_spec(data["valuation"]),
                    conditioning=data["conditioning"])
 

@@ -6,6 +6,7 @@ import functools
 import json
 import pathlib
 
+import jax
 import numpy as np
 from flax import serialization
 
@@ -30,9 +31,7 @@ def save_mechanism(mechanism: LearnedMechanism, path) -> pathlib.Path:
 
 def load_mechanism(path=None) -> LearnedMechanism:
     """Read a mechanism written by ``save_mechanism``; ``None`` loads the packaged I = 3 model."""
-    if path is None:
-        return pretrained()
-    return _load(pathlib.Path(path))
+    return pretrained() if path is None else _load(pathlib.Path(path))
 
 
 def _load(path: pathlib.Path) -> LearnedMechanism:
@@ -48,14 +47,8 @@ def _load(path: pathlib.Path) -> LearnedMechanism:
     distribution = ProblemDistribution.from_dict(json.loads(record["distribution"]))
     hidden = tuple(int(w) for w in (record["hidden"].values() if isinstance(record["hidden"], dict) else record["hidden"]))
     network = MechanismNetwork(distribution.num_types, hidden)
-    params = _to_arrays(record["params"])
+    params = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float64), record["params"])
     return LearnedMechanism(network, params, distribution, json.loads(record["metadata"]))
-
-
-def _to_arrays(tree):
-    if isinstance(tree, dict):
-        return {k: _to_arrays(v) for k, v in tree.items()}
-    return np.asarray(tree, dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=1)

@@ -24,16 +24,17 @@ import numpy as np
 from flax import struct
 
 from .. import _precision
-from ..expectation import OutcomeTable, moments, with_weights
-from ..formulation import least_rewards, residuals
-from ..problem import ContractProblem, batch_size, unstack_problem
-from ..solvers import _kkt
-from ..solvers._solution import FEASIBILITY_TOL, Solution, Status, menu_fields
-from ..solvers.base import AbstractSolver, Iterate, SolveArgs, Start
+from ..expectation import OutcomeTable, with_weights
+from ..problem import ContractProblem, batch_size
+from ..solvers import AbstractSolver, Iterate, Solution, SolveArgs, Start, Status, _kkt, unstack_solution
+from ..solvers._solution import FEASIBILITY_TOL, menu_fields
 from ..solvers._start import exclusion_pooled_candidates, start_candidates
+from ..solvers.batch import _host
 from .distribution import ProblemDistribution
 from .network import MechanismNetwork, decode_contributions, problem_features
-from .repair import Repaired, _slack as _proposal_slack, improve, repair
+from .repair import Repaired, improve, repair
+
+_UNIT = _kkt.Scales(1.0, 1.0)  # scaled variables in data and money units: x = (m, t) exactly
 
 
 class LearnedContract(NamedTuple):
@@ -67,24 +68,21 @@ def learned_contract(params, network: MechanismNetwork, problem, table: OutcomeT
     return LearnedContract(m, improve(repair(m, problem, table, anchors), problem, table, anchors))
 
 
-def _solution_leaves(problem, table, contract: LearnedContract):
-    table = with_weights(problem, table)
-    m, t = contract.repaired.m, contract.repaired.t
-    mom = moments(m, problem, table)
-    res = residuals(m, t, mom.reward_bounds, problem.costs, problem.reservation_utility)
-    status = jnp.where(contract.repaired.feasible, Status.FEASIBLE, Status.INFEASIBLE)
-    return dict(menu_fields(problem, m, t, mom, res), status=status, blend=contract.repaired.blend)
-
-
 def first_pass(params, network, problem, table, participants_range, log10_cost_range):
     """The network's contract improved without the repair's anchors, and whether the proposal was
     feasible as is (jittable; ``table`` weighted). Returns (``LearnedContract``, () bool)."""
     candidates = exclusion_pooled_candidates(problem, table)
     m = propose(params, network, problem, table, participants_range, log10_cost_range, candidates)
-    feasible = _proposal_slack(m, problem, table) >= 0.0
-    start = Repaired(m, least_rewards(m, problem.costs, problem.reservation_utility), jnp.zeros((), m.dtype),
-                     feasible, jnp.asarray(True))
-    return LearnedContract(m, improve(start, problem, table, candidates)), feasible
+    start = Repaired.of(m, problem, table, jnp.zeros((), m.dtype), jnp.asarray(True))
+    return LearnedContract(m, improve(start, problem, table, candidates)), start.feasible
+
+
+def _solution_leaves(problem, table, contract: LearnedContract) -> dict:
+    """The ``Solution`` fields of the repaired contract (``table`` weighted), its status and blend."""
+    r = contract.repaired
+    m, t, mom, res = _kkt.measure(_kkt.encode(r.m, r.t, _UNIT, "full"), problem, table, _UNIT, "full")
+    status = jnp.where(r.feasible, Status.FEASIBLE, Status.INFEASIBLE)
+    return dict(menu_fields(problem, m, t, mom, res), status=status, blend=r.blend)
 
 
 @struct.dataclass
@@ -128,6 +126,13 @@ class LearnedSolver(AbstractSolver):
         return Iterate(x, -_kkt.objective(x, *args.kkt_args), multipliers, none, false, false, ~feasible, jnp.asarray(0))
 
 
+def _put_rows(rows: np.ndarray, into, values) -> np.ndarray:
+    """A copy of ``into`` (B, ...) whose ``rows`` are the first ``rows.size`` rows of ``values``."""
+    out = np.array(into, copy=True)
+    out[rows] = values[:rows.size]
+    return out
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class LearnedMechanism:
     """A trained mechanism network for one ``ProblemDistribution``.
@@ -141,64 +146,60 @@ class LearnedMechanism:
     distribution: ProblemDistribution
     metadata: dict = dataclasses.field(default_factory=dict)
 
-    @functools.cached_property
-    def _batched(self):
-        dist = self.distribution
-        ranges = (tuple(dist.participants), tuple(dist.log10_costs))
-
-        def one(params, problem, table):
-            contract = learned_contract(params, self.network, problem, table, *ranges)
-            return _solution_leaves(problem, table, contract)
-
-        return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+    @property
+    def _ranges(self) -> tuple:
+        return tuple(self.distribution.participants), tuple(self.distribution.log10_costs)
 
     @functools.cached_property
-    def _first_pass(self):
-        """Network + improvement without the repair's anchors, and whether the proposal was feasible.
+    def _kernels(self) -> dict:
+        """The compiled batch kernels (``vmap`` over problems and tables; kept by the instance).
 
-        Under ``vmap`` every member pays for every branch, so the anchors (restorations,
-        rescalings, segment searches: ~4x the rest) run in a second call on the members whose
-        proposal is infeasible only (~1 in 10 for the packaged model).
+        "propose": the network's contributions. "first": network + improvement without the repair's
+        anchors (``first_pass``) as ``Solution`` leaves, and whether the proposal was feasible.
+        "repair": network + repair + improvement (``learned_contract``). Under ``vmap`` every member
+        pays for every branch, so the anchors (restorations, rescalings, segment searches: ~4x the
+        rest) run in a second call on the members whose proposal is infeasible only (~1 in 10 for
+        the packaged model).
         """
-        ranges = (tuple(self.distribution.participants), tuple(self.distribution.log10_costs))
+        network, ranges = self.network, self._ranges
 
-        def one(params, problem, table):
-            table = with_weights(problem, table)
-            contract, feasible = first_pass(params, self.network, problem, table, *ranges)
+        def first(params, problem, table):
+            contract, feasible = first_pass(params, network, problem, table, *ranges)
             return _solution_leaves(problem, table, contract), feasible
 
-        return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+        def repaired(params, problem, table):
+            return _solution_leaves(problem, table, learned_contract(params, network, problem, table, *ranges))
+
+        def batched(fn):  # vmap over the problems and their padded tables, weighted first
+            return jax.jit(jax.vmap(lambda params, problem, table: fn(params, problem, with_weights(problem, table)),
+                                    in_axes=(None, 0, 0)))
+
+        return {"propose": batched(lambda params, problem, table: propose(params, network, problem, table, *ranges)),
+                "first": batched(first), "repair": batched(repaired)}
 
     def solver(self) -> "LearnedSolver":
         """This mechanism as a solver of the protocol (``diffcontract.solvers.base``): ``run(problem,
         mechanism.solver(), "full")`` answers one problem as ``solve`` does."""
-        return LearnedSolver(self.params, self.network, tuple(self.distribution.participants),
-                             tuple(self.distribution.log10_costs))
+        return LearnedSolver(self.params, self.network, *self._ranges)
 
-    @functools.cached_property
-    def _proposals(self):
-        dist = self.distribution
-        ranges = (tuple(dist.participants), tuple(dist.log10_costs))
-        return jax.jit(jax.vmap(lambda params, problem, table: propose(params, self.network, problem,
-                                                                       with_weights(problem, table), *ranges),
-                                in_axes=(None, 0, 0)))
-
-    def _as_batch(self, problem: ContractProblem) -> tuple[ContractProblem, bool, list[str]]:
+    def _inputs(self, problem: ContractProblem) -> tuple:
+        """(batch, single, notes, (batch with float64 leaves, its padded outcome tables)) of a problem
+        or a batch; raises where the mechanism cannot answer it (``ProblemDistribution.check``)."""
         if not isinstance(problem, ContractProblem):
             raise ValueError(f"problem must be a ContractProblem, got {type(problem).__name__}")
         notes = self.distribution.check(problem)
         single = batch_size(problem) is None
         if single:
             problem = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], problem)
-        return problem, single, notes
+        floats64 = jax.tree_util.tree_map(
+            lambda a: np.asarray(a, np.float64 if np.issubdtype(np.asarray(a).dtype, np.floating) else None), problem)
+        return problem, single, notes, (floats64, self.distribution.tables_for(problem.participants))
 
     def propose(self, problem: ContractProblem) -> np.ndarray:
         """Network contributions before repair: (I,) for one problem, (B, I) for a batch."""
-        batch, single, _ = self._as_batch(problem)
+        _, single, _, inputs = self._inputs(problem)
         with _precision.float64():
-            tables = self.distribution.tables_for(batch.participants)
-            out = np.asarray(self._proposals(self.params, jax.tree_util.tree_map(jnp.asarray, batch),
-                                             OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))))
+            out = np.asarray(self._kernels["propose"](self.params, *inputs))
         return out[0] if single else out
 
     def warm_start(self, problem: ContractProblem) -> np.ndarray:
@@ -211,50 +212,31 @@ class LearnedMechanism:
         Status FEASIBLE or INFEASIBLE (see the module docstring); ``iterations`` 0; the message
         gives the repair's blend toward the safe menu (0: the network's contract as proposed).
         """
-        batch, single, notes = self._as_batch(problem)
+        batch, single, notes, inputs = self._inputs(problem)
         start = time.perf_counter()
         with _precision.float64():
-            batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64)
-                                             if np.issubdtype(np.asarray(a).dtype, np.floating) else jnp.asarray(a), batch)
-            tables = self.distribution.tables_for(batch.participants)
-            tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
-            leaves, proposal_ok = self._first_pass(self.params, batch64, tables)
-            leaves = jax.tree_util.tree_map(lambda a: np.array(a, copy=True), jax.block_until_ready(leaves))
-            redo = np.flatnonzero(~np.asarray(proposal_ok))
+            leaves, proposal_ok = _host(self._kernels["first"](self.params, *inputs))
+            redo = np.flatnonzero(~proposal_ok)
             if redo.size:
                 # Second pass, repair + improvement, on the infeasible proposals only; the subset is
                 # padded to a power of two (by repeating a member) so few shapes are compiled.
                 size = 1 << int(np.ceil(np.log2(redo.size)))
                 index = np.concatenate([redo, np.full(size - redo.size, redo[0])])
-                take = lambda a: a[index]  # noqa: E731
-                fixed = self._batched(self.params, jax.tree_util.tree_map(take, batch64),
-                                      jax.tree_util.tree_map(take, tables))
-                fixed = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(fixed))
-                for key, value in leaves.items():
-                    if isinstance(value, np.ndarray):
-                        value[redo] = fixed[key][:redo.size]
-                    else:  # the Residuals pytree
-                        for arr, new in zip(jax.tree_util.tree_leaves(value), jax.tree_util.tree_leaves(fixed[key])):
-                            arr[redo] = new[:redo.size]
+                subset = jax.tree_util.tree_map(lambda a: a[index], inputs)
+                fixed = _host(self._kernels["repair"](self.params, *subset))
+                leaves = jax.tree_util.tree_map(functools.partial(_put_rows, redo), leaves, fixed)
         elapsed = time.perf_counter() - start
         blend = leaves.pop("blend")
-        size = blend.shape[0]
-        repaired = int(np.sum(blend > 0))
-        message = (f"learned mechanism ({self.metadata.get('name', 'network')}): {size - repaired} of {size} "
-                   f"proposals feasible as is, {repaired} repaired (max blend {float(np.max(blend)):.3g})")
+        size, repaired = blend.shape[0], int(np.sum(blend > 0))
+        parts = [f"learned mechanism ({self.metadata.get('name', 'network')}): {size - repaired} of {size} "
+                 f"proposals feasible as is, {repaired} repaired (max blend {float(np.max(blend)):.3g})"]
         failed = int(np.sum(np.asarray(leaves["status"]) != Status.FEASIBLE))
-        if failed:
-            message += (f"; {failed} with no feasible contract found by the repair: solve those with "
-                        "solve(method='exact'), which decides whether one exists")
-        if notes:
-            message += "; " + "; ".join(notes)
+        parts += [f"{failed} with no feasible contract found by the repair: solve those with solve(method='exact'), "
+                  "which decides whether one exists"] if failed else []
         sol = Solution(problem=batch, iterations=np.zeros(size, np.int64), wall_time=np.full(size, elapsed / size),
                        certificate=None, method="learned", constraints="full", backend="enumerate",
-                       message=message, **leaves)
-        if single:
-            rest = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], sol.replace(problem=None))
-            return rest.replace(problem=unstack_problem(batch, 0), wall_time=float(elapsed))
-        return sol
+                       message="; ".join(parts + notes), **leaves)
+        return unstack_solution(sol, 0).replace(wall_time=float(elapsed)) if single else sol
 
     def __repr__(self) -> str:
         return (f"LearnedMechanism(I={self.distribution.num_types}, N in {list(self.distribution.participants)}, "

@@ -9,7 +9,7 @@ E[a] (``solvers/_start.py``; the optimum often pools, and this is where the budg
 .. math:: m = m_{\mathrm{ref}} \cdot \exp(\mathrm{iso}(o)),\qquad m_{\mathrm{ref}} = (v(1) - v(0)) / c_I,
 
 with iso the isotonic regression: monotone non-decreasing from the costliest type to the cheapest
-by construction (MODEL.md's simplified set), positive, and exactly pooled where the network's
+by construction (docs/model.md's simplified set), positive, and exactly pooled where the network's
 levels are out of order; m_ref, the data whose cost to the cheapest type equals the whole value
 scale, makes the outputs scale-free (contributions range over four orders of magnitude with c).
 Exclusions (m_i = 0) are approached (o -> -inf), not reached; the repair step and the ALM polish
@@ -87,6 +87,6 @@ def decode_contributions(logits: jnp.ndarray, problem) -> jnp.ndarray:
 
     iso is the isotonic regression (projection onto non-decreasing vectors, ``numerics``):
     where the network's levels are out of order the types are pooled *exactly* (equal m), the
-    bunching MODEL.md's optima show; gradients flow through the pooled means.
+    bunching docs/model.md's optima show; gradients flow through the pooled means.
     """
     return data_reference(problem) * jnp.exp(isotonic_regression(jnp.clip(logits, *_LOG_CLIP)))

@@ -56,6 +56,12 @@ class Repaired(NamedTuple):
     feasible: jnp.ndarray
     safe_found: jnp.ndarray
 
+    @classmethod
+    def of(cls, m, problem, table, blend, safe_found) -> "Repaired":
+        """The record of contributions m: the least rewards, feasible iff every budget residual >= 0."""
+        return cls(m, least_rewards(m, problem.costs, problem.reservation_utility), blend,
+                   _slack(m, problem, table) >= 0.0, safe_found)
+
 
 def learned_constraints(m, problem, table):
     """(``Moments``, (2I - 1,) G money) of the menu (m, binding_rewards(m)).
@@ -68,19 +74,17 @@ def learned_constraints(m, problem, table):
 
 
 def contract_constraints(m, problem, table):
-    """(``Moments``, (I,) budget residuals tbar_i(m) - t_i, money) of the menu (m, least_rewards(m)).
+    """(I,) budget residuals tbar_i(m) - t_i, money, of the menu (m, least_rewards(m)).
 
     The only constraints such a menu does not meet by construction (the repair's and the
     returned contracts'; see the module docstring).
     """
-    t = least_rewards(m, problem.costs, problem.reservation_utility)
-    mom = moments(m, problem, table)
-    return mom, mom.reward_bounds - t
+    return moments(m, problem, table).reward_bounds - least_rewards(m, problem.costs, problem.reservation_utility)
 
 
 def _slack(m, problem, table):
     """min budget residual (``contract_constraints``), money: >= 0 iff (m, least_rewards(m)) is feasible."""
-    return jnp.min(contract_constraints(m, problem, table)[1])
+    return jnp.min(contract_constraints(m, problem, table))
 
 
 def _clears(m, problem, table):
@@ -105,15 +109,12 @@ def restore(m, problem, table, steps: int = RESTORE_STEPS, margin: float = RESTO
     proposal, and the one of last resort when no candidate menu is feasible (cheap types with a high
     reservation utility need separating contracts).
     """
-    dtype = jnp.result_type(m)
     m_ref = data_reference(problem)
-    gaps = jnp.diff(jnp.concatenate([jnp.zeros((1,), dtype), m]))
-    o = jnp.log(jnp.maximum(gaps, 1e-13 * m_ref) / m_ref)
-    value_scale = value_unit(problem)
+    o = jnp.log(jnp.maximum(jnp.diff(m, prepend=0.0), 1e-13 * m_ref) / m_ref)
     to_m = lambda o: m_ref * jnp.cumsum(jnp.exp(jnp.clip(o, -40.0, 10.0)))  # noqa: E731
 
     def constraints(o):
-        return contract_constraints(to_m(o), problem, table)[1] / value_scale
+        return contract_constraints(to_m(o), problem, table) / value_unit(problem)
 
     def body(_, o):
         g = constraints(o)
@@ -121,7 +122,7 @@ def restore(m, problem, table, steps: int = RESTORE_STEPS, margin: float = RESTO
         below = g < margin
         jac_b = jnp.where(below[:, None], jac, 0.0)
         rhs = jnp.where(below, margin - g, 0.0)
-        gram = jac_b @ jac_b.T + 1e-12 * jnp.eye(g.shape[0], dtype=dtype)
+        gram = jac_b @ jac_b.T + 1e-12 * jnp.eye(g.shape[0], dtype=jnp.result_type(m))
         step = jac_b.T @ jnp.linalg.solve(gram, rhs)
         step = step / jnp.maximum(1.0, jnp.max(jnp.abs(step)) / 0.5)
         o_new = o + step
@@ -143,12 +144,10 @@ def _scaled_anchor(m, problem, table):
     multiplied by s, made monotone by a running max. The network's typical error is one type's
     level (a cheap type over- or under-contributing), which one such rescaling undoes.
     """
-    num = m.shape[0]
-    masks = jnp.concatenate([jnp.eye(num, dtype=m.dtype), _tails(num, m.dtype)])  # (2I, I)
-    cands = _rescalings(m, masks, jnp.geomspace(0.05, 20.0, SCALE_FACTORS).astype(m.dtype))
-    scores = jax.vmap(lambda c: _feasible_value(c, problem, table))(cands)
-    k = jnp.argmax(scores)
-    return cands[k], jnp.isfinite(scores[k])
+    masks = jnp.concatenate([jnp.eye(m.shape[0], dtype=m.dtype), _tails(m.shape[0], m.dtype)])  # (2I, I)
+    best, score = _best_feasible(_rescalings(m, masks, jnp.geomspace(0.05, 20.0, SCALE_FACTORS).astype(m.dtype)),
+                                 problem, table)
+    return best, jnp.isfinite(score)
 
 
 def _tails(num: int, dtype) -> jnp.ndarray:
@@ -168,6 +167,14 @@ def _feasible_value(m, problem, table):
     return jnp.where(_clears(m, problem, table), moments(m, problem, table).expected_accuracy, -jnp.inf)
 
 
+def _best_feasible(cands, problem, table, ok=True):
+    """The row of ``cands`` (M, I) with the largest ``_feasible_value`` among those ``ok``: ((I,), () score,
+    -inf where none clears)."""
+    scores = jnp.where(ok, jax.vmap(lambda c: _feasible_value(c, problem, table))(cands), -jnp.inf)
+    k = jnp.argmax(scores)
+    return cands[k], scores[k]
+
+
 def _segment(m, anchor, anchor_ok, problem, table):
     """Smallest feasible lambda on the segment m -> anchor: (lambda, feasible)."""
     dtype = jnp.result_type(m)
@@ -175,14 +182,12 @@ def _segment(m, anchor, anchor_ok, problem, table):
     lams = jnp.concatenate([jnp.zeros((1,), dtype), jnp.geomspace(1e-6, 1.0, GRID).astype(dtype)])
     ok = jax.vmap(lambda lam: _clears(blend_at(lam), problem, table))(lams)
     ok = ok.at[-1].set(ok[-1] & anchor_ok)
-    any_ok = jnp.any(ok)
     first = jnp.argmax(ok)  # first feasible grid point (0 when none)
     lo, hi = lams[jnp.maximum(first - 1, 0)], lams[first]
 
     # Infeasible at lo, feasible at hi: bisect on "does not clear".
     _, hi = bisection(lambda lam: ~_clears(blend_at(lam), problem, table), lo, hi, BISECTIONS)
-    lam = jnp.where(first == 0, 0.0, hi)
-    lam = jnp.where(any_ok, lam, 0.0)
+    lam = jnp.where(jnp.any(ok) & (first != 0), hi, 0.0)
     return lam, _slack(blend_at(lam), problem, table) >= 0.0
 
 
@@ -200,8 +205,7 @@ def repair(m, problem, table, candidates=None) -> Repaired:
         (``expectation.with_weights``).
       candidates: ``start_candidates(problem, table, "full")`` if already computed.
     """
-    if candidates is None:
-        candidates = start_candidates(problem, table, "full")
+    candidates = start_candidates(problem, table, "full") if candidates is None else candidates
     safe, found = best_candidate(problem, candidates)
     # Restorations from the proposal and from the m^res envelope (the exact solver's fallback
     # start): from far above the feasible set the first can run out of steps; the second starts
@@ -215,10 +219,7 @@ def repair(m, problem, table, candidates=None) -> Repaired:
     candidates = (1.0 - lams[:, None]) * m[None, :] + lams[:, None] * anchors
     value = jax.vmap(lambda mm: moments(mm, problem, table).expected_accuracy)(candidates)
     best = jnp.argmax(jnp.where(feasible, value, -jnp.inf))
-    m_out, lam = candidates[best], lams[best]
-    feasible = _slack(m_out, problem, table) >= 0.0
-    t_out = least_rewards(m_out, problem.costs, problem.reservation_utility)
-    return Repaired(m_out, t_out, lam, feasible, found | restored_ok)
+    return Repaired.of(candidates[best], problem, table, lams[best], found | restored_ok)
 
 
 IMPROVE_ROUNDS = ((0.5, 4.0), (0.8, 1.25), (0.95, 1.05))  # factor ranges of the successive tail searches
@@ -238,23 +239,17 @@ def improve(repaired: Repaired, problem, table, candidates=None) -> Repaired:
     few per cent in m; this search recovers most of what that costs in value (and the pooled
     optimum exactly when it is one of the menus), for about 120 evaluations per problem.
     """
-    num = repaired.m.shape[0]
-    dtype = jnp.result_type(repaired.m)
+    num, dtype = repaired.m.shape[0], jnp.result_type(repaired.m)
     menus, found, _ = exclusion_pooled_candidates(problem, table) if candidates is None else candidates
-    score = lambda m: _feasible_value(m, problem, table)  # noqa: E731
 
-    best = repaired.m
-    best_score = jnp.where(repaired.feasible, score(best), -jnp.inf)
-    menu_scores = jnp.where(found, jax.vmap(score)(menus), -jnp.inf)
-    k = jnp.argmax(menu_scores)
-    take = menu_scores[k] > best_score
-    best, best_score = jnp.where(take, menus[k], best), jnp.where(take, menu_scores[k], best_score)
+    def keep_better(best, best_score, cands, ok=True):
+        cand, score = _best_feasible(cands, problem, table, ok)
+        take = score > best_score
+        return jnp.where(take, cand, best), jnp.where(take, score, best_score)
+
+    start_score = jnp.where(repaired.feasible, _feasible_value(repaired.m, problem, table), -jnp.inf)
+    best, best_score = keep_better(repaired.m, start_score, menus, found)
     for lo, hi in IMPROVE_ROUNDS:
-        cands = _rescalings(best, _tails(num, dtype), jnp.geomspace(lo, hi, IMPROVE_FACTORS).astype(dtype))
-        scores = jax.vmap(score)(cands)
-        k = jnp.argmax(scores)
-        take = scores[k] > best_score
-        best, best_score = jnp.where(take, cands[k], best), jnp.where(take, scores[k], best_score)
-    feasible = _slack(best, problem, table) >= 0.0
-    t = least_rewards(best, problem.costs, problem.reservation_utility)
-    return Repaired(best, t, repaired.blend, feasible, repaired.safe_found)
+        factors = jnp.geomspace(lo, hi, IMPROVE_FACTORS).astype(dtype)
+        best, best_score = keep_better(best, best_score, _rescalings(best, _tails(num, dtype), factors))
+    return Repaired.of(best, problem, table, repaired.blend, repaired.safe_found)

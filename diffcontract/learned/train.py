@@ -22,21 +22,24 @@ block of steps; the host loop over blocks shows a progress bar.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from .. import _precision
-from ..expectation import OutcomeTable, with_weights
+from .._progress import steps_with_progress
+from ..expectation import with_weights
 from .distribution import ProblemDistribution
 from .mechanism import LearnedMechanism
 from ..problem import value_unit
 from .network import MechanismNetwork, data_reference, decode_contributions, problem_features
 from .repair import learned_constraints
+
+log = logging.getLogger(__name__)
 
 TARGET_FLOOR = 1e-6  # m / m_ref below this counts as excluded in the imitation term
 TARGET_CHUNK = 256  # problems per batched-ALM call: one compilation, and a vmapped solve waits for its slowest
@@ -106,20 +109,23 @@ def _alm_targets(pool, distribution: ProblemDistribution, progress: bool):
     training Lagrangian's own scaling (the ``Solution`` stores them divided by v(1) - v(0)).
     """
     from ..problem import batch_size
-    from ..solvers.batch import solve_batch
-    from ..solvers._solution import Status
+    from ..solvers import Status, solve_batch
 
     size = batch_size(pool)
     logs, ok, lams = [], [], []
-    for start in tqdm(range(0, size, TARGET_CHUNK), disable=not progress, desc="ALM targets"):
-        part = jax.tree_util.tree_map(lambda a: np.asarray(a)[start:start + TARGET_CHUNK], pool)
-        sol = solve_batch(part, method="alm", table_length=distribution.table_length)
+    starts = range(0, size, TARGET_CHUNK)
+
+    def solve_chunk(k: int):
+        part = jax.tree_util.tree_map(lambda a: np.asarray(a)[starts[k]:starts[k] + TARGET_CHUNK], pool)
+        return part, solve_batch(part, method="alm", table_length=distribution.table_length)
+
+    sizes = [min(TARGET_CHUNK, size - start) for start in starts]
+    for part, sol in steps_with_progress(solve_chunk, sizes, "ALM targets", enabled=progress):
         m_ref = np.asarray(jax.vmap(data_reference)(jax.tree_util.tree_map(jnp.asarray, part)))
         logs.append(np.log(np.maximum(np.asarray(sol.contributions) / m_ref[:, None], TARGET_FLOOR)))
         ok.append(np.asarray(sol.status) == Status.CONVERGED)
-        value_scale = np.asarray(value_unit(part)).reshape(-1, 1)
         mult = sol.certificate.multipliers
-        lams.append(np.concatenate([np.asarray(mult["budget"]), np.asarray(mult["ir_others"])], axis=1) * value_scale)
+        lams.append(np.concatenate([mult["budget"], mult["ir_others"]], axis=1) * np.asarray(value_unit(part))[:, None])
     ok = np.concatenate(ok)
     lam = np.where(ok[:, None], np.concatenate(lams), 0.0)
     return jnp.asarray(np.concatenate(logs)), jnp.asarray(ok), jnp.asarray(lam)
@@ -132,14 +138,18 @@ def _pool_with_features(distribution: ProblemDistribution, config: TrainConfig):
     """
     ranges = (tuple(distribution.participants), tuple(distribution.log10_costs))
     pool = jax.tree_util.tree_map(jnp.asarray, distribution.sample(config.pool, seed=config.seed))
-    tables = distribution.tables_for(np.asarray(pool.participants))
-    tables = jax.vmap(with_weights)(pool, OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid)))
+    tables = jax.tree_util.tree_map(jnp.asarray, distribution.tables_for(np.asarray(pool.participants)))
+    tables = jax.vmap(with_weights)(pool, tables)
     features = jax.jit(jax.vmap(lambda prob, tab: problem_features(prob, tab, *ranges)))(pool, tables)
     return pool, tables, features
 
 
-def _loss(params, network, margin, batch, tabs, feats, lam_b, rho, targets_b, has_b, weight):
-    """Minibatch mean of the augmented Lagrangian plus the imitation term; aux (-E[a] (B,), G (B, 2I - 1))."""
+def _loss(params, network, margin, minibatch, lam_b, rho, weight):
+    """Minibatch mean of the augmented Lagrangian plus the imitation term; aux (-E[a] (B,), G (B, 2I - 1)).
+
+    minibatch: (problems, weighted tables, features, target log(m*/m_ref), has a target) of B problems.
+    """
+    batch, tabs, feats, targets_b, has_b = minibatch
     terms = jax.vmap(lambda p, prob, tab, feat: _constraint_terms(p, network, prob, tab, feat),
                      in_axes=(None, 0, 0, 0))
     objective, g = terms(params, batch, tabs, feats)
@@ -153,23 +163,22 @@ def _loss(params, network, margin, batch, tabs, feats, lam_b, rho, targets_b, ha
     return jnp.mean(objective + penalty + weight * imitation), (objective, g)
 
 
-def _block_function(network, optimizer, config: TrainConfig, pool, tables, features, target_log, has_target,
-                    total_steps: int):
+def _block_function(network, optimizer, config: TrainConfig, data: tuple, total_steps: int):
     """The compiled block of ``config.update_every`` Adam steps, then the penalty update.
 
+    data: (pool, weighted tables, features, target log(m*/m_ref), has a target), one row per pool problem.
+
     Returns:
-      block(params, opt_state, lam, rho, count, key) -> (params, opt_state, lam, rho, count, stats), with
-      stats (mean -E[a], mean max violation, feasible share) averaged over the block's last steps.
+      block(state, key) -> (state, stats), state = (params, opt_state, lam, rho, count), with stats
+      (mean -E[a], mean max violation, feasible share) averaged over the block's last steps.
     """
     def step(carry, key):
         params, opt_state, lam, rho, count = carry
         index = jax.random.randint(key, (config.batch,), 0, config.pool)
-        batch, tabs = jax.tree_util.tree_map(lambda a: a[index], (pool, tables))
         weight = config.imitation_weight * jnp.maximum(0.0, 1.0 - count / (config.imitation_until * total_steps))
         weight = jnp.where(config.targets, weight, 0.0)
         (_, (objective, g)), grads = jax.value_and_grad(_loss, has_aux=True)(
-            params, network, config.margin, batch, tabs, features[index], lam[index], rho, target_log[index],
-            has_target[index], weight)
+            params, network, config.margin, jax.tree_util.tree_map(lambda a: a[index], data), lam[index], rho, weight)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         # First-order multiplier step of the visited problems (PHR: lambda <- max(0, lambda - rho G)).
@@ -179,12 +188,12 @@ def _block_function(network, optimizer, config: TrainConfig, pool, tables, featu
         return (params, opt_state, lam, rho, count + 1), stats
 
     @jax.jit
-    def block(params, opt_state, lam, rho, count, key):
+    def block(state, key):
         keys = jax.random.split(key, config.update_every)
-        (params, opt_state, lam, rho, count), stats = jax.lax.scan(step, (params, opt_state, lam, rho, count), keys)
+        (params, opt_state, lam, rho, count), stats = jax.lax.scan(step, state, keys)
         rho = jnp.minimum(rho * config.penalty_growth, config.penalty_max)
         recent = jax.tree_util.tree_map(lambda a: a[-HISTORY_STEPS:].mean(axis=0), stats)
-        return params, opt_state, lam, rho, count, recent
+        return (params, opt_state, lam, rho, count), recent
 
     return block
 
@@ -216,35 +225,38 @@ def train_mechanism(distribution: ProblemDistribution = ProblemDistribution(), c
     network = MechanismNetwork(distribution.num_types, tuple(config.hidden))
     blocks = -(-config.steps // config.update_every)
     total_steps = blocks * config.update_every
+    num = distribution.num_types
     with _precision.float64():
         pool, tables, features = _pool_with_features(distribution, config)
         key, init_key = jax.random.split(jax.random.PRNGKey(config.seed))
-        params = network.init(init_key, features[0])["params"]
-        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
+                                        network.init(init_key, features[0])["params"])
         schedule = optax.cosine_decay_schedule(config.learning_rate, total_steps, alpha=config.final_lr_fraction)
         optimizer = optax.chain(optax.clip_by_global_norm(GRADIENT_CLIP), optax.adam(schedule))
-        opt_state = optimizer.init(params)
-        rho = jnp.asarray(config.penalty_init, jnp.float64)
-        if config.targets:
-            target_log, has_target, lam = _alm_targets(pool, distribution, progress)
-        else:  # one multiplier per problem and constraint (budget, IR of types 2..I)
-            lam = jnp.zeros((config.pool, 2 * distribution.num_types - 1), jnp.float64)
-            target_log = jnp.zeros((config.pool, distribution.num_types), jnp.float64)
-            has_target = jnp.zeros((config.pool,), bool)
-        block = _block_function(network, optimizer, config, pool, tables, features, target_log, has_target,
+        # Without targets: no imitation, and one multiplier per problem and constraint (budget, IR_2..I) at 0.
+        target_log, has_target, lam = _alm_targets(pool, distribution, progress) if config.targets else (
+            jnp.zeros((config.pool, num)), jnp.zeros((config.pool,), bool), jnp.zeros((config.pool, 2 * num - 1)))
+        block = _block_function(network, optimizer, config, (pool, tables, features, target_log, has_target),
                                 total_steps)
-        history = {"step": [], "objective": [], "violation": [], "feasible_share": [], "rho": []}
-        count = jnp.asarray(0.0, jnp.float64)
-        bar = tqdm(range(blocks), disable=not progress, desc="training mechanism")
-        for b in bar:
+        state = (params, optimizer.init(params), lam, jnp.asarray(config.penalty_init, jnp.float64),
+                 jnp.asarray(0.0, jnp.float64))
+        rows = []  # per block: step, mean -E[a], mean violation, feasible share, rho
+        keys = []
+        for _ in range(blocks):  # the same key sequence as splitting block by block
             key, sub = jax.random.split(key)
-            params, opt_state, lam, rho, count, (objective, violation, share) = block(params, opt_state, lam, rho,
-                                                                                     count, sub)
-            for field, value in zip(history, ((b + 1) * config.update_every, float(objective), float(violation),
-                                              float(share), float(rho))):
-                history[field].append(value)
-            bar.set_postfix(Ea=f"{-float(objective):.4f}", viol=f"{float(violation):.1e}", ok=f"{float(share):.2f}")
-        params = jax.tree_util.tree_map(np.asarray, params)
-    history = {k: np.asarray(v) for k, v in history.items()}
+            keys.append(sub)
+
+        def train_block(b: int):
+            nonlocal state
+            state, stats = block(state, keys[b])
+            rows.append(((b + 1) * config.update_every, *(float(v) for v in stats), float(state[3])))
+            log.debug("block %d: E[a] %.4f, violation %.1e, feasible share %.2f", b, -rows[-1][1], rows[-1][2],
+                      rows[-1][3])
+
+        for _ in steps_with_progress(train_block, [config.update_every] * blocks, "training mechanism",
+                                     unit="step", enabled=progress):
+            pass
+        params = jax.tree_util.tree_map(np.asarray, state[0])
+    history = dict(zip(("step", "objective", "violation", "feasible_share", "rho"), map(np.asarray, zip(*rows))))
     history["seconds"] = time.perf_counter() - start
     return LearnedMechanism(network, params, distribution, metadata=_metadata(name, config, history)), history

@@ -4,7 +4,7 @@
 Everything downstream (realization, verifier, simulation) takes either form. A record is rebuilt
 into a validated ``ContractProblem`` (``ContractProblem.from_dict``: bad input fails with messages
 that name the field; every curve kind of ``curves.io`` reads back) plus the menu (m, t) in
-canonical type order (costliest first, MODEL.md). Only the menu and the problem are needed: a
+canonical type order (costliest first, docs/model.md). Only the menu and the problem are needed: a
 hand-written ``{"m", "t", "problem"}`` is a record too.
 """
 
@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..problem import ContractProblem
+
+MAX_OUTCOMES = 20_000_000  # (K, I) int and float64 tables of ~1-2 GB at I = 5: beyond, no exact enumeration
 
 
 class Contract(NamedTuple):
@@ -33,17 +35,47 @@ class Contract(NamedTuple):
     reported: dict
 
 
-def _menu_vector(record: dict, key: str, size: int) -> np.ndarray:
+def is_number(value: Any, kinds: tuple = (int, float)) -> bool:
+    """``value`` is an instance of ``kinds`` (Python numbers by default) and not a bool."""
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
+def check_setting(name: str, value: Any, valid: bool, expected: str) -> None:
+    """Raise a ValueError naming ``name`` and ``value`` unless ``valid`` ("{name} must be {expected}")."""
+    if not valid:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def check_enumerable(problem: ContractProblem, who: str) -> int:
+    """K = C(N + I - 1, I - 1); a ValueError naming ``participants`` when K exceeds ``MAX_OUTCOMES``.
+
+    Args:
+      problem: ``ContractProblem``.  who: what enumerates the outcomes, for the message.
+
+    Returns:
+      K, the number of outcomes.
+    """
+    N, num, K = problem.num_participants, problem.num_types, problem.num_outcomes
+    if K > MAX_OUTCOMES:
+        raise ValueError(f"participants: N = {N} with I = {num} types has {K} outcomes; {who} enumerates every "
+                         f"outcome and stops at {MAX_OUTCOMES}")
+    return K
+
+
+def _field(record: dict, key: str) -> Any:
+    """``record[key]``, or a ValueError naming the missing field."""
     if key not in record:
         raise ValueError(f"solution record is missing the field {key!r}")
-    value = record[key]
-    if not isinstance(value, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in value):
-        raise ValueError(f"{key} must be a list of {size} numbers, got {value!r}")
+    return record[key]
+
+
+def _menu_vector(record: dict, key: str, size: int) -> np.ndarray:
+    value = _field(record, key)
+    check_setting(key, value, isinstance(value, list) and all(map(is_number, value)), f"a list of {size} numbers")
     if len(value) != size:
         raise ValueError(f"{key} has {len(value)} entries but the problem has {size} types")
     arr = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{key} must be finite, got {value!r}")
+    check_setting(key, value, bool(np.all(np.isfinite(arr))), "finite")
     return arr
 
 
@@ -58,42 +90,30 @@ def load_contract(solution: Any) -> Contract:
       an invalid problem).
     """
     if isinstance(solution, dict):
-        if "problem" not in solution:
-            raise ValueError("solution record is missing the field 'problem'")
-        problem = ContractProblem.from_dict(solution["problem"])
-        num = problem.num_types
-        order = np.asarray(problem.type_order)  # canonical index -> record index
-        m = _menu_vector(solution, "m", num)[order]
-        t = _menu_vector(solution, "t", num)[order]
-        reported = {}
+        problem = ContractProblem.from_dict(_field(solution, "problem"))
+        record, order = solution, np.asarray(problem.type_order)  # canonical index -> record index
         t_bar = solution.get("t_bar")
-        if isinstance(t_bar, list) and len(t_bar) == num and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) for x in t_bar):
-            reported["t_bar"] = np.asarray(t_bar, dtype=np.float64)[order]
-        for key in ("expected_value", "expected_accuracy"):
-            value = solution.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                reported[key] = float(value)
-        for key in ("status", "method", "constraints"):
-            if isinstance(solution.get(key), str):
-                reported[key] = solution[key]
-        return Contract(problem, m, t, reported)
-    if hasattr(solution, "contributions") and hasattr(solution, "problem"):
+        valid_t_bar = isinstance(t_bar, list) and len(t_bar) == problem.num_types and all(map(is_number, t_bar))
+        reported = {"t_bar": np.asarray(t_bar, dtype=np.float64)[order]} if valid_t_bar else {}
+        reported.update({key: float(solution[key]) for key in ("expected_value", "expected_accuracy")
+                         if is_number(solution.get(key)) and math.isfinite(solution[key])})
+        reported.update({key: solution[key] for key in ("status", "method", "constraints")
+                         if isinstance(solution.get(key), str)})
+    elif hasattr(solution, "contributions") and hasattr(solution, "problem"):
         problem = solution.problem
         if not isinstance(problem, ContractProblem):
             raise ValueError(f"solution.problem must be a ContractProblem, got {type(problem).__name__}")
         if np.ndim(problem.costs) != 1:
             raise ValueError("solution is a batch; take one member with unstack_solution(solution, k) first")
-        m = np.asarray(solution.contributions, dtype=np.float64)
-        t = np.asarray(solution.rewards, dtype=np.float64)
-        if m.shape != (problem.num_types,) or t.shape != m.shape:
-            raise ValueError(f"solution contributions/rewards must have shape ({problem.num_types},), "
-                             f"got {m.shape} and {t.shape}")
-        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(t))):
-            raise ValueError("solution contributions (m) and rewards (t) must be finite")
+        # A Solution is in canonical order; its menu is checked as a record's would be.
+        record = {"m": np.asarray(solution.contributions, dtype=np.float64).tolist(),
+                  "t": np.asarray(solution.rewards, dtype=np.float64).tolist()}
+        order = np.arange(problem.num_types)
         reported = {"t_bar": np.asarray(solution.reward_bounds, dtype=np.float64),
                     "expected_value": float(np.asarray(solution.expected_value)),
                     "expected_accuracy": float(np.asarray(solution.expected_accuracy)),
                     "status": solution.status_name, "method": solution.method, "constraints": solution.constraints}
-        return Contract(problem, m, t, reported)
-    raise ValueError(f"expected a Solution or a JSON record (dict) of one, got {type(solution).__name__}")
+    else:
+        raise ValueError(f"expected a Solution or a JSON record (dict) of one, got {type(solution).__name__}")
+    m, t = (_menu_vector(record, key, problem.num_types)[order] for key in ("m", "t"))
+    return Contract(problem, m, t, reported)

@@ -1,4 +1,4 @@
-r"""Proportional assignment: realizing first-moment rewards outcome by outcome (MODEL.md).
+r"""Proportional assignment: realizing first-moment rewards outcome by outcome (docs/model.md).
 
 Given a menu (m, t) with bounds tbar(m), in outcome n each present type-i participant receives a
 model whose value is
@@ -29,6 +29,20 @@ class Realization(NamedTuple):
     reward_accuracies: jnp.ndarray
 
 
+def ratio_or_zero(numerator, denominator, xp=jnp):
+    """numerator / denominator where the denominator is > 0, else 0 (the share t_i / tbar_i of a bound of 0
+    is 0: no model of any value exists where type i is present).
+
+    Args:
+      numerator, denominator: arrays of one shape.  xp: ``jax.numpy`` (jittable) or ``numpy`` (host side).
+
+    Returns:
+      the elementwise ratio, 0 where the denominator is <= 0.
+    """
+    positive = denominator > 0
+    return xp.where(positive, numerator / xp.where(positive, denominator, 1.0), 0.0)
+
+
 def proportional_assignment(m, t, reward_bounds, problem, counts) -> Realization:
     """Realized rewards of the menu (m, t) under proportional assignment.
 
@@ -38,6 +52,5 @@ def proportional_assignment(m, t, reward_bounds, problem, counts) -> Realization
     """
     pooled = jnp.asarray(counts, dtype=jnp.result_type(m)) @ (problem.quality * m)
     acc = problem.accuracy(pooled)
-    share = jnp.where(reward_bounds > 0, t / jnp.where(reward_bounds > 0, reward_bounds, 1.0), 0.0)
-    values = problem.valuation(acc)[:, None] * share[None, :]
+    values = problem.valuation(acc)[:, None] * ratio_or_zero(t, reward_bounds)[None, :]
     return Realization(acc, values, problem.valuation.inverse(values))

@@ -1,4 +1,4 @@
-r"""A duality-gap bound for the first-moment problem where it is concave (MODEL.md "First-moment problem").
+r"""A duality-gap bound for the first-moment problem where it is concave (docs/model.md "The first-moment problem").
 
 Write the problem as: maximize :math:`F(x) = E_n[a(n \cdot q m)]` over x = (m, t) subject to
 :math:`g(x) \ge 0` (budget :math:`\bar t_i(m) - t_i`, IR, pairwise IC) and m, t >= 0.
@@ -66,29 +66,25 @@ class DualityGapBound(NamedTuple):
     upper_bound: float
     expected_accuracy: float
     region_min_data: float
-    multipliers: dict
     stationarity: float
     complementarity: float
+    multipliers: dict
 
     def to_dict(self) -> dict:
-        return {"gap": self.gap, "upper_bound": self.upper_bound, "expected_accuracy": self.expected_accuracy,
-                "region_min_data": self.region_min_data, "stationarity": self.stationarity,
-                "complementarity": self.complementarity,
-                "multipliers": {k: np.asarray(v).tolist() for k, v in self.multipliers.items()}}
+        """JSON-ready (the multipliers as nested lists)."""
+        return {**self._asdict(), "multipliers": {k: np.asarray(v).tolist() for k, v in self.multipliers.items()}}
 
 
 @jax.jit
 def _curve_derivatives(curve, x):
-    d1 = jax.vmap(jax.grad(lambda s: curve(s)))
-    d2 = jax.vmap(jax.grad(jax.grad(lambda s: curve(s))))
-    return d1(x), d2(x)
+    slope = jax.grad(lambda s: curve(s))
+    return jax.vmap(slope)(x), jax.vmap(jax.grad(slope))(x)
 
 
 def _derivatives(curve, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(a'(x), a''(x)) in float64 by automatic differentiation (one compile per curve kind)."""
     with _precision.float64():
-        d1, d2 = _curve_derivatives(curve, jnp.asarray(x, jnp.float64))
-        return np.asarray(d1), np.asarray(d2)
+        return tuple(np.asarray(d) for d in _curve_derivatives(curve, jnp.asarray(x, jnp.float64)))
 
 
 @jax.jit
@@ -111,13 +107,10 @@ def _concave_from(x: np.ndarray, d1: np.ndarray, d2: np.ndarray) -> int | None:
     slope below 1e-9 of its size, and a'' below 1e-9 |a'| / x, count as flat.
     """
     scale = np.maximum(np.abs(d1), np.abs(np.roll(d1, -1)))
-    rises = np.zeros(x.size, dtype=bool)
-    rises[:-1] = d1[1:] - d1[:-1] > 1e-9 * scale[:-1] + 1e-300
+    rises = np.append(d1[1:] - d1[:-1] > 1e-9 * scale[:-1] + 1e-300, False)  # the last point has no right neighbour
     bends_up = d2 > 1e-9 * np.abs(d1) / np.maximum(x, 1e-300) + 1e-300
     bad = np.flatnonzero(rises | bends_up | ~np.isfinite(d1) | ~np.isfinite(d2))
-    if bad.size == 0:
-        return 0
-    start = int(bad[-1]) + 1
+    start = int(bad[-1]) + 1 if bad.size else 0
     return start if start < x.size else None
 
 
@@ -143,6 +136,7 @@ def concavity_threshold(problem, data_max: float) -> tuple[float | None, str]:
 
 
 def _bound_for(lam, grad_f, jac, g, lower, upper, x):
+    """(gap bound, dL/dx) for multipliers ``lam`` >= 0 over the box [lower, upper] (module docstring)."""
     r = grad_f + jac.T @ lam
     return float(lam @ g + np.sum(np.maximum(r * (upper - x), r * (lower - x)))), r
 
@@ -165,11 +159,9 @@ def duality_gap_report(solution: Any) -> tuple[DualityGapBound | None, str]:
     """``duality_gap_bound`` and, when it is None, the reason."""
     contract = load_contract(solution)
     problem = contract.problem
-    m_star, t_star = np.asarray(contract.m, np.float64), np.asarray(contract.t, np.float64)
+    m_star, t_star = contract.m, contract.t  # float64
     N, num = problem.num_participants, problem.num_types
-    c = np.asarray(problem.costs, np.float64)
-    q = np.asarray(problem.quality, np.float64)
-    f = np.asarray(problem.reservation_utility, np.float64)
+    c, q, f = (np.asarray(x, np.float64) for x in (problem.costs, problem.quality, problem.reservation_utility))
     with _precision.float64():
         v0, v1 = (float(x) for x in np.asarray(problem.valuation(jnp.asarray([0.0, 1.0], jnp.float64))))
     m_upper = np.maximum((v1 - f) / c, 0.0)
@@ -182,20 +174,17 @@ def duality_gap_report(solution: Any) -> tuple[DualityGapBound | None, str]:
                       f"x_c = {x_c:.6g} where the accuracy curve becomes concave")
 
     m_scale, v_scale = max(float(np.max(m_star)), 1.0), v1 - v0
-    off = ~np.eye(num, dtype=bool)
+    x_np = np.concatenate([m_star / m_scale, t_star / v_scale])
     with _precision.float64():
         problem64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
         counts = jnp.asarray(enumerate_outcomes(N, num), jnp.float64)
-        x_star = jnp.asarray(np.concatenate([m_star / m_scale, t_star / v_scale]))
-        parts = _lagrangian_parts(x_star, problem64, counts, m_scale, v_scale)
+        parts = _lagrangian_parts(jnp.asarray(x_np), problem64, counts, m_scale, v_scale)
         f_star, grad_f, g, jac = (np.asarray(p, dtype=np.float64) for p in parts)
-        f_star = float(f_star)
-    x_np = np.asarray(x_star)
+    f_star = float(f_star)
     if not (np.all(np.isfinite(grad_f)) and np.all(np.isfinite(jac)) and np.all(np.isfinite(g))):
         return None, "non-finite derivatives at the solution"
     lower = np.concatenate([x_c / (N * q) / m_scale, np.maximum(f + c * x_c / (N * q), 0.0) / v_scale])
-    upper = np.concatenate([m_upper / m_scale, np.full(num, v1 / v_scale)])
-    upper = np.maximum(upper, lower)
+    upper = np.maximum(np.concatenate([m_upper / m_scale, np.full(num, v1 / v_scale)]), lower)
 
     # Choose lambda >= 0 minimizing the bound: an LP in (lambda, s) with s_k >= r_k (u_k - x_k) and
     # s_k >= r_k (l_k - x_k), r = grad_f + J^T lambda, minimizing g . lambda + sum s.
@@ -213,7 +202,7 @@ def duality_gap_report(solution: Any) -> tuple[DualityGapBound | None, str]:
     gap, r, lam = min(bounds, key=lambda b: b[0])
     lam_money = lam / v_scale  # multipliers per unit of money residual
     ic_mult = np.zeros((num, num))
-    ic_mult[off] = lam_money[2 * num:]
+    ic_mult[~np.eye(num, dtype=bool)] = lam_money[2 * num:]
     return DualityGapBound(
         gap=gap, upper_bound=f_star + gap, expected_accuracy=f_star, region_min_data=x_c,
         multipliers={"budget": lam_money[:num], "ir": lam_money[num:2 * num], "ic": ic_mult},

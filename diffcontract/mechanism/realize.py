@@ -1,4 +1,4 @@
-r"""Realized rewards of a solved contract in every outcome (MODEL.md "Realizing rewards").
+r"""Realized rewards of a solved contract in every outcome (docs/model.md "Realizing rewards: proportional assignment").
 
 ``realize`` enumerates the outcomes n, their probabilities P(n) and conditioning weights, and
 applies ``proportional_assignment``: each present type-i participant receives a model of value
@@ -19,10 +19,8 @@ import numpy as np
 
 from .. import _precision
 from ..expectation import conditional_weights, enumerate_outcomes
-from ._record import load_contract
-from .assignment import proportional_assignment
-
-MAX_OUTCOMES = 20_000_000  # (K, I) float64 tables of a few GB beyond this
+from ._record import check_enumerable, load_contract
+from .assignment import proportional_assignment, ratio_or_zero
 
 
 class RealizedRewards(NamedTuple):
@@ -69,32 +67,27 @@ def realize(solution: Any) -> RealizedRewards:
     """
     contract = load_contract(solution)
     problem = contract.problem
-    if problem.num_outcomes > MAX_OUTCOMES:
-        raise ValueError(f"participants: N = {problem.num_participants} with I = {problem.num_types} types has "
-                         f"{problem.num_outcomes} outcomes; realize enumerates them all and stops at {MAX_OUTCOMES}")
+    check_enumerable(problem, "realize")
     counts = enumerate_outcomes(problem.num_participants, problem.num_types)
     with _precision.float64():
         problem64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), problem)
         cts = jnp.asarray(counts, jnp.float64)
         prob, weights = conditional_weights(cts, problem64.probs, problem64.participants, problem.conditioning)
-        m, t = jnp.asarray(contract.m), jnp.asarray(contract.t)
-        pooled = cts @ (problem64.quality * m)
+        pooled = cts @ (problem64.quality * contract.m)
         value = problem64.valuation(problem64.accuracy(pooled))
         tbar = value @ weights
         # Shares capped at 1 (t replaced by min(t, tbar)): a promise above tbar, which a solver may
         # return within its feasibility tolerance, would otherwise hand out a model better than the
-        # joint one in every outcome. Where t <= tbar this is MODEL.md's assignment unchanged.
-        real = proportional_assignment(m, jnp.minimum(t, tbar), tbar, problem64, cts)
-        real = jax.tree_util.tree_map(np.asarray, real)
-        prob, weights, pooled, value, tbar = (np.asarray(x) for x in (prob, weights, pooled, value, tbar))
+        # joint one in every outcome. Where t <= tbar this is docs/model.md's assignment unchanged.
+        real = proportional_assignment(contract.m, jnp.minimum(contract.t, tbar), tbar, problem64, cts)
+        real, prob, weights, pooled, value, tbar = jax.tree_util.tree_map(
+            np.asarray, (real, prob, weights, pooled, value, tbar))
     present = counts >= 1
-    values = np.ma.masked_array(real.reward_values, mask=~present)
-    accuracies = np.ma.masked_array(real.reward_accuracies, mask=~present)
-    positive = tbar > 0
-    shares = np.where(positive, np.minimum(contract.t / np.where(positive, tbar, 1.0), 1.0), 0.0)
     return RealizedRewards(
         outcomes=np.asarray(counts), prob=prob, weights=weights, present=present, pooled_data=pooled,
-        pooled_accuracy=real.pooled_accuracy, pooled_value=value, reward_values=values,
-        reward_accuracies=accuracies, reward_bounds=tbar, shares=shares,
+        pooled_accuracy=real.pooled_accuracy, pooled_value=value,
+        reward_values=np.ma.masked_array(real.reward_values, mask=~present),
+        reward_accuracies=np.ma.masked_array(real.reward_accuracies, mask=~present), reward_bounds=tbar,
+        shares=np.minimum(ratio_or_zero(contract.t, tbar, np), 1.0),
         expected_rewards=np.asarray((weights * real.reward_values).sum(axis=0)),
     )

@@ -1,4 +1,4 @@
-r"""An independent verifier of a solved contract (MODEL.md "Original problem", "First-moment problem",
+r"""An independent verifier of a solved contract (docs/model.md "The contract", "First-moment problem",
 "Realizing rewards: proportional assignment").
 
 It shares no code path with the solvers beyond the problem's curves: numpy float64 throughout, its
@@ -31,9 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from ._record import load_contract
+from ._record import check_enumerable, check_setting, is_number, load_contract
 
-MAX_OUTCOMES = 20_000_000  # (K, I) int64 and float64 tables of ~1-2 GB at I = 5: beyond, no exact check
 BISECTION_STEPS = 64  # 2^-64 < float64 spacing at 1: v^{-1} on [0, 1] converged to the last bit
 # Reservation utilities: the gain v(a(q m)) - c m is scanned on a log grid of m from GRID_START (units
 # of data) to v(1)/c (beyond which training alone loses money), capped at GRID_CAP where v(1)/c
@@ -43,6 +42,8 @@ GRID_START = 1e-6
 GRID_CAP = 1e300
 GRID_POINTS = 4001
 BRENT_XTOL = 1e-12
+#: The residual families of a ``VerificationReport``, in the order they are reported.
+FAMILIES = ("budget", "ex_post", "ir", "ic", "promise", "nonnegative")
 
 
 # ----------------------------------------------------------------------------- numpy building blocks
@@ -72,7 +73,7 @@ def multinomial_pmf(counts: np.ndarray, probs: np.ndarray, participants: int) ->
 
 def conditioning_weights(counts: np.ndarray, prob: np.ndarray, probs: np.ndarray, participants: int,
                          conditioning: str) -> np.ndarray:
-    """(K, I) weights w_i(n) of E[. | type i] (MODEL.md "First-moment problem").
+    """(K, I) weights w_i(n) of E[. | type i] (docs/model.md "The first-moment problem").
 
     truncated: the law restricted to n_i >= 1, renormalized by its own total (summed here, not
       the closed form 1 - (1 - p_i)^N).
@@ -98,17 +99,10 @@ def evaluate(curve, x: np.ndarray) -> np.ndarray:
     ``curve`` is any callable pytree (a curve, or a bound method such as ``valuation.inverse``,
     whose instance is a pytree leaf of the ``Partial``); compiled once per curve kind and shape.
     """
-    x = np.asarray(x, dtype=np.float64)
+    # A bound method (``valuation.inverse``) is not a pytree: its instance becomes the Partial's leaf.
+    func, owner = (curve.__func__, curve.__self__) if hasattr(curve, "__func__") else (type(curve).__call__, curve)
     with jax.enable_x64(True):
-        fn = curve if isinstance(curve, jax.tree_util.Partial) else _as_partial(curve)
-        return np.asarray(_apply(fn, jnp.asarray(x)), dtype=np.float64)
-
-
-def _as_partial(curve):
-    """``curve`` as a pytree ``Partial`` (a bound method such as ``valuation.inverse`` is not a pytree)."""
-    if hasattr(curve, "__self__") and hasattr(curve, "__func__"):
-        return jax.tree_util.Partial(curve.__func__, curve.__self__)
-    return jax.tree_util.Partial(type(curve).__call__, curve)
+        return np.asarray(_apply(jax.tree_util.Partial(func, owner), jnp.asarray(x, jnp.float64)), dtype=np.float64)
 
 
 def inverse_valuation(valuation, values: np.ndarray) -> np.ndarray:
@@ -176,7 +170,7 @@ class Violation(NamedTuple):
     meaning: str
 
     def __str__(self) -> str:
-        return f"{self.name}: residual {self.residual:.6g} < -{self.tolerance:g} ({self.meaning})"
+        return f"{self.name}: slack {self.residual:.6g} < -{self.tolerance:g} ({self.meaning})"
 
 
 class VerificationReport(NamedTuple):
@@ -211,52 +205,32 @@ class VerificationReport(NamedTuple):
 
     @property
     def worst(self) -> dict:
-        """The smallest residual of each family (g >= 0 form)."""
-        off = ~np.eye(self.ic.shape[0], dtype=bool)
-        return {"budget": float(np.min(self.budget)), "ex_post": float(np.min(self.ex_post)),
-                "ir": float(np.min(self.ir)), "ic": float(np.min(self.ic[off])) if off.any() else 0.0,
-                "promise": float(np.min(self.promise)), "nonnegative": float(np.min(self.nonnegative))}
+        """The smallest slack of each family (g >= 0 form: a constraint holds when its slack is >= -tol)."""
+        residuals = {family: getattr(self, family) for family in FAMILIES}
+        residuals["ic"] = self.ic[~np.eye(self.ic.shape[0], dtype=bool)]  # off the diagonal (none when I = 1)
+        return {family: float(np.min(r)) if r.size else 0.0 for family, r in residuals.items()}
 
     def to_dict(self) -> dict:
         """JSON-ready (every number finite by construction)."""
-        return {
-            "ok": self.ok, "tol": self.tol,
-            "violations": [{"constraint": v.name, "residual": v.residual, "tolerance": v.tolerance,
-                            "meaning": v.meaning} for v in self.violations],
-            "worst": self.worst,
-            "residuals": {"budget": self.budget.tolist(), "ex_post": self.ex_post.tolist(), "ir": self.ir.tolist(),
-                          "ic": self.ic.tolist(), "promise": self.promise.tolist(),
-                          "nonnegative": self.nonnegative.tolist()},
-            "reward_bounds": self.reward_bounds.tolist(), "realized_rewards": self.realized_rewards.tolist(),
-            "reservation_utility": self.reservation.tolist(), "expected_accuracy": self.expected_accuracy,
-            "expected_value": self.expected_value, "num_outcomes": self.num_outcomes,
-            "total_probability": self.total_probability,
-            "reported_minus_verified": {k: (np.asarray(v).tolist() if np.ndim(v) else float(v))
-                                        for k, v in self.reported.items()},
-        }
+        fields = ("constraint", "residual", "tolerance", "meaning")
+        return {"ok": self.ok, "tol": self.tol, "violations": [dict(zip(fields, v)) for v in self.violations],
+                "worst": self.worst, "residuals": {family: getattr(self, family).tolist() for family in FAMILIES},
+                "reward_bounds": self.reward_bounds.tolist(), "realized_rewards": self.realized_rewards.tolist(),
+                "reservation_utility": self.reservation.tolist(), "expected_accuracy": self.expected_accuracy,
+                "expected_value": self.expected_value, "num_outcomes": self.num_outcomes,
+                "total_probability": self.total_probability, "reported_minus_verified": {
+                    k: (np.asarray(v).tolist() if np.ndim(v) else float(v)) for k, v in self.reported.items()}}
 
     def summary(self) -> str:
         """Readable text: one line per family, then each violation."""
         lines = [f"verify: {'OK' if self.ok else 'VIOLATED'} (tolerance {self.tol:g}; {self.num_outcomes} outcomes, "
                  f"sum P(n) - 1 = {self.total_probability - 1.0:.1e})"]
-        for family, value in self.worst.items():
-            lines.append(f"  {family:<12} worst residual {value: .3e}")
+        lines.append(f"  smallest slack per family (g >= 0 form: holds when >= -{self.tol:g}):")
+        lines += [f"  {family:<12} {value: .3e}" for family, value in self.worst.items()]
         lines.append(f"  E[a] = {self.expected_accuracy:.10g}   E[v(a)] = {self.expected_value:.10g}")
-        for key, value in self.reported.items():
-            lines.append(f"  reported {key} - verified: {np.max(np.abs(value)):.2e}")
+        lines += [f"  reported {key} - verified: {np.max(np.abs(value)):.2e}" for key, value in self.reported.items()]
         lines.extend(f"  violated {v}" for v in self.violations)
         return "\n".join(lines)
-
-
-def _outcome_law(problem, probs: np.ndarray):
-    """(counts (K, I), P(n) (K,), conditioning weights (K, I)) of the problem's outcomes."""
-    N = problem.num_participants
-    counts = enumerate_counts(N, problem.num_types)
-    prob = multinomial_pmf(counts, probs, N)
-    weights = conditioning_weights(counts, prob, probs, N, problem.conditioning)
-    if not np.all(np.isfinite(weights)):  # P(n_i >= 1) underflowed: a probability near 1e-308
-        raise ValueError(f"probs: {probs.tolist()} has a type too rare to condition on in float64")
-    return counts, prob, weights
 
 
 def _proportional_assignment(valuation, counts, weights, acc, val, tbar, t):
@@ -283,34 +257,24 @@ def _violations(report: VerificationReport, tol: float, t: np.ndarray, u: np.nda
     """Every residual of ``report`` below -tol, as ``Violation`` (its ``ok`` and ``violations`` are not read)."""
     num = t.size
     tbar, realized, f = report.reward_bounds, report.realized_rewards, report.reservation
-    violations = []
+    checks = []  # (name, residual, meaning), in the order reported
     for i in range(num):
         k = i + 1
-        if report.budget[i] < -tol:
-            violations.append(Violation(f"budget[{k}]", float(report.budget[i]), tol,
-                                        f"t_{k} = {t[i]:.6g} exceeds tbar_{k} = {tbar[i]:.6g}"))
-        if report.ex_post[i] < -tol:
-            violations.append(Violation(f"ex_post[{k}]", float(report.ex_post[i]), tol,
-                                        f"type {k} gets a better model than the joint one in some outcome"))
-        if report.ir[i] < -tol:
-            violations.append(Violation(f"IR[{k}]", float(report.ir[i]), tol,
-                                        f"type {k} earns {u[i]:.6g} < {f[i]:.6g} from training alone"))
-        if report.promise[i] < -tol:
-            violations.append(Violation(f"promise[{k}]", float(report.promise[i]), tol,
-                                        f"E[v(r_{k}) | {k}] = {realized[i]:.6g} differs from t_{k} = {t[i]:.6g}"))
-        for j in range(num):
-            if j != i and report.ic[i, j] < -tol:
-                violations.append(Violation(f"IC[{k}->{j + 1}]", float(report.ic[i, j]), tol,
-                                            f"type {k} prefers the item of type {j + 1}"))
-    for idx, x in enumerate(report.nonnegative):
-        if x < -tol:
-            name = f"m[{idx + 1}]" if idx < num else f"t[{idx - num + 1}]"
-            violations.append(Violation(f"nonnegative {name}", float(x), tol, "must be >= 0"))
-    return violations
+        checks += [(f"budget[{k}]", report.budget[i], f"t_{k} = {t[i]:.6g} exceeds tbar_{k} = {tbar[i]:.6g}"),
+                   (f"ex_post[{k}]", report.ex_post[i],
+                    f"type {k} gets a better model than the joint one in some outcome"),
+                   (f"IR[{k}]", report.ir[i], f"type {k} earns {u[i]:.6g} < {f[i]:.6g} from training alone"),
+                   (f"promise[{k}]", report.promise[i],
+                    f"E[v(r_{k}) | {k}] = {realized[i]:.6g} differs from t_{k} = {t[i]:.6g}")]
+        checks += [(f"IC[{k}->{j + 1}]", report.ic[i, j], f"type {k} prefers the item of type {j + 1}")
+                   for j in range(num) if j != i]
+    checks += [(f"nonnegative {'m' if idx < num else 't'}[{idx % num + 1}]", x, "must be >= 0")
+               for idx, x in enumerate(report.nonnegative)]
+    return [Violation(name, float(residual), tol, meaning) for name, residual, meaning in checks if residual < -tol]
 
 
 def verify(solution: Any, tol: float = 1e-6) -> VerificationReport:
-    """Check a solved contract against MODEL.md, independently of the solvers.
+    """Check a solved contract against docs/model.md, independently of the solvers.
 
     Args:
       solution: a ``Solution`` or its JSON record (``analysis.solution_record``, a dict).
@@ -322,22 +286,20 @@ def verify(solution: Any, tol: float = 1e-6) -> VerificationReport:
     Raises:
       ValueError naming the field on bad input.
     """
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    check_setting("tol", tol, is_number(tol) and math.isfinite(tol) and tol >= 0, "a finite number >= 0")
     contract = load_contract(solution)
     problem = contract.problem
     N, num = problem.num_participants, problem.num_types
-    K = math.comb(N + num - 1, num - 1)
-    if K > MAX_OUTCOMES:
-        raise ValueError(f"participants: N = {N} with I = {num} types has {K} outcomes; the verifier enumerates "
-                         f"every outcome and stops at {MAX_OUTCOMES}")
+    K = check_enumerable(problem, "the verifier")
     p = np.asarray(problem.probs, dtype=np.float64)
     p = p / p.sum()
-    c = np.asarray(problem.costs, dtype=np.float64)
-    q = np.asarray(problem.quality, dtype=np.float64)
-    m, t = np.asarray(contract.m, dtype=np.float64), np.asarray(contract.t, dtype=np.float64)
+    c, q, m, t = (np.asarray(x, dtype=np.float64) for x in (problem.costs, problem.quality, contract.m, contract.t))
 
-    counts, prob, weights = _outcome_law(problem, p)
+    counts = enumerate_counts(N, num)
+    prob = multinomial_pmf(counts, p, N)
+    weights = conditioning_weights(counts, prob, p, N, problem.conditioning)
+    if not np.all(np.isfinite(weights)):  # P(n_i >= 1) underflowed: a probability near 1e-308
+        raise ValueError(f"probs: {p.tolist()} has a type too rare to condition on in float64")
     acc = evaluate(problem.accuracy, counts @ (q * m))
     val = evaluate(problem.valuation, acc)
     tbar = weights.T @ val
@@ -348,17 +310,14 @@ def verify(solution: Any, tol: float = 1e-6) -> VerificationReport:
     u = realized - c * m
     ic = u[:, None] - (realized[None, :] - c[:, None] * m[None, :])
     np.fill_diagonal(ic, 0.0)
-
-    reported = {}
-    if "t_bar" in contract.reported:
-        reported["t_bar"] = contract.reported["t_bar"] - tbar
-    if "expected_value" in contract.reported:
-        reported["expected_value"] = contract.reported["expected_value"] - float(prob @ val)
+    value = float(prob @ val)  # E[v(a)], money
+    reported = {key: contract.reported[key] - mine for key, mine in (("t_bar", tbar), ("expected_value", value))
+                if key in contract.reported}
     report = VerificationReport(
         ok=False, tol=float(tol), violations=[], budget=tbar - t, ex_post=ex_post, ir=u - f, ic=ic,
         promise=-np.abs(realized - t), nonnegative=np.concatenate([m, t]), reward_bounds=tbar,
         realized_rewards=realized, reservation=f, expected_accuracy=float(prob @ acc),
-        expected_value=float(prob @ val), num_outcomes=K, total_probability=float(prob.sum()), reported=reported,
+        expected_value=value, num_outcomes=K, total_probability=float(prob.sum()), reported=reported,
     )
     violations = _violations(report, tol, t, u)
     return report._replace(ok=not violations, violations=violations)

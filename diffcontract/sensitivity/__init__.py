@@ -1,13 +1,13 @@
 r"""Sensitivities of a solved contract: implicit differentiation of its KKT conditions.
 
 Parameters: theta = (probs p, costs c, quality q, accuracy-curve parameters, valuation parameters),
-``Parameters`` below. The reservation utilities are *not* separate parameters: MODEL.md defines
+``Parameters`` below. The reservation utilities are *not* separate parameters: docs/model.md defines
 :math:`f_i = \max(0, \max_{m \ge 0} v(a(q_i m)) - c_i m)`, and by the envelope theorem
 :math:`\partial f_i / \partial\theta = \partial_\theta [v(a(q_i m)) - c_i m]` at :math:`m = m^{res}_i`
 (zero where f_i = 0); every derivative here includes that channel.
 
 The optimum is a KKT point of the first-moment problem in the solver's scaled variables
-(``solvers._kkt``). For a solution of the simplified constraint set (MODEL.md "Simplified
+(``solvers._kkt``). For a solution of the simplified constraint set (docs/model.md "Simplified
 constraint set", the default) x = m / s_m and
 
 .. math:: \min_x F(x;\theta) = -E[a(n \cdot q m)] \quad \text{s.t.} \quad
@@ -34,7 +34,7 @@ pool persists under small perturbations, and the derivative is the derivative of
 solution (the common m of the pool moves as one). Two degeneracies are detected and reported:
 
 * *Weakly active constraints* (multiplier 0 on an active constraint, strict complementarity fails;
-  e.g. MODEL.md scenario 1, whose equally spaced costs make the pool of types 1-4 hold with zero
+  e.g. docs/model.md scenario 1, whose equally spaced costs make the pool of types 1-4 hold with zero
   monotonicity multipliers): the active set may change in one direction of a perturbation and not
   the other, so x(theta) is only directionally differentiable. The derivative of an output is
   reported as two-sided only if every choice of keeping or releasing the weakly active constraints

@@ -19,7 +19,7 @@ from jax.flatten_util import ravel_pytree
 from scipy import optimize
 
 from ..expectation import OutcomeTable, outcome_table
-from ..problem import ContractProblem, value_unit
+from ..problem import ContractProblem, value_unit, without_input_order
 from ..solvers import _kkt
 from ._system import RCOND, KKTPoint, evaluate, parameters
 
@@ -47,27 +47,23 @@ class SensitivityError(RuntimeError):
 def scales(problem) -> _kkt.Scales:
     """The scales of the KKT system: contributions by the largest m^res (at least 1), values by
     v(1) - v(0)."""
-    v_scale = float(value_unit(problem))
-    m_scale = float(max(np.max(np.asarray(problem.reservation_data)), 1.0))
-    return _kkt.Scales(np.float64(m_scale), np.float64(v_scale))
+    m_scale = max(np.max(np.asarray(problem.reservation_data)), 1.0)
+    return _kkt.Scales(np.float64(m_scale), np.float64(value_unit(problem)))
 
 
 def canonical(problem: ContractProblem) -> ContractProblem:
     """Float64 leaves and identity type order, so jitted kernels are shared by every input order."""
-    flat, (conditioning, _) = problem.tree_flatten()
-    leaves = [np.asarray(flat[0])] + [jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), v) for v in flat[1:]]
-    return ContractProblem.tree_unflatten((conditioning, tuple(range(problem.num_types))), leaves)
+    as64 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), without_input_order(problem))
+    return as64.replace(participants=np.asarray(problem.participants))
 
 
-@functools.lru_cache(maxsize=64)
-def _table_np(participants: int, num_types: int) -> OutcomeTable:
-    # Padded to the shape ladder of ``bucket_length``: problems with nearby N share compilations.
-    return outcome_table(participants, num_types, length="bucket")
+_cached_table = functools.lru_cache(maxsize=64)(outcome_table)  # numpy tables, kept on the host
 
 
 def table(participants: int, num_types: int) -> OutcomeTable:
     """The (bucket-padded) enumeration table of (N, I) as device arrays (host-cached)."""
-    tab = _table_np(participants, num_types)
+    # Padded to the shape ladder of ``bucket_length``: problems with nearby N share compilations.
+    tab = _cached_table(participants, num_types, length="bucket")
     return OutcomeTable(jnp.asarray(tab.counts), jnp.asarray(tab.valid))
 
 
@@ -87,24 +83,20 @@ def constraint_names(num_types: int, constraints: str = "simplified") -> list[st
     Returns:
       nh names: 3I - 1 (simplified) or I^2 + 3I (full).
     """
-    names = [f"budget[{i + 1}]" for i in range(num_types)]
-    if constraints != "full":
-        names += [f"ir[{i + 1}]" for i in range(1, num_types)]
-        names += ["nonnegative[m1]"]
-        return names + [f"monotone[{i + 1},{i + 2}]" for i in range(num_types - 1)]
-    names += [f"ir[{i + 1}]" for i in range(num_types)]
+    full = constraints == "full"
+    names = [f"budget[{i + 1}]" for i in range(num_types)] + [f"ir[{i + 1}]" for i in range(1 - full, num_types)]
+    if not full:
+        return names + ["nonnegative[m1]"] + [f"monotone[{i + 1},{i + 2}]" for i in range(num_types - 1)]
     names += [f"ic[{i + 1},{j + 1}]" for i in range(num_types) for j in range(num_types) if i != j]
-    return names + [f"nonnegative[m{i + 1}]" for i in range(num_types)] + [
-        f"nonnegative[t{i + 1}]" for i in range(num_types)]
+    return names + [f"nonnegative[{v}{i + 1}]" for v in "mt" for i in range(num_types)]
 
 
 def constraint_units(num_types: int, constraints: str, sc: _kkt.Scales) -> np.ndarray:
     """(nh,) the unit of each entry of H: money (budget, IR, IC, t >= 0) or data (monotone, m >= 0)
     per unit of the scaled residual."""
-    v, d = float(sc.value), float(sc.data)
-    if constraints != "full":
-        return np.array([v] * (2 * num_types - 1) + [d] * num_types)
-    return np.array([v] * (num_types * num_types + num_types) + [d] * num_types + [v] * num_types)
+    data = ("monotone", "nonnegative[m")
+    return np.array([float(sc.data) if name.startswith(data) else float(sc.value)
+                     for name in constraint_names(num_types, constraints)])
 
 
 def interior_multipliers(jac_a, grad):
@@ -131,31 +123,31 @@ def interior_multipliers(jac_a, grad):
             return None
         mu = np.maximum(mu, 0.0)
         return mu / row_norm * norm, mu
-    sols, largest = [], np.zeros(k)
+    sols = []  # row j: a multiplier vector with the largest mu_j
     for j in range(k):
-        cost = np.zeros(k)
-        cost[j] = -1.0
-        out = optimize.linprog(cost, A_eq=A, b_eq=g, bounds=[(0.0, _MULTIPLIER_CAP)] * k, method="highs")
+        out = optimize.linprog(np.where(np.arange(k) == j, -1.0, 0.0), A_eq=A, b_eq=g,
+                               bounds=[(0.0, _MULTIPLIER_CAP)] * k, method="highs")
         if out.status != 0:
             return None
         sols.append(out.x)
-        largest[j] = out.x[j]
-    mu = np.mean(sols, axis=0)
-    return mu / row_norm * norm, largest
+    return np.mean(sols, axis=0) / row_norm * norm, np.diagonal(np.array(sols)).copy()
 
 
-def _newton(evaluate_at, x, active, ev, nh: int):
-    """Newton on Phi = 0 with the active set fixed, adding every constraint the polish violates.
+def _newton(evaluate_at, x, active_tol: float, nh: int):
+    """Newton on Phi = 0 with the active set {H <= active_tol} at x fixed, adding every constraint the
+    polish violates.
 
     Args:
-      evaluate_at: (x, mu, active) -> ``host_eval`` dict.  x: (nx,) start.  active: (nh,) bool
-      start set.  ev: ``evaluate_at`` at x (its grad and jac_h give the first multipliers).  nh: size of H.
+      evaluate_at: (x, mu, active) -> ``host_eval`` dict.  x: (nx,) start.  active_tol: scaled slack
+      under which a constraint starts active.  nh: size of H.
 
     Returns:
       (x, mu, active, ev): the polished point, its multipliers (nh,), the active set and
       ``evaluate_at(x, mu, active)``.
     """
     num = x.size
+    ev = evaluate_at(x, np.zeros(nh), np.zeros(nh, bool))  # its grad and jac_h give the first multipliers
+    active = ev["h"] <= active_tol
     for _ in range(nh + 1):
         mu = np.zeros(nh)
         if active.any():
@@ -196,12 +188,11 @@ def locate(problem: ContractProblem, solution, active_tol: float, tab):
                                sc, constraints))
     nh = len(constraint_names(problem.num_types, constraints))
 
-    def evaluate_at(x, mu, active):
-        return host_eval(KKTPoint(jnp.asarray(x), jnp.asarray(mu), jnp.asarray(active), sc, jnp.asarray(res)),
-                         problem, tab)
+    def point_at(x, mu, active):
+        return KKTPoint(jnp.asarray(x), jnp.asarray(mu), jnp.asarray(active), sc, jnp.asarray(res))
 
-    start = evaluate_at(x, np.zeros(nh), np.zeros(nh, bool))
-    x, mu, active, ev = _newton(evaluate_at, x, start["h"] <= active_tol, start, nh)
+    evaluate_at = lambda *z: host_eval(point_at(*z), problem, tab)  # noqa: E731
+    x, mu, active, ev = _newton(evaluate_at, x, active_tol, nh)
     grad, jac_a, h = ev["grad"], ev["jac_h"][active], ev["h"]
     stationarity = np.max(np.abs(grad - jac_a.T @ mu[active])) / (1.0 + np.max(np.abs(grad)))
     infeasibility = np.max(np.abs(h[active]), initial=0.0)
@@ -215,11 +206,9 @@ def locate(problem: ContractProblem, solution, active_tol: float, tab):
     mu = np.zeros(nh)
     mu[active] = mu_a
     weak = tuple(int(j) for j, v in zip(np.flatnonzero(active), largest) if v <= WEAK_MULTIPLIER_TOL)
-    licq = True
-    if jac_a.size:
-        licq = bool(np.linalg.matrix_rank(jac_a, tol=_RANK_TOL * np.max(np.abs(jac_a))) == jac_a.shape[0])
-    point = KKTPoint(jnp.asarray(x), jnp.asarray(mu), jnp.asarray(active), sc, jnp.asarray(res))
-    return point, weak, licq
+    licq = not jac_a.size or bool(
+        np.linalg.matrix_rank(jac_a, tol=_RANK_TOL * np.max(np.abs(jac_a))) == jac_a.shape[0])
+    return point_at(x, mu, active), weak, licq
 
 
 class Analysis(NamedTuple):
@@ -258,7 +247,7 @@ def analyze(problem: ContractProblem, solution, active_tol: float) -> Analysis:
     Returns:
       ``Analysis``.
     """
-    problem = canonical(problem)
+    input_order, problem = problem.type_order, canonical(problem)
     tab = table(problem.num_participants, problem.num_types)
     point, weak, licq = locate(problem, solution, active_tol, tab)
     ev = host_eval(point, problem, tab)
@@ -272,14 +261,13 @@ def analyze(problem: ContractProblem, solution, active_tol: float) -> Analysis:
     D, residual = solve(K, J)
     alternatives = []
     for pattern in _release_patterns(weak):
-        K_, J_ = K.copy(), J.copy()
-        for j in pattern:
-            K_[num + j] = 0.0
-            K_[num + j, num + j] = 1.0
-            J_[num + j] = 0.0
+        K_, J_, rows = K.copy(), J.copy(), num + np.asarray(pattern)
+        K_[rows], J_[rows] = 0.0, 0.0
+        K_[rows, rows] = 1.0
         alternatives.append(solve(K_, J_)[0] - D)
     flat, unravel = ravel_pytree(parameters(problem))
-    return Analysis(problem, tab, point, weak, licq, ev["y"], D, J, residual, alternatives, np.asarray(flat), unravel)
+    return Analysis(problem, tab, point, weak, licq, ev["y"], D, J, residual, alternatives, np.asarray(flat), unravel,
+                    input_order)
 
 
 def _output_scales(an: Analysis) -> np.ndarray:

@@ -77,29 +77,17 @@ def _positions(type_order: tuple, order: str) -> np.ndarray:
 def _as_parameters(an: Analysis, block: np.ndarray, pos: np.ndarray) -> Parameters:
     """(..., P) flat derivatives -> ``Parameters`` with leading shape (...), the type axis of p, c, q in
     the requested order."""
-    lead = block.shape[:-1]
-    rows = [an.unravel(jnp.asarray(r)) for r in block.reshape((-1, block.shape[-1]))]
-    stacked = jax.tree_util.tree_map(
-        lambda *a: np.stack([np.asarray(v) for v in a]).reshape(lead + np.shape(a[0])), *rows)
-
-    def reorder(v):
-        out = np.empty_like(v)
-        out[..., pos] = v
-        return out
-
-    return Parameters(reorder(stacked.probs), reorder(stacked.costs), reorder(stacked.quality), stacked.accuracy,
-                      stacked.valuation)
+    rows = jax.vmap(an.unravel)(jnp.asarray(block.reshape((-1, block.shape[-1]))))
+    stacked = jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(block.shape[:-1] + a.shape[1:]), rows)
+    inverse = np.argsort(pos)  # out[..., pos[k]] = v[..., k]
+    return stacked._replace(**{name: np.take(getattr(stacked, name), inverse, axis=-1)
+                               for name in ("probs", "costs", "quality")})
 
 
-def _output_block(an: Analysis, mat: np.ndarray, name: str, pos: np.ndarray) -> np.ndarray:
-    """Rows of output ``name`` of ``mat`` (Y, ...): (I, ...) in the order ``pos`` for m and t, else one row."""
-    num = an.problem.num_types
-    if name in ("contributions", "rewards"):
-        block = mat[:num] if name == "contributions" else mat[num:2 * num]
-        out = np.empty_like(block)
-        out[pos] = block
-        return out
-    return mat[2 * num] if name == "expected_value" else mat[2 * num + 1]
+def _outputs(mat: np.ndarray, pos: np.ndarray) -> dict:
+    """Rows of ``mat`` (Y, ...) by output name: (I, ...) in the order ``pos`` for m and t, else one row."""
+    num, inverse = pos.size, np.argsort(pos)
+    return dict(zip(OUTPUT_NAMES, (mat[:num][inverse], mat[num:2 * num][inverse], mat[2 * num], mat[2 * num + 1])))
 
 
 @struct.dataclass
@@ -150,7 +138,7 @@ class Sensitivities:
         """Derivatives of every output along ``direction``, and whether each is two-sided.
 
         Useful where partial derivatives are one-sided but a direction keeps the structure (e.g. a
-        uniform shift of all costs at a pool held with zero multipliers, MODEL.md scenario 1).
+        uniform shift of all costs at a pool held with zero multipliers, docs/model.md scenario 1).
 
         Args:
           direction: ``Parameters`` in this record's type order (curve leaves as numbers); its probs
@@ -162,20 +150,14 @@ class Sensitivities:
         """
         an = self.analysis
         pos = _positions(an.input_order, self.order)
-
-        def vec(v):
-            return np.asarray(v, np.float64)[pos]  # to canonical order
-
-        d = Parameters(vec(direction.probs), vec(direction.costs), vec(direction.quality),
-                       jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), direction.accuracy),
-                       jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), direction.valuation))
+        d = direction._replace(**{name: np.asarray(getattr(direction, name), np.float64)[pos]  # canonical order
+                                  for name in ("probs", "costs", "quality")})
+        d = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), d)
         col = np.asarray(ravel_pytree(d)[0])[:, None]
-        values, ok = (an.D @ col)[:, 0], direction_flags(an, col)[:, 0]
-        split = lambda v: {n: _output_block(an, v, n, pos) for n in OUTPUT_NAMES}  # noqa: E731
-        return split(values), split(ok)
+        return _outputs((an.D @ col)[:, 0], pos), _outputs(direction_flags(an, col)[:, 0], pos)
 
 
-def _check_options(**options) -> None:
+def check_options(**options) -> None:
     allowed = {"probs": PROBS_CONVENTIONS, "order": ORDERS, "nondifferentiable": POLICIES}
     for name, value in options.items():
         if value not in allowed[name]:
@@ -215,29 +197,24 @@ def sensitivities(problem: ContractProblem, solution=None, *, probs: str = "tang
     Raises:
       SensitivityError: the solution did not converge or is not a KKT point.
     """
-    _check_options(probs=probs, order=order, nondifferentiable=nondifferentiable)
+    check_options(probs=probs, order=order, nondifferentiable=nondifferentiable)
     with _precision.float64():
         solution = converged(problem, solution, solver_options)
         an = analyze(problem, solution, active_tol)
-    an = an._replace(input_order=problem.type_order)
     num = problem.num_types
     dirs = _directions(an.theta_flat.size, num, probs)
     D, ok = an.D @ dirs, direction_flags(an, dirs)
     if nondifferentiable == "nan":
         D = np.where(ok, D, np.nan)
     pos = _positions(problem.type_order, order)
-
-    def derivative(mat, name):
-        return _as_parameters(an, _output_block(an, mat, name, pos), pos)
-
+    derivative = lambda mat: {name: _as_parameters(an, v, pos) for name, v in _outputs(mat, pos).items()}  # noqa: E731
+    values = _outputs(an.y, pos)
     constraints = constraint_set(an.point.x, an.problem)
     names = constraint_names(num, constraints)
     return Sensitivities(
-        contributions=_output_block(an, an.y, "contributions", pos), rewards=_output_block(an, an.y, "rewards", pos),
-        expected_value=float(an.y[2 * num]), expected_accuracy=float(an.y[2 * num + 1]),
-        d_contributions=derivative(D, "contributions"), d_rewards=derivative(D, "rewards"),
-        d_expected_value=derivative(D, "expected_value"), d_expected_accuracy=derivative(D, "expected_accuracy"),
-        differentiable={name: derivative(ok, name) for name in OUTPUT_NAMES},
+        contributions=values["contributions"], rewards=values["rewards"],
+        expected_value=float(values["expected_value"]), expected_accuracy=float(values["expected_accuracy"]),
+        **{f"d_{name}": value for name, value in derivative(D).items()}, differentiable=derivative(ok),
         strictly_complementary=not an.weak, linearly_independent=an.licq,
         active_constraints=tuple(names[j] for j in np.flatnonzero(np.asarray(an.point.active))),
         weakly_active=tuple(names[j] for j in an.weak), multipliers=_active_multipliers(an, constraints),

@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ..expectation import moments
 from ..solvers import _kkt
 
 PARAMETER_NAMES = ("probs", "costs", "quality", "accuracy", "valuation")
@@ -59,7 +58,7 @@ def parameters(problem) -> Parameters:
 
 
 def reservation_utilities(theta: Parameters, reservation_data) -> jnp.ndarray:
-    r"""f_i = v(a(q_i m_i^res)) - c_i m_i^res where m_i^res > 0, else 0 (MODEL.md "Curves").
+    r"""f_i = v(a(q_i m_i^res)) - c_i m_i^res where m_i^res > 0, else 0 (docs/model.md "Accuracy of the pooled data").
 
     Equal to ``reservation``'s f at its argmax m^res, and with the right derivative in theta by
     the envelope theorem as long as m^res is held fixed (it is not differentiated).
@@ -82,24 +81,23 @@ def constraint_set(x, problem) -> str:
     return "full" if x.shape[-1] == 2 * problem.costs.shape[-1] else "simplified"
 
 
-def _problem_at(problem, theta: Parameters, reservation_data):
+def _kkt_args(x, theta: Parameters, reservation_data, problem, table, scales) -> tuple:
+    """The ``_kkt`` arguments of x at parameters theta: (problem at theta, table, scales, constraint set)."""
     f = reservation_utilities(theta, reservation_data)
-    return problem.replace(probs=theta.probs, costs=theta.costs, quality=theta.quality, accuracy=theta.accuracy,
-                           valuation=theta.valuation, reservation_utility=f)
+    problem_at = problem.replace(probs=theta.probs, costs=theta.costs, quality=theta.quality,
+                                 accuracy=theta.accuracy, valuation=theta.valuation, reservation_utility=f)
+    return problem_at, table, scales, constraint_set(x, problem)
 
 
-def _objective(x, theta, point_res, problem, table, scales):
-    pr = _problem_at(problem, theta, point_res)
-    return _kkt.objective(x, pr, table, scales, constraint_set(x, problem))
+def _objective(x, *args):
+    return _kkt.objective(x, *_kkt_args(x, *args))
 
 
-def _constraints(x, theta, point_res, problem, table, scales):
-    pr = _problem_at(problem, theta, point_res)
-    return _kkt.all_constraints(x, pr, table, scales, constraint_set(x, problem))
+def _constraints(x, *args):
+    return _kkt.all_constraints(x, *_kkt_args(x, *args))
 
 
-def _lagrangian(x, mu, theta, point_res, problem, table, scales):
-    args = (theta, point_res, problem, table, scales)
+def _lagrangian(x, mu, *args):
     return _objective(x, *args) - mu @ _constraints(x, *args)
 
 
@@ -124,24 +122,8 @@ def kkt_conditions(z, active, theta, reservation_data, problem, table, scales):
 
 def _outputs(x, theta, reservation_data, problem, table, scales):
     """y = (m (I), t (I), E[v(a)], E[a]) as a function of the scaled x and theta."""
-    pr = _problem_at(problem, theta, reservation_data)
-    m, t = _kkt.decode(x, pr, scales, constraint_set(x, problem))
-    mom = moments(m, pr, table)
+    m, t, mom, _ = _kkt.measure(x, *_kkt_args(x, theta, reservation_data, problem, table, scales))
     return jnp.concatenate([m, t, mom.expected_value[None], mom.expected_accuracy[None]])
-
-
-def _system(point: KKTPoint, problem, table):
-    """Jacobians at a KKT point: K = dPhi/dz (n, n), J = dPhi/dtheta (n, P), Yx (Y, nx), Yt (Y, P)."""
-    theta = parameters(problem)
-    flat, unravel = ravel_pytree(theta)
-    num, nz = point.x.shape[-1], point.x.shape[-1] + point.multipliers.shape[-1]
-    z = jnp.concatenate([point.x, point.multipliers])
-    args = (point.reservation_data, problem, table, point.scales)
-    # One forward-mode pass over (z, theta) each: half the tracing (and compile time) of two.
-    KJ = jax.jacfwd(lambda w: kkt_conditions(w[:nz], point.active, unravel(w[nz:]), *args))(
-        jnp.concatenate([z, flat]))
-    Y = jax.jacfwd(lambda w: _outputs(w[:num], unravel(w[num:]), *args))(jnp.concatenate([point.x, flat]))
-    return KJ[:, :nz], KJ[:, nz:], Y[:, :num], Y[:, num:]
 
 
 def pinv(K, rcond=RCOND):
@@ -173,12 +155,10 @@ def implicit_jacobian(point: KKTPoint, problem, table):
       residual (P,) = ||K dz + J||_inf per parameter, relative to ||J||_inf: O(1) where the active
       set cannot persist under that perturbation (see the module docstring), ~1e-12 otherwise.
     """
-    K, J, Yx, Yt = _system(point, problem, table)
-    dz = -pinv(K) @ J
-    num = point.x.shape[-1]
-    D = Yt + Yx @ dz[:num]
-    resid = jnp.max(jnp.abs(K @ dz + J), axis=0) / (jnp.max(jnp.abs(J), axis=0) + _TINY)
-    return D, resid
+    ev = evaluate(point, problem, table)
+    dz = -pinv(ev["K"]) @ ev["J"]
+    D = ev["Yt"] + ev["Yx"] @ dz[:point.x.shape[-1]]
+    return D, jnp.max(jnp.abs(ev["K"] @ dz + ev["J"]), axis=0) / (jnp.max(jnp.abs(ev["J"]), axis=0) + _TINY)
 
 
 @jax.jit
@@ -193,13 +173,15 @@ def evaluate(point: KKTPoint, problem, table) -> dict:
     """
     theta = parameters(problem)
     flat, unravel = ravel_pytree(theta)
+    nx, nz = point.x.shape[-1], point.x.shape[-1] + point.multipliers.shape[-1]
     z = jnp.concatenate([point.x, point.multipliers])
     args = (point.reservation_data, problem, table, point.scales)
-    phi = kkt_conditions(z, point.active, theta, *args)
-    K, J, Yx, Yt = _system(point, problem, table)
-    y = _outputs(point.x, theta, *args)
-    h = _constraints(point.x, theta, *args)
-    grad = jax.grad(_objective)(point.x, theta, *args)
-    jac_h = jax.jacfwd(lambda x: _constraints(x, theta, *args))(point.x)
+    # One forward-mode pass over (z, theta) each: half the tracing (and compile time) of two.
+    KJ = jax.jacfwd(lambda w: kkt_conditions(w[:nz], point.active, unravel(w[nz:]), *args))(
+        jnp.concatenate([z, flat]))
+    Y = jax.jacfwd(lambda w: _outputs(w[:nx], unravel(w[nx:]), *args))(jnp.concatenate([point.x, flat]))
     dL = jax.grad(lambda f: _lagrangian(point.x, point.multipliers, unravel(f), *args))(flat)
-    return dict(phi=phi, K=K, J=J, Yx=Yx, Yt=Yt, y=y, h=h, grad=grad, jac_h=jac_h, dL=dL)
+    return dict(phi=kkt_conditions(z, point.active, theta, *args), K=KJ[:, :nz], J=KJ[:, nz:],
+                y=_outputs(point.x, theta, *args), Yx=Y[:, :nx], Yt=Y[:, nx:],
+                h=_constraints(point.x, theta, *args), grad=jax.grad(_objective)(point.x, theta, *args),
+                jac_h=jax.jacfwd(_constraints)(point.x, theta, *args), dL=dL)

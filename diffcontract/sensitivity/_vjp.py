@@ -19,8 +19,9 @@ from jax.flatten_util import ravel_pytree
 from .. import _precision
 from ..problem import ContractProblem, reservation
 from ..solvers import _kkt, solve_exact
+from ..solvers.driver import check_constraints
 from ._analysis import SensitivityError, analyze, constraint_names, direction_flags, table
-from ._api import POLICIES
+from ._api import check_options
 from ._system import KKTPoint, Parameters, evaluate, parameters, pinv, reservation_utilities
 
 _FAILED = -1  # status of a forward pass whose solution is not a KKT point the analysis applies to
@@ -51,24 +52,34 @@ class _Spec:
     active_tol: float
     solver_options: tuple
 
-    @property
-    def sizes(self) -> tuple[int, int]:
-        """(nx, nh): sizes of x and H in the variables of ``constraints``."""
+    def results(self, params: int) -> tuple:
+        """(shape, dtype, value on failure) of each result of ``_host_solve``: x (nx,), mu (nh,), active
+        (nh,), flags (Y, P), status (), scales (2,), in the variables of ``constraints``."""
         nx = self.num_types * (2 if self.constraints == "full" else 1)
-        return nx, len(constraint_names(self.num_types, self.constraints))
+        nh = len(constraint_names(self.num_types, self.constraints))
+        return (((nx,), np.float64, np.nan), ((nh,), np.float64, 0.0), ((nh,), bool, False),
+                ((2 * self.num_types + 2, params), bool, False), ((), np.int32, _FAILED), ((2,), np.float64, np.nan))
+
+    def problem(self, theta: Parameters, reservation_data) -> ContractProblem:
+        """A canonical-order problem from parameters (no validation: leaves may be traced). Leaf types
+        match ``_analysis.canonical``'s, so eager calls reuse the host path's compilation of ``evaluate``."""
+        leaves = (np.asarray(self.participants, np.int64), *theta, reservation_utilities(theta, reservation_data),
+                  reservation_data)
+        return ContractProblem.tree_unflatten((self.conditioning, tuple(range(self.num_types))), leaves)
+
+    def evaluate(self, point: KKTPoint, theta: Parameters) -> dict:
+        """``_system.evaluate`` at a point of the problem with parameters theta."""
+        return evaluate(point, self.problem(theta, point.reservation_data), table(self.participants, self.num_types))
 
 
 def _host_solve(spec: _Spec, theta: Parameters, reservation_data):
     """Host: solve exactly, analyze; returns (x, mu, active, flags (Y, P), status, scales)."""
-    num = spec.num_types
-    nx, nh = spec.sizes
     theta = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), theta)
     res = np.asarray(reservation_data, np.float64)
     P = np.asarray(ravel_pytree(theta)[0]).size
-    fail = (np.full(nx, np.nan), np.zeros(nh), np.zeros(nh, bool), np.zeros((2 * num + 2, P), bool),
-            np.int32(_FAILED), np.full(2, np.nan))
+    fail = tuple(np.full(shape, value, dtype) for shape, dtype, value in spec.results(P))
     with _precision.float64():
-        problem = _template(spec.participants, spec.conditioning, theta, res)
+        problem = spec.problem(theta, res)
         solution = solve_exact(problem, constraints=spec.constraints, **dict(spec.solver_options))
         if not solution.succeeded:
             return fail[:4] + (np.int32(solution.status), fail[5])
@@ -80,28 +91,14 @@ def _host_solve(spec: _Spec, theta: Parameters, reservation_data):
             an = analyze(problem, solution, spec.active_tol)
         except SensitivityError:
             return fail
-    flags = direction_flags(an, np.eye(P))
     pt = an.point
-    return (np.asarray(pt.x), np.asarray(pt.multipliers), np.asarray(pt.active), flags, np.int32(solution.status),
-            np.asarray([pt.scales.data, pt.scales.value]))
-
-
-def _template(participants, conditioning: str, theta: Parameters, reservation_data) -> ContractProblem:
-    """A canonical-order problem from parameters (no validation: leaves may be traced). Leaf types
-    match ``_analysis.canonical``'s, so eager calls reuse the host path's compilation of ``evaluate``."""
-    leaves = (np.asarray(participants, np.int64), theta.probs, theta.costs, theta.quality, theta.accuracy,
-              theta.valuation, reservation_utilities(theta, reservation_data), reservation_data)
-    return ContractProblem.tree_unflatten((conditioning, tuple(range(theta.costs.shape[-1]))), leaves)
+    return (np.asarray(pt.x), np.asarray(pt.multipliers), np.asarray(pt.active), direction_flags(an, np.eye(P)),
+            np.int32(solution.status), np.asarray([pt.scales.data, pt.scales.value]))
 
 
 def _forward(spec: _Spec, theta: Parameters, reservation_data):
     num = spec.num_types
-    nx, nh = spec.sizes
-    P = ravel_pytree(theta)[0].size
-    f64 = jnp.float64
-    shapes = (jax.ShapeDtypeStruct((nx,), f64), jax.ShapeDtypeStruct((nh,), f64), jax.ShapeDtypeStruct((nh,), bool),
-              jax.ShapeDtypeStruct((2 * num + 2, P), bool), jax.ShapeDtypeStruct((), jnp.int32),
-              jax.ShapeDtypeStruct((2,), f64))
+    shapes = tuple(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype, _ in spec.results(ravel_pytree(theta)[0].size))
     host = functools.partial(_host_solve, spec)
     leaves = jax.tree_util.tree_leaves((theta, reservation_data))
     if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
@@ -112,9 +109,7 @@ def _forward(spec: _Spec, theta: Parameters, reservation_data):
         # a callback miss the compilation cache of the calling thread, so this saves compilations.
         x, mu, active, flags, status, sc = (jnp.asarray(a) for a in host(theta, reservation_data))
     point = KKTPoint(x, mu, active, _kkt.Scales(sc[0], sc[1]), reservation_data)
-    problem = _template(spec.participants, spec.conditioning, theta, reservation_data)
-    y = evaluate(point, problem, table(spec.participants, num))["y"]
-    y = jnp.where(status == 0, y, jnp.nan)
+    y = jnp.where(status == 0, spec.evaluate(point, theta)["y"], jnp.nan)
     out = OptimalContract(y[:num], y[num:2 * num], y[2 * num], y[2 * num + 1], status)
     return out, (point, flags, theta)
 
@@ -122,10 +117,8 @@ def _forward(spec: _Spec, theta: Parameters, reservation_data):
 def _backward(spec: _Spec, residuals, cotangent):
     """w . dy/dtheta = w . Yt - (pinv(K)^T [Yx^T w; 0]) . J: one adjoint solve (pure JAX)."""
     point, flags, theta = residuals
-    w = jnp.concatenate([cotangent.contributions, cotangent.rewards, cotangent.expected_value[None],
-                         cotangent.expected_accuracy[None]])
-    problem = _template(spec.participants, spec.conditioning, theta, point.reservation_data)
-    ev = evaluate(point, problem, table(spec.participants, spec.num_types))
+    w = jnp.concatenate([jnp.ravel(v) for v in cotangent[:4]])  # (m, t, E[v(a)], E[a])
+    ev = spec.evaluate(point, theta)
     adjoint = pinv(ev["K"]).T @ jnp.concatenate([ev["Yx"].T @ w, jnp.zeros_like(point.multipliers)])
     grad = ev["Yt"].T @ w - ev["J"].T @ adjoint
     if spec.policy == "nan":
@@ -175,10 +168,8 @@ def optimal_contract(problem: ContractProblem, *, constraints: str = "simplified
     jit, vmap: the forward pass is a host callback (``vmap`` runs it once per problem); the
     backward pass is pure JAX and batches. Forward mode (``jvp``, ``jacfwd``) is not defined.
     """
-    if nondifferentiable not in POLICIES:
-        raise ValueError(f"nondifferentiable must be one of {POLICIES}, got {nondifferentiable!r}")
-    if constraints not in _kkt.CONSTRAINT_SETS:
-        raise ValueError(f"constraints must be one of {_kkt.CONSTRAINT_SETS}, got {constraints!r}")
+    check_options(nondifferentiable=nondifferentiable)
+    check_constraints(constraints)
     if jax.dtypes.canonicalize_dtype(np.float64) != np.float64:  # also sees a scoped jax.enable_x64(False)
         raise RuntimeError("optimal_contract needs float64: run it under jax.enable_x64(True) "
                            "(or jax.config.update('jax_enable_x64', True))")

@@ -3,7 +3,7 @@ conditions, multiplier estimates, certificates and polish.
 
 Scaled variables x; minimize F(x) = -E[a(n . q m)] subject to G(x) >= 0 (the nonlinear constraints:
 an augmented Lagrangian penalizes them) and B(x) >= 0 (simple linear constraints: an exact
-projection or bounds hold them). The two constraint sets (MODEL.md "First-moment problem"):
+projection or bounds hold them). The two constraint sets (docs/model.md "The first-moment problem"):
 
 * simplified: x = m / s_m (I,). t is the binding-IC/IR function of m; B = (m_1, m_2 - m_1, ...)
   (monotone, non-negative; the projection is isotonic regression); G = (budget, IR_2..IR_I) / s_v.

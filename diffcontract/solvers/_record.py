@@ -11,11 +11,11 @@ and the menu give them). The verifier reads these records with its own reader
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import Any
 
 import numpy as np
 
+from .._version import __version__
 from ..formulation import Residuals
 from ..problem import ContractProblem
 from ._solution import Certificate, Solution, Status
@@ -27,14 +27,6 @@ NUMBERS = {"m": "contributions", "t": "rewards", "t_bar": "reward_bounds", "expe
            "utility": "utilities", "information_rent": "information_rents", "max_violation": "max_violation",
            "wall_time": "wall_time"}
 TEXT = ("method", "constraints", "backend", "message")
-
-
-def package_version() -> str:
-    """diffcontract's installed version ("unknown" in a source tree that was never installed)."""
-    try:
-        return importlib.metadata.version("diffcontract")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _plain(value: Any) -> Any:
@@ -56,7 +48,7 @@ def solution_record(solution: Solution) -> dict:
     """
     if np.ndim(solution.expected_value) != 0:
         raise ValueError("solution is a batch; take one member with unstack_solution(solution, k) first")
-    record = {"format": FORMAT, "version": package_version()}
+    record = {"format": FORMAT, "version": __version__}
     record.update({key: _plain(getattr(solution, name)) for key, name in NUMBERS.items()})
     record.update(reservation_data=_plain(solution.problem.reservation_data), pooled_groups=solution.pooled_groups(),
                   residuals={k: _plain(v) for k, v in solution.residuals._asdict().items()},

@@ -7,12 +7,12 @@ IR give, for every type,
 .. math:: v(a(q_i m_i)) - c_i m_i \ge t_i - c_i m_i \ge f_i = \max\big(0, \max_{m \ge 0} v(a(q_i m)) - c_i m\big),
 
 so m_i maximizes the utility of training alone, m_i = m^res_i (0 where f_i = 0), and
-t_i = v(a(q_i m^res_i)): the *reservation menu* (MODEL.md "Reservation"), whatever the objective.
+t_i = v(a(q_i m^res_i)): the *reservation menu* (docs/model.md "Training alone: reservation utilities"), whatever the objective.
 It is the optimum if it satisfies the pairwise ICs, and otherwise no contract is feasible: status
 INFEASIBLE, a proof rather than numerical evidence, given that each m^res_i is the unique
 maximizer (as it is generically; with tied maximizers another combination could be feasible).
 
-The simplified constraint set of MODEL.md (local downward ICs binding) is generally empty here:
+The simplified constraint set of docs/model.md (local downward ICs binding) is generally empty here:
 it needs t_{i+1} - c_{i+1} m_{i+1} = t_i - c_{i+1} m_i, which the reservation menu meets only by
 coincidence; its equivalence with the full set at the optimum needs N >= 2. So every method and
 constraint set gets this menu, checked against the full constraint set (every IR and pairwise IC).

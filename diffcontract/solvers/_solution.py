@@ -17,7 +17,7 @@ from ..problem import value_unit
 #: solution is accepted with constraint violations up to ``FEASIBILITY_TOL * (v(1) - v(0))``
 #: money (1e-8 money for the paper's v(r) = 100 r). Every money residual (budget, IR, IC) scales
 #: with v when v and all costs are multiplied by one factor, and the optimal m does not change
-#: (MODEL.md), so a relative tolerance gives the same status for both problems; an absolute one
+#: (docs/model.md), so a relative tolerance gives the same status for both problems; an absolute one
 #: did not.
 FEASIBILITY_TOL = 1e-10
 
@@ -53,13 +53,15 @@ def host_menu_fields(problem, m, t, mom, res) -> dict:
 class Status(enum.IntEnum):
     """How a solve ended, decided from measured residuals, never from "the loop ended".
 
-    CONVERGED: feasibility and KKT (stationarity) residuals within tolerance.
-    MAX_ITERATIONS: the iteration budget ran out before the residuals met tolerance.
-    INFEASIBLE: no contract satisfying the constraints was found (the constraint set appears empty).
-    NONFINITE: a NaN or infinity appeared in the iterates.
-    STALLED: the optimizer stopped early (line search failure, no progress) with residuals above tolerance.
-    FEASIBLE: every constraint holds but optimality is not claimed (no KKT certificate): the
-      learned mechanism's repaired contracts (``diffcontract.learned``).
+    Attributes:
+      CONVERGED: feasibility and KKT (stationarity) residuals within tolerance.
+      MAX_ITERATIONS: the iteration budget ran out before the residuals met tolerance.
+      INFEASIBLE: no contract satisfying the constraints was found (the constraint set appears empty).
+      NONFINITE: a NaN or infinity appeared in the iterates.
+      STALLED: the optimizer stopped early (line search failure, no progress) with residuals above
+        tolerance.
+      FEASIBLE: every constraint holds but optimality is not claimed (no KKT certificate): the
+        learned mechanism's repaired contracts (``diffcontract.learned``).
     """
 
     CONVERGED = 0
@@ -74,9 +76,10 @@ class Status(enum.IntEnum):
 class Certificate:
     """Optimality evidence: Lagrange multipliers and KKT residuals (scaled units).
 
-    multipliers: dict name -> array of multipliers (>= 0) of the constraints g >= 0 of that name.
-    stationarity: ||grad objective - J^T lambda||_inf / (1 + ||grad objective||_inf).
-    complementarity: max_j lambda_j |g_j| (money units).
+    Attributes:
+      multipliers: dict name -> array of multipliers (>= 0) of the constraints g >= 0 of that name.
+      stationarity: ``||grad objective - J^T lambda||_inf / (1 + ||grad objective||_inf)``.
+      complementarity: ``max_j lambda_j abs(g_j)`` (money units).
     """
 
     multipliers: dict
@@ -88,14 +91,24 @@ class Certificate:
 class Solution:
     """A solved contract menu and everything measured about it (canonical type order, costliest first).
 
-    contributions: (I,) m, units of data.     rewards: (I,) t, promised E[v(r_i) | i], money.
-    reward_bounds: (I,) tbar(m), money.       expected_accuracy: () E[a(n . q m)].
-    expected_value: () E[v(a(n . q m))], money (the optimal E_n[v(a)] of MODEL.md's table).
-    utilities: (I,) t - c m.  reservation_utilities: (I,) f.  information_rents: (I,) u - f.
-    residuals: ``Residuals`` (g >= 0 form).  max_violation: () money.
-    status: int ``Status``.  iterations: () int.  wall_time: () seconds.
-    information_cost: () E[v(A_CI)] - E[v(a(n . q m))], money, against the complete-information
-      benchmark (MODEL.md); ``None`` unless requested (``solve(..., welfare=True)``).
+    ``m``, ``t`` and ``t_bar`` are short names of ``contributions``, ``rewards`` and ``reward_bounds``.
+
+    Attributes:
+      contributions: (I,) m, units of data.
+      rewards: (I,) t, promised E[v(r_i) | i], money.
+      reward_bounds: (I,) tbar(m), money.
+      expected_accuracy: () E[a(n . q m)].
+      expected_value: () E[v(a(n . q m))], money (the optimal E_n[v(a)] of the paper's figures).
+      utilities: (I,) t - c m, money.
+      reservation_utilities: (I,) f, money.
+      information_rents: (I,) u - f, money.
+      residuals: ``Residuals`` (g >= 0 form).
+      max_violation: () money.
+      status: int ``Status``.
+      iterations: () int.
+      wall_time: () seconds.
+      information_cost: () E[v(A_CI)] - E[v(a(n . q m))], money, against the complete-information
+        benchmark (docs/model.md); ``None`` unless requested (``solve(..., welfare=True)``).
     """
 
     problem: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Sequence
 
@@ -15,6 +16,8 @@ from ..problem import ContractProblem, batch_size, stack_problems, unstack_probl
 from ._single import solve_single_participant
 from ._solution import Solution, Status
 from .driver import check_constraints, check_menu, restart_menu, run, solve_kernel, solver_for
+
+log = logging.getLogger(__name__)
 
 
 def batch_tables(participants: Sequence[int], num_types: int, length: int | None = None) -> OutcomeTable:
@@ -67,10 +70,10 @@ def solve_batch(problems, method: str = "alm", constraints: str = "simplified", 
     check_constraints(constraints)
     num = batch_size(batch)
     if not solver.jittable:
-        from tqdm.auto import tqdm
+        from .._progress import steps_with_progress
 
-        sols = [run(unstack_problem(batch, k), solver, constraints)
-                for k in tqdm(range(num), disable=not progress, desc=f"{solver.method} solves")]
+        sols = list(steps_with_progress(lambda k: run(unstack_problem(batch, k), solver, constraints), [1] * num,
+                                        f"{solver.method} solves", enabled=progress))
         return _stack_solutions(sols)
     start = time.perf_counter()
     single = np.flatnonzero(np.asarray(batch.participants).ravel() == 1)
@@ -96,6 +99,7 @@ def solve_batch(problems, method: str = "alm", constraints: str = "simplified", 
                                                                    constraints, solver.feasibility_tol)
                                   for k in single})
     elapsed = time.perf_counter() - start
+    log.info("batched %s: %d problems in %.3f s (compilation included on a first call)", solver.method, num, elapsed)
     note = f"; {single.size} N = 1 members: the reservation menu (solvers/_single.py)" if single.size else ""
     if single.size == num:
         note = "; every member has N = 1: the reservation menu"

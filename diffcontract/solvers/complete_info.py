@@ -1,4 +1,4 @@
-r"""The complete-information benchmark (MODEL.md "Complete-information benchmark").
+r"""The complete-information benchmark (docs/model.md "The complete-information benchmark").
 
 A coordinator who saw every participant's type would, in each outcome n, give every present type
 the joint model and make each individual-rationality constraint bind *ex post*:
@@ -72,23 +72,27 @@ FIXED_POINT_TOL = 1e-9
 class CompleteInformation:
     """The complete-information contract of one problem (canonical type order, costliest first).
 
-    Per outcome (K rows of the outcome table; padding rows carry zero probability, zero values and
-    ``feasible`` True):
-      counts: (K, I) type counts n.            valid: (K,) bool, False on padding rows.
+    Per outcome: K rows of the outcome table; padding rows carry zero probability, zero values and
+    ``feasible`` True. Expectations: under the problem's conditioning (docs/model.md, "The
+    first-moment problem").
+
+    Attributes:
+      counts: (K, I) type counts n.
+      valid: (K,) bool, False on padding rows.
       probabilities: (K,) P(n).
       pooled_accuracy: (K,) A(n), the largest feasible joint accuracy (everyone present gets it).
       pooled_value: (K,) v(A(n)), money.
       contributions: (K, I) m_i(n) = (v(A) - f_i) / c_i, units of data; 0 for absent types.
       feasible: (K,) bool: everything finite, h(A) - A >= -tol and v(A) >= max_{present} f - tol
         (``FIXED_POINT_TOL``). Never NaN: rows with non-finite values hold zeros.
-
-    Expectations (the problem's conditioning, MODEL.md "First-moment problem"):
-      expected_accuracy: () E_n[A(n)].          expected_value: () E_n[v(A(n))], money.
+      expected_accuracy: () E_n[A(n)].
+      expected_value: () E_n[v(A(n))], money.
       expected_contributions: (I,) E[m_i | i], units of data.
-      rewards: (I,) E[v(A) | i], money.         utilities: (I,) E[v(A) - c_i m_i | i], money
-        (= f_i by construction, computed from the per-outcome contract).
-      all_feasible: () bool over valid rows.    status: () int ``Status`` (CONVERGED,
-        INFEASIBLE, or NONFINITE).
+      rewards: (I,) E[v(A) | i], money.
+      utilities: (I,) E[v(A) - c_i m_i | i], money (= f_i by construction, computed from the
+        per-outcome contract).
+      all_feasible: () bool over valid rows.
+      status: () int ``Status`` (CONVERGED, INFEASIBLE, or NONFINITE).
     """
 
     counts: Any

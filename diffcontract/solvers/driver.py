@@ -16,6 +16,10 @@ solution is returned when the simplified one was infeasible or the full one conv
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
+import logging
 import time
 
 import jax
@@ -31,6 +35,8 @@ from ._single import solve_single_participant
 from ._solution import Certificate, Solution, Status, menu_fields
 from ._start import REWARDS, best_candidate, start_candidates
 from .base import AbstractSolver, SolveArgs, Start, decide_status, iterate, measure_point
+
+log = logging.getLogger(__name__)
 
 CONSTRAINT_SETS = ("simplified", "full")
 _SAME_MENU_RTOL = 1e-9  # two candidate menus within this (relative, every entry) are one start
@@ -262,7 +268,7 @@ def run(problem, solver: AbstractSolver, constraints: str = "simplified", backen
 
     Args:
       problem: ``ContractProblem``.  solver: an ``AbstractSolver`` (``ALM()``, ``SLSQP()``, ...).
-      constraints: "simplified" or "full" (MODEL.md).  backend, backend_options: the expectation
+      constraints: "simplified" or "full" (docs/model.md).  backend, backend_options: the expectation
       backend and its ``make_backend`` options.  warm_start: optional (I,) contributions (canonical
       order, non-decreasing), the only start.  restart_from: optional (I,) contributions, a first
       start before the candidates.  notes: strings appended to the message.
@@ -277,7 +283,7 @@ def run(problem, solver: AbstractSolver, constraints: str = "simplified", backen
     start = time.perf_counter()
     with _precision.float64():
         problem64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
-        backend_name, table = make_backend(problem64, backend, **(backend_options or {}))
+        backend_name, table = make_backend(problem64, backend, **checked_backend_options(backend_options))
         menus = [None if m is None else check_menu(m, problem64, name)
                  for m, name in ((warm_start, "warm_start"), (restart_from, "restart_from"))]
         canonical = without_input_order(problem64)  # one compilation for every type order
@@ -290,9 +296,23 @@ def run(problem, solver: AbstractSolver, constraints: str = "simplified", backen
                       iterations=int(sol.iterations), message="; ".join([solver.method, *notes, *extra]),
                       expected_value=float(sol.expected_value), expected_accuracy=float(sol.expected_accuracy),
                       max_violation=float(sol.max_violation))
+    log.debug("%s on the %s set, backend %s (I = %d, N = %d): %s after %d iterations, max violation %.2e",
+              solver.method, constraints, backend_name, problem.num_types, problem.num_participants,
+              Status(sol.status).name.lower(), sol.iterations, sol.max_violation)
     if sol.status != Status.CONVERGED and constraints == "simplified" and warm_start is None and restart_from is None:
+        log.info("%s: the simplified set gave %s; solving on the full set", solver.method,
+                 Status(sol.status).name.lower())
         sol = _full_fallback(problem, solver, sol, backend, backend_options)
     return sol.replace(wall_time=time.perf_counter() - start)
+
+
+def checked_backend_options(options: dict | None) -> dict:
+    """``backend_options`` with every key a ``make_backend`` option; a ``ValueError`` naming the others."""
+    known = [name for name, p in inspect.signature(make_backend).parameters.items() if p.kind == p.KEYWORD_ONLY]
+    unknown = sorted(set(options or {}) - set(known))
+    if unknown:
+        raise ValueError(f"backend_options: unknown option(s) {unknown}; the options are {known}")
+    return dict(options or {})
 
 
 def _full_fallback(problem, solver, simplified: Solution, backend, backend_options) -> Solution:
@@ -316,10 +336,11 @@ def solver_for(method: str, options: dict) -> AbstractSolver:
     if method not in classes:
         raise ValueError(f"method must be one of {sorted(classes)}, got {method!r}")
     cls = classes[method]
-    known = set(cls.__dataclass_fields__)
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"method={method!r} has no option(s) {unknown}; its options are {sorted(known)}")
+    known = sorted(field.name for field in dataclasses.fields(cls))
+    for name in sorted(set(options) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"method={method!r} has no option {name!r}{hint}; its options are {known}")
     return cls(**options)
 
 
