@@ -71,12 +71,6 @@ KNOWN_DOCSTRING_PROBLEMS = {
     "diffcontract.sensitivity._system.KKTPoint": ("Unexpected indentation", "Block quote ends"),
     "diffcontract.sensitivity._vjp.OptimalContract": ("Unexpected indentation",),
     "diffcontract.sensitivity._api.Sensitivities": ("Unexpected indentation", "Block quote ends"),
-    # |x| absolute values read by reST as substitution references:
-    "diffcontract.expectation.convolution.LatticeConvolution.error_estimate": ("Undefined substitution",),
-    "diffcontract.mechanism.certificate.DualityGapBound": ("Undefined substitution",),
-    "diffcontract.mechanism.verify.VerificationReport": ("Undefined substitution",),
-    # "problem, **options:" in Args (napoleon escapes a leading ** only):
-    "diffcontract.sensitivity._vjp.optimal_value": ("Inline strong start-string",),
 }
 _DOCSTRING_OF = re.compile(r"docstring of ([\w.]+)")
 

@@ -83,7 +83,7 @@ class LatticeConvolution:
         return _lattice_moments(self, m, problem)
 
     def error_estimate(self, m: jnp.ndarray, problem) -> Moments:
-        """Richardson estimate of the lattice error of each moment at m: |E_M - E_2M| (error O(M^-3))."""
+        """Richardson estimate of the lattice error of each moment at m: ``|E_M - E_2M|`` (error O(M^-3))."""
         coarse = _jit_moments(self, m, problem)
         fine = _jit_moments(LatticeConvolution(self.participants, 2 * self.bins), m, problem)
         return Moments(*(jnp.abs(a - b) for a, b in zip(coarse, fine)))

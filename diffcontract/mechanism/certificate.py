@@ -58,7 +58,7 @@ class DualityGapBound(NamedTuple):
     upper_bound: E[a](solution) + gap.   expected_accuracy: E[a](solution).
     region_min_data: x_c; the bound covers every feasible contract with N min_i q_i m_i >= x_c.
     multipliers: dict "budget" (I,), "ir" (I,), "ic" (I, I) (zero diagonal), per unit of money.
-    stationarity: max |dL/dx| at the solution, scaled units (m / max m, t / (v(1) - v(0))).
+    stationarity: ``max |dL/dx|`` at the solution, scaled units (m / max m, t / (v(1) - v(0))).
     complementarity: lambda . g(x*) (accuracy units).
     """
 

@@ -179,7 +179,7 @@ class VerificationReport(NamedTuple):
     ok: every constraint holds within ``tol``.  violations: list of ``Violation``.
     budget: (I,) tbar - t.  ex_post: (I,) min over outcomes with n_i >= 1 of a(n . qm) - r_i(n).
     ir: (I,) R - c m - f.  ic: (I, I) (R_i - c_i m_i) - (R_j - c_i m_j), zero diagonal.
-    promise: (I,) -|R - t|.  nonnegative: (2I,) (m, t).
+    promise: (I,) ``-|R - t|``.  nonnegative: (2I,) (m, t).
     reward_bounds: (I,) tbar, money.  realized_rewards: (I,) R, money.  reservation: (I,) f used.
     num_outcomes: K.  total_probability: sum_n P(n) (1 up to rounding).
     reported: solver-reported figures minus the verifier's (t_bar, expected value), for information.

@@ -190,7 +190,7 @@ def optimal_value(problem: ContractProblem, **options) -> jnp.ndarray:
     """E_n[v(a(n . q m*))] of the exact optimal contract, differentiable (``optimal_contract``).
 
     Args:
-      problem, **options: as ``optimal_contract``.
+      problem, options: as ``optimal_contract``.
 
     Returns:
       () E[v(a)], money.
