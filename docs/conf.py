@@ -7,8 +7,6 @@ Build (warnings are errors), from the repository root:
 
 from __future__ import annotations
 
-import logging
-import re
 import sys
 from pathlib import Path
 
@@ -56,35 +54,3 @@ nitpicky = False
 
 html_theme = "furo"
 html_title = f"diffcontract {release}"
-
-# Docstrings of the package that docutils cannot parse as reST: each entry is (object, start of the
-# docutils message). They are reported to the package's maintainers and fixed in the package, not
-# here; until then only these exact pairs are let through, so a new docstring problem, and any
-# problem on the pages themselves, still fails the build. Delete an entry once its docstring is fixed.
-KNOWN_DOCSTRING_PROBLEMS = {
-    # Attribute lists with indented continuation lines (plain text, not a reST list):
-    "diffcontract.expectation.chunked.ChunkedEnumeration": ("Unexpected indentation",),
-    "diffcontract.expectation._interface.OutcomeTable": ("Unexpected indentation",),
-    "diffcontract.learned.train.TrainConfig": ("Unexpected indentation",),
-    "diffcontract.mechanism._record.Contract": ("Unexpected indentation",),
-    "diffcontract.mechanism.simulate.SimulationReport": ("Definition list ends",),
-    "diffcontract.sensitivity._system.KKTPoint": ("Unexpected indentation", "Block quote ends"),
-    "diffcontract.sensitivity._vjp.OptimalContract": ("Unexpected indentation",),
-    "diffcontract.sensitivity._api.Sensitivities": ("Unexpected indentation", "Block quote ends"),
-}
-_DOCSTRING_OF = re.compile(r"docstring of ([\w.]+)")
-
-
-class _KnownDocstringProblems(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        where = _DOCSTRING_OF.search(str(getattr(record, "location", "") or ""))
-        known = KNOWN_DOCSTRING_PROBLEMS.get(where.group(1), ()) if where else ()
-        return not str(record.msg).startswith(known) if known else True
-
-
-def setup(app):
-    from sphinx.util.logging import NAMESPACE, WarningStreamHandler
-
-    for handler in logging.getLogger(NAMESPACE).handlers:
-        if isinstance(handler, WarningStreamHandler):  # ahead of the filter that counts warnings
-            handler.filters.insert(0, _KnownDocstringProblems())

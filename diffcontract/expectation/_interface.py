@@ -27,11 +27,14 @@ class Moments(NamedTuple):
 class OutcomeTable(NamedTuple):
     """Outcomes of the enumeration backend.
 
-    counts: (K, I) type counts n (float dtype, exact small integers).
-    valid: (K,) bool; False marks padding rows (a table padded to a batch's largest N).
-    prob, weights: optional precomputed (K,) P(n) and (K, I) conditional weights w_i(n) of one
-      problem (``with_weights``). Solvers attach them once, so the lgamma-heavy multinomial law is
-      not recomputed in every iteration; ``None`` means "compute from the problem".
+    Attributes:
+      counts: (K, I) type counts n (float dtype, exact small integers).
+      valid: (K,) bool; False marks padding rows (a table padded to a batch's largest N).
+      prob: optional precomputed (K,) P(n) of one problem (``with_weights``); ``None`` means
+        "compute from the problem".
+      weights: optional precomputed (K, I) conditional weights w_i(n) of one problem. Solvers attach
+        ``prob`` and ``weights`` once, so the lgamma-heavy multinomial law is not recomputed in
+        every iteration.
     """
 
     counts: jnp.ndarray

@@ -75,12 +75,14 @@ def unrank_outcomes(ranks: jnp.ndarray, participants: int, num_types: int) -> jn
 class ChunkedEnumeration:
     """Backend: exact enumeration in chunks of ``chunk_size`` outcomes, generated inside jit.
 
-    participants, num_types: N and I (static: they fix the number of chunks).
-    chunk_size: outcomes per chunk B; peak memory ~ B * I * 8 bytes * (a few arrays).
-    devices: shard the chunks over this many devices (``jax.devices()[:devices]``, a 1-D
-      ``Mesh`` with axis "outcomes"): each device scans its own chunks and the sums meet in one
-      ``psum``. 1 (default) runs on the default device. On several hosts, call
-      ``jax.distributed.initialize()`` first; ``jax.devices()`` then lists every host's devices.
+    Attributes:
+      participants: N (static: it fixes the number of chunks).
+      num_types: I (static).
+      chunk_size: outcomes per chunk B; peak memory ~ B * I * 8 bytes * (a few arrays).
+      devices: shard the chunks over this many devices (``jax.devices()[:devices]``, a 1-D
+        ``Mesh`` with axis "outcomes"): each device scans its own chunks and the sums meet in one
+        ``psum``. 1 (default) runs on the default device. On several hosts, call
+        ``jax.distributed.initialize()`` first; ``jax.devices()`` then lists every host's devices.
     """
 
     participants: int = struct.field(pytree_node=False)

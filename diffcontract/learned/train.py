@@ -51,18 +51,22 @@ HISTORY_STEPS = 10  # a block's history entry averages its last steps: less nois
 class TrainConfig:
     """Training settings.
 
-    hidden: MLP widths.  steps: Adam steps (rounded up to whole blocks).  batch: problems per step.
-    pool: training problems drawn once (seed) and sampled from.  learning_rate: Adam's initial
-    step, cosine-decayed to ``final_lr_fraction`` of it.  penalty_init / penalty_growth /
-    penalty_max, update_every: the multiplier and penalty schedule (see module docstring).
-    margin: requested constraint slack epsilon (fraction of v(1) - v(0)).  seed: initialization,
-    pool and minibatch seed.
-    targets: solve the pool first with the batched ALM (``solve_batch``) and use its KKT points:
-      each converged problem's multipliers start its lambda (the augmented Lagrangian's minimizer
-      is then the optimum from the first step), and an imitation term
-      ``imitation_weight * ||log m - log m*||^2`` (logs of m / m_ref, floored at 1e-6) guides the
-      network there; its weight decays linearly to 0 at ``imitation_until`` of the steps, after
-      which the augmented Lagrangian alone trains. Without targets the multipliers start at 0.
+    Attributes:
+      hidden: MLP widths.
+      steps: Adam steps (rounded up to whole blocks).
+      batch: problems per step.
+      pool: training problems drawn once (seed) and sampled from.
+      learning_rate: Adam's initial step, cosine-decayed to ``final_lr_fraction`` of it.
+      penalty_init: with ``penalty_growth``, ``penalty_max`` and ``update_every``, the multiplier
+        and penalty schedule (see module docstring).
+      margin: requested constraint slack epsilon (fraction of v(1) - v(0)).
+      seed: initialization, pool and minibatch seed.
+      targets: solve the pool first with the batched ALM (``solve_batch``) and use its KKT points:
+        each converged problem's multipliers start its lambda (the augmented Lagrangian's minimizer
+        is then the optimum from the first step), and an imitation term
+        ``imitation_weight * ||log m - log m*||^2`` (logs of m / m_ref, floored at 1e-6) guides the
+        network there; its weight decays linearly to 0 at ``imitation_until`` of the steps, after
+        which the augmented Lagrangian alone trains. Without targets the multipliers start at 0.
     """
 
     hidden: tuple = (128, 128, 128)

@@ -23,10 +23,12 @@ MAX_OUTCOMES = 20_000_000  # (K, I) int and float64 tables of ~1-2 GB at I = 5: 
 class Contract(NamedTuple):
     """A menu and the problem it answers, canonical type order (costliest first).
 
-    problem: validated ``ContractProblem``.  m: (I,) contributions, units of data.
-    t: (I,) promised expected reward values, money.
-    reported: figures the solver reported about itself (``t_bar``, ``expected_value``, ``status``,
-      ``method``), for comparison only; never trusted by the checks.
+    Attributes:
+      problem: validated ``ContractProblem``.
+      m: (I,) contributions, units of data.
+      t: (I,) promised expected reward values, money.
+      reported: figures the solver reported about itself (``t_bar``, ``expected_value``, ``status``,
+        ``method``), for comparison only; never trusted by the checks.
     """
 
     problem: ContractProblem

@@ -78,23 +78,34 @@ def _round_statistics(key, log_p, choice, m, q, share, accuracy, valuation, vali
 class SimulationReport(NamedTuple):
     """Results of ``simulate`` (canonical type order; money unless stated).
 
-    ok: truthful self-selection is a best response (model and simulation) and every empirical
-      utility matches its prediction within ``z`` standard errors.
-    samples, seed, z: the settings.
-    actions: (I,) the action each type takes: its item index 0..I-1, or -1 to opt out.
-    truthful: (I,) bool, type i takes its own item (or an identical one: pooled types).
-    model_margin: (I,) u_i - best alternative payoff under the model (>= 0 when truthful).
-    predicted_utility: (I,) the model's payoff of the action taken (t_i - c_i m_i when truthful).
-    empirical_utility, utility_se: (I,) Monte Carlo mean and its standard error.
-    utility_z: (I,) (empirical - predicted) / SE (0 where both are exact).
-    empirical_reward, reward_se: (I,) E[v(r_i) | i] estimated.  predicted_reward: (I,) t.
-    empirical_reward_accuracy: (I,) mean realized r_i over the same rounds.
-    empirical_ir, empirical_ic: (I,), (I, I) the constraint residuals from the realized rewards.
-    ir_se, ic_se: their standard errors (IC: SE_i + SE_j, a bound valid for any correlation).
-    expected_accuracy, accuracy_se, predicted_accuracy: E[a] of the pooled model.
-    max_excess: max over rounds of r_i - a (ex-post budget, <= 0 up to rounding).
-    observed: (I,) rounds (truncated) or participants (interim) behind each estimate.
-    failures: list of readable reasons when not ok.
+    Attributes:
+      ok: truthful self-selection is a best response (model and simulation) and every empirical
+        utility matches its prediction within ``z`` standard errors.
+      samples: the number of rounds simulated.
+      seed: the PRNG seed.
+      z: the z-score bound of the utility check.
+      actions: (I,) the action each type takes: its item index 0..I-1, or -1 to opt out.
+      truthful: (I,) bool, type i takes its own item (or an identical one: pooled types).
+      model_margin: (I,) u_i - best alternative payoff under the model (>= 0 when truthful).
+      predicted_utility: (I,) the model's payoff of the action taken (t_i - c_i m_i when truthful).
+      empirical_utility: (I,) Monte Carlo mean of the utility.
+      utility_se: (I,) its standard error.
+      utility_z: (I,) (empirical - predicted) / SE (0 where both are exact).
+      empirical_reward: (I,) E[v(r_i) | i] estimated.
+      reward_se: (I,) its standard error.
+      predicted_reward: (I,) t.
+      empirical_reward_accuracy: (I,) mean realized r_i over the same rounds.
+      empirical_ir: (I,) the IR residuals from the realized rewards.
+      empirical_ic: (I, I) the IC residuals from the realized rewards.
+      ir_se: (I,) standard errors of ``empirical_ir``.
+      ic_se: (I, I) standard errors of ``empirical_ic`` (SE_i + SE_j, a bound valid for any
+        correlation).
+      expected_accuracy: simulated E[a] of the pooled model.
+      accuracy_se: its standard error.
+      predicted_accuracy: the model's E[a].
+      max_excess: max over rounds of r_i - a (ex-post budget, <= 0 up to rounding).
+      observed: (I,) rounds (truncated) or participants (interim) behind each estimate.
+      failures: list of readable reasons when not ok.
     """
 
     ok: bool

@@ -98,21 +98,30 @@ class Sensitivities:
     ``ContractProblem.to_input_order``; "canonical": costliest first) on both the output axis
     (whose m or t) and the parameter axis (whose p, c or q).
 
-    contributions, rewards: (I,) m (units of data) and t (money) of the (polished) solution.
-    expected_value, expected_accuracy: () E[v(a)] (money) and E[a].
-    d_contributions, d_rewards: ``Parameters`` with leaves of shape (I,) + parameter shape:
-      d m_i / d theta (units of data per unit of theta) and d t_i / d theta (money per unit).
-    d_expected_value, d_expected_accuracy: ``Parameters`` shaped like the parameters.
-    differentiable: dict output name -> ``Parameters`` of bools: False where the derivative is only
-      one-sided (package docstring); those entries are NaN unless ``nondifferentiable="keep"``.
-    strictly_complementary: every active constraint has a positive multiplier in some multiplier vector.
-    linearly_independent: the active constraints' gradients are independent (LICQ: unique multipliers).
-    active_constraints, weakly_active: names (``constraint_names``: canonical type numbers).
-    multipliers: dict name -> multiplier of each active constraint, d E[a] per money of budget/IR/IC
-      residual or per unit of data of monotone/m >= 0 residual (an interior choice when not unique).
-    probs_convention: "tangent" or "free".
-    constraints: the solution's constraint set, "simplified" (KKT system in m alone; pools are
-      active monotonicity constraints) or "full" (in m and t; pools are active IC pairs).
+    Attributes:
+      contributions: (I,) m (units of data) of the (polished) solution.
+      rewards: (I,) t (money) of the (polished) solution.
+      expected_value: () E[v(a)], money.
+      expected_accuracy: () E[a].
+      d_contributions: ``Parameters`` with leaves of shape (I,) + parameter shape: d m_i / d theta
+        (units of data per unit of theta).
+      d_rewards: the same for d t_i / d theta (money per unit of theta).
+      d_expected_value: ``Parameters`` shaped like the parameters.
+      d_expected_accuracy: ``Parameters`` shaped like the parameters.
+      differentiable: dict output name -> ``Parameters`` of bools: False where the derivative is
+        only one-sided (package docstring); those entries are NaN unless ``nondifferentiable="keep"``.
+      strictly_complementary: every active constraint has a positive multiplier in some multiplier
+        vector.
+      linearly_independent: the active constraints' gradients are independent (LICQ: unique
+        multipliers).
+      active_constraints: names (``constraint_names``: canonical type numbers).
+      weakly_active: names of active constraints with a zero multiplier.
+      multipliers: dict name -> multiplier of each active constraint, d E[a] per money of
+        budget/IR/IC residual or per unit of data of monotone/m >= 0 residual (an interior choice
+        when not unique).
+      probs_convention: "tangent" or "free".
+      constraints: the solution's constraint set, "simplified" (KKT system in m alone; pools are
+        active monotonicity constraints) or "full" (in m and t; pools are active IC pairs).
     """
 
     contributions: Any

@@ -38,11 +38,14 @@ class Parameters(NamedTuple):
 class KKTPoint(NamedTuple):
     """A KKT point in the scaled variables of ``solvers._kkt`` (canonical order).
 
-    x: (I,) m / s_m (simplified constraint set) or (2I,) (m / s_m, t / s_v) (full set).
-    multipliers: (nh,) mu >= 0 of H (``constraint_names``: (budget, IR_2..I, x_1, diff x), nh = 3I-1,
-      simplified; (budget, IR, pairwise IC, x), nh = I^2 + 3I, full), zero off the active set.
-    active: (nh,) bool.  scales: ``_kkt.Scales`` (s_m data, s_v money).
-    reservation_data: (I,) m^res at which f is differentiated (envelope theorem).
+    Attributes:
+      x: (I,) m / s_m (simplified constraint set) or (2I,) (m / s_m, t / s_v) (full set).
+      multipliers: (nh,) mu >= 0 of H (``constraint_names``: (budget, IR_2..I, x_1, diff x),
+        nh = 3I-1, simplified; (budget, IR, pairwise IC, x), nh = I^2 + 3I, full), zero off the
+        active set.
+      active: (nh,) bool.
+      scales: ``_kkt.Scales`` (s_m data, s_v money).
+      reservation_data: (I,) m^res at which f is differentiated (envelope theorem).
     """
 
     x: jnp.ndarray

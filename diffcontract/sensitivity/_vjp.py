@@ -30,9 +30,13 @@ _FAILED = -1  # status of a forward pass whose solution is not a KKT point the a
 class OptimalContract(NamedTuple):
     """Output of ``optimal_contract`` (canonical order, like the problem's leaves).
 
-    contributions: (I,) m.  rewards: (I,) t.  expected_value: () E[v(a)].  expected_accuracy: () E[a].
-    status: () int32 ``Status`` of the exact solve (outputs are NaN unless CONVERGED), or -1 where
-      the solution is not a KKT point the implicit function theorem applies to.
+    Attributes:
+      contributions: (I,) m, units of data.
+      rewards: (I,) t, money.
+      expected_value: () E[v(a)], money.
+      expected_accuracy: () E[a].
+      status: () int32 ``Status`` of the exact solve (outputs are NaN unless CONVERGED), or -1 where
+        the solution is not a KKT point the implicit function theorem applies to.
     """
 
     contributions: jnp.ndarray
