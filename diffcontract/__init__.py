@@ -11,7 +11,10 @@ children, one per module), which has no handler of its own until an application 
 
 import logging as _logging
 
+from ._cache import enable_compilation_cache
 from ._version import __version__
+
+enable_compilation_cache()  # compiled kernels persist between processes (opt out: DIFFCONTRACT_JAX_CACHE=0)
 from . import curves, data, expectation, formulation
 from .problem import ContractProblem, problem_grid, stack_problems
 from .api import solve

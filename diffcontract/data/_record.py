@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import numpy as np
+
+from .._cache import cache_dir  # noqa: F401  (data.cache_dir: the one cache folder)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,13 +58,6 @@ class LearningCurve:
     def _take(self, index) -> "LearningCurve":
         return dataclasses.replace(self, sizes=self.sizes[index], mean=self.mean[index], std=self.std[index],
                                    count=self.count[index])
-
-
-def cache_dir() -> Path:
-    """Folder for cached tables: ``$DIFFCONTRACT_CACHE`` or ``~/.cache/diffcontract``."""
-    path = Path(os.environ.get("DIFFCONTRACT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "diffcontract"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def aggregate(keys: np.ndarray, sizes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
