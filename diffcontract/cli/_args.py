@@ -102,9 +102,11 @@ def _number_or_text(text: str):
 
 def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     """``--backend``, ``--backend-option key=value`` (repeatable) and ``--seed``: the same in every command."""
-    parser.add_argument("--backend", choices=["auto", "enumerate", "chunked", "convolution", "montecarlo"],
-                        help="expectation backend (default auto: enumerate up to 2^18 outcomes, chunked up to 2^27, "
-                             "else convolution); the JSON's \"backend\" key names the one used")
+    from ..expectation.backends import BACKENDS, CHUNKED_MAX, ENUMERATE_MAX
+
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help=f"expectation backend (default auto: enumerate up to {ENUMERATE_MAX:,} outcomes, chunked "
+                             f"up to {CHUNKED_MAX:,}, else convolution); the JSON's \"backend\" key names the one used")
     parser.add_argument("--backend-option", action="append", metavar="KEY=VALUE", dest="backend_option",
                         help="backend option, repeatable: chunk_size=, devices=, bins=, lattice_rtol=, samples=, "
                              "seed= (as backend_options= of diffcontract.solve)")

@@ -16,6 +16,7 @@ Backends (all exact to rounding unless said):
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import jax.numpy as jnp
@@ -72,3 +73,12 @@ def make_backend(problem, backend: str = "auto", *, chunk_size: int | None = Non
             return name, LatticeConvolution.for_problem(problem, jnp.asarray(problem.reservation_data), rtol=lattice_rtol)
         return name, LatticeConvolution(n, int(bins))
     return name, MonteCarlo(n, num, samples=int(samples), seed=int(seed))
+
+
+def checked_backend_options(options: dict | None) -> dict:
+    """``backend_options`` with every key a ``make_backend`` option; a ``ValueError`` naming the others."""
+    known = [name for name, p in inspect.signature(make_backend).parameters.items() if p.kind == p.KEYWORD_ONLY]
+    unknown = sorted(set(options or {}) - set(known))
+    if unknown:
+        raise ValueError(f"backend_options: unknown option(s) {unknown}; the options are {known}")
+    return dict(options or {})

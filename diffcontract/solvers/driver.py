@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 import logging
 import time
 
@@ -28,7 +27,7 @@ import numpy as np
 
 from .. import _precision
 from ..expectation import with_weights
-from ..expectation.backends import make_backend, resolve_backend
+from ..expectation.backends import checked_backend_options, make_backend, resolve_backend
 from ..problem import value_unit, without_input_order
 from . import _kkt
 from ._single import solve_single_participant
@@ -304,15 +303,6 @@ def run(problem, solver: AbstractSolver, constraints: str = "simplified", backen
                  Status(sol.status).name.lower())
         sol = _full_fallback(problem, solver, sol, backend, backend_options)
     return sol.replace(wall_time=time.perf_counter() - start)
-
-
-def checked_backend_options(options: dict | None) -> dict:
-    """``backend_options`` with every key a ``make_backend`` option; a ``ValueError`` naming the others."""
-    known = [name for name, p in inspect.signature(make_backend).parameters.items() if p.kind == p.KEYWORD_ONLY]
-    unknown = sorted(set(options or {}) - set(known))
-    if unknown:
-        raise ValueError(f"backend_options: unknown option(s) {unknown}; the options are {known}")
-    return dict(options or {})
 
 
 def _full_fallback(problem, solver, simplified: Solution, backend, backend_options) -> Solution:
