@@ -28,6 +28,7 @@ from .numerics import golden_section_max
 
 CONDITIONINGS = ("truncated", "interim")
 PROB_SUM_TOL = 1e-9
+MAX_PARTICIPANTS = 2**31 - 1  # N: type counts are int32 arrays on the device
 _GOLDEN_STEPS = 200  # golden-section steps of ``reservation``: 0.618^200 ~ 1e-42, the bracket collapses to rounding
 #: Keys of a problem record (``to_dict``); the first five are required.
 RECORD_FIELDS = ("participants", "probs", "costs", "accuracy", "valuation", "quality", "conditioning")
@@ -71,6 +72,9 @@ def _validate_participants(value: Any) -> int:
         raise ValueError(f"participants must be an integer, got the float {value!r}")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
         raise ValueError(f"participants must be an integer >= 1, got {shown(value)}")
+    if int(value) > MAX_PARTICIPANTS:
+        raise ValueError(f"participants must be at most {MAX_PARTICIPANTS} (type counts are int32 on the device), "
+                         f"got {int(value)}")
     return int(value)
 
 

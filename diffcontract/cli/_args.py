@@ -102,14 +102,18 @@ def _number_or_text(text: str):
 
 def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     """``--backend``, ``--backend-option key=value`` (repeatable) and ``--seed``: the same in every command."""
-    from ..expectation.backends import BACKENDS, CHUNKED_MAX, ENUMERATE_MAX
+    from ..expectation.backends import BACKENDS
+    from ..expectation.planner import AUTO_CHUNKED_MAX, ENUMERATE_FASTEST
 
     parser.add_argument("--backend", choices=BACKENDS,
-                        help=f"expectation backend (default auto: enumerate up to {ENUMERATE_MAX:,} outcomes, chunked "
-                             f"up to {CHUNKED_MAX:,}, else convolution); the JSON's \"backend\" key names the one used")
+                        help=f"expectation backend (default auto: within the memory budget, enumerate up to "
+                             f"{ENUMERATE_FASTEST:,} outcomes, chunked up to {AUTO_CHUNKED_MAX:,}, else convolution, "
+                             f"else montecarlo); the JSON's \"backend\" and \"backend_reason\" say which and why; a "
+                             f"backend that would exceed the budget is refused (exit 3)")
     parser.add_argument("--backend-option", action="append", metavar="KEY=VALUE", dest="backend_option",
                         help="backend option, repeatable: chunk_size=, devices=, bins=, lattice_rtol=, samples=, "
-                             "seed= (as backend_options= of diffcontract.solve)")
+                             "seed=, memory_budget= (bytes; default half the available memory or "
+                             "$DIFFCONTRACT_MEMORY_BUDGET) (as backend_options= of diffcontract.solve)")
     parser.add_argument("--seed", type=int, help="Monte Carlo seed of the montecarlo backend (default 0)")
 
 

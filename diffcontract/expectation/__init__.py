@@ -8,9 +8,9 @@ enumeration) or a ``ChunkedEnumeration``, ``LatticeConvolution`` or ``MonteCarlo
 
 from ._interface import Moments, OutcomeTable, bucket_length, moments, outcome_table, outcome_weights, with_weights
 from .backends import BACKENDS, make_backend, resolve_backend
+from .planner import BackendPlan, ProblemTooLarge, memory_budget, plan_backend
 from .chunked import ChunkedEnumeration, unrank_outcomes
 from .convolution import LatticeConvolution
-from .limits import ProblemTooLarge, check_size
 from .enumerate import conditional_weights, enumerate_outcomes, log_pmf, num_outcomes
 from .montecarlo import MonteCarlo, sample_outcomes
 
@@ -21,7 +21,9 @@ __all__ = [
     "MonteCarlo",
     "make_backend",
     "ProblemTooLarge",
-    "check_size",
+    "BackendPlan",
+    "memory_budget",
+    "plan_backend",
     "resolve_backend",
     "sample_outcomes",
     "unrank_outcomes",

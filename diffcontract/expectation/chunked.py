@@ -33,14 +33,18 @@ from flax import struct
 
 from ._interface import Moments, add_problem_tangent
 from .enumerate import presence_weights
+from .product import product_sums, uses_product
 
 DEFAULT_CHUNK = 1 << 15
+_COMPARE_ALL_MAX = 256  # binomial-table rows up to which unranking compares against all of them at once
 
 
 def _binomial_table(participants: int, num_types: int) -> np.ndarray:
     """(N+I-1, I) table C(b, j) for b = 0..N+I-2 and j = 0..I-1 (exact integers, int64)."""
-    return np.array([[math.comb(b, j) for j in range(num_types)] for b in range(participants + num_types - 1)],
-                    dtype=np.int64).reshape(-1, num_types)
+    slots = participants + num_types - 1
+    columns = [np.ones(slots, np.int64), np.arange(slots, dtype=np.int64)]
+    columns += [np.array([math.comb(b, j) for b in range(slots)], dtype=np.int64) for j in range(2, num_types)]
+    return np.stack(columns[:num_types], axis=1)
 
 
 def unrank_outcomes(ranks: jnp.ndarray, participants: int, num_types: int) -> jnp.ndarray:
@@ -60,8 +64,14 @@ def unrank_outcomes(ranks: jnp.ndarray, participants: int, num_types: int) -> jn
     binom = jnp.asarray(_binomial_table(participants, num_types), dtype=ranks.dtype)
     remaining = ranks
     bars = []
+    # compare_all is one vectorized pass (fastest for short tables) but holds a (B, N + I - 1)
+    # comparison; past _COMPARE_ALL_MAX slots a binary search keeps unranking O(B) in memory.
+    method = "compare_all" if binom.shape[0] <= _COMPARE_ALL_MAX else "scan"
     for j in range(num_types - 1, 0, -1):
-        b = jnp.searchsorted(binom[:, j], remaining, side="right", method="compare_all") - 1
+        if j == 1:  # C(b, 1) = b: the last bar is the remaining rank itself
+            bars.append(remaining)
+            break
+        b = jnp.searchsorted(binom[:, j], remaining, side="right", method=method) - 1
         remaining = remaining - binom[b, j]
         bars.append(b)
     bars = jnp.stack(bars[::-1], axis=1).astype(jnp.int32)  # (B, I-1), increasing
@@ -162,7 +172,11 @@ def _scan_chunks(backend: ChunkedEnumeration, indices, m, problem, with_jacobian
 
 
 def _accumulate(backend: ChunkedEnumeration, m, problem, with_jacobian: bool):
-    """Sums over all chunks, on one device or sharded over ``backend.devices``."""
+    """Sums over all outcomes: by half-tables (``product``) where that path applies, else over the
+    unranked chunks, on one device or sharded over ``backend.devices``."""
+    if uses_product(backend.participants, backend.num_types, backend.devices):
+        cells = backend.chunk_size * (backend.num_types + 1)  # a block's grid holds about a chunk's memory
+        return product_sums(backend.participants, backend.num_types, cells, m, problem, with_jacobian)
     indices = jnp.arange(backend.num_chunks)
     if backend.devices == 1:
         return _scan_chunks(backend, indices, m, problem, with_jacobian)

@@ -41,14 +41,9 @@ from flax import struct
 
 from ..problem import value_unit
 from ._interface import Moments, add_problem_tangent
+from .planner import MAX_FFT_LENGTH, fft_length
 
 NORM_POWER = 16  # h = ||q m||_16 / M: smooth in m, >= max(q m), at most I^(1/16) max(q m).
-MAX_FFT_LENGTH = 1 << 24
-
-
-def _fft_length(participants: int, bins: int) -> int:
-    support = participants * (bins + 2) + 1
-    return int(2 ** int(np.ceil(np.log2(support))))
 
 
 @struct.dataclass
@@ -73,7 +68,7 @@ class LatticeConvolution:
 
     @property
     def fft_length(self) -> int:
-        return _fft_length(int(self.participants), int(self.bins))
+        return fft_length(int(self.participants), int(self.bins))
 
     def prepare(self, problem) -> "LatticeConvolution":
         return self
@@ -89,25 +84,29 @@ class LatticeConvolution:
         return Moments(*(jnp.abs(a - b) for a, b in zip(coarse, fine)))
 
     @classmethod
-    def for_problem(cls, problem, m, rtol: float = 1e-7, min_bins: int = 64,
-                    max_bins: int = 1 << 16) -> "LatticeConvolution":
+    def for_problem(cls, problem, m, rtol: float = 1e-7, min_bins: int = 64, max_bins: int = 1 << 16,
+                    strict: bool = True) -> "LatticeConvolution":
         """The coarsest grid (M a power of 2) whose estimated error at ``m`` is <= ``rtol`` relative.
 
         The relative error is measured against v(1) - v(0) (the value scale) for E[v] and tbar, and
-        against 1 for E[a]. Raises ValueError if even ``max_bins`` (or the FFT cap) does not meet it.
+        against 1 for E[a]. When even ``max_bins`` (or the FFT cap) does not meet it: a ValueError
+        if ``strict``, else the finest grid tried (the solvers then report its error bound).
         """
         n = int(np.asarray(problem.participants))
         value_scale = float(value_unit(problem))
-        bins = int(min_bins)
+        bins, finest = int(min_bins), None
         while True:
-            if bins > max_bins or _fft_length(n, 2 * bins) > MAX_FFT_LENGTH:
+            if bins > max_bins or fft_length(n, 2 * bins) > MAX_FFT_LENGTH:
+                if not strict and finest is not None:
+                    return finest
                 raise ValueError(f"the lattice error estimate did not reach rtol={rtol} below bins={bins} for "
                                  f"N={n}; raise rtol or use backend='montecarlo'")
             est = cls(n, bins).error_estimate(jnp.asarray(m), problem)
             rel = max(float(est.expected_accuracy), float(est.expected_value) / value_scale,
                       float(jnp.max(est.reward_bounds)) / value_scale)
+            finest = cls(n, bins)
             if rel <= rtol:
-                return cls(n, bins)
+                return finest
             bins *= 2
 
 

@@ -22,18 +22,34 @@ import numpy as np
 from jax.scipy.special import gammaln
 
 
+def _lex_combinations(slots: int, size: int) -> np.ndarray:
+    """Every ``size``-subset of {0..slots-1} as increasing rows, in lexicographic order. O(C(slots, size) size).
+
+    Built from the last column back: step k lists the k-subsets of {size-k .. slots-1} (the only
+    possible last k elements). Those of step k-1 whose elements all exceed x are a contiguous *tail*
+    of its lexicographic list (length C(slots-1-x, k-1)), so prefixing each admissible x to its tail
+    is one vectorized gather per column; the tables grow geometrically up to the final one.
+    """
+    table = np.zeros((1, 0), dtype=np.int32)
+    for k in range(1, size + 1):
+        firsts = np.arange(size - k, slots - k + 1)
+        lengths = np.array([math.comb(slots - 1 - int(x), k - 1) for x in firsts], dtype=np.int64)
+        block_starts = np.cumsum(lengths) - lengths
+        # Row r of block x is row (len(table) - lengths[x]) + (r - block_starts[x]) of the previous table.
+        shift = np.repeat(len(table) - lengths - block_starts, lengths)
+        rows = np.arange(int(lengths.sum()), dtype=np.int64) + shift
+        table = np.concatenate([np.repeat(firsts, lengths).astype(np.int32)[:, None], table[rows]], axis=1)
+    return table
+
+
 @functools.lru_cache(maxsize=512)
 def _outcomes_cached(participants: int, num_types: int) -> np.ndarray:
-    # by_total[s] holds every composition of s into the types seen so far, in lexicographic order.
-    by_total = [np.array([[s]], dtype=np.int32) for s in range(participants + 1)]
-    for _ in range(1, num_types):
-        new = []
-        for s in range(participants + 1):
-            blocks = [np.concatenate([np.full((len(by_total[s - j]), 1), j, np.int32), by_total[s - j]], axis=1)
-                      for j in range(s + 1)]
-            new.append(np.concatenate(blocks, axis=0))
-        by_total = new
-    out = by_total[participants]
+    # Stars and bars: n is a placement of I - 1 bars among N + I - 1 slots; lexicographic order of the
+    # bars is lexicographic order of n, and n_j is the gap between consecutive bars.
+    bars = _lex_combinations(participants + num_types - 1, num_types - 1)
+    edges = np.concatenate([np.full((len(bars), 1), -1, np.int32), bars,
+                            np.full((len(bars), 1), participants + num_types - 1, np.int32)], axis=1)
+    out = np.ascontiguousarray(np.diff(edges, axis=1) - 1, dtype=np.int32)
     out.setflags(write=False)
     return out
 

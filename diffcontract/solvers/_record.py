@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..expectation import Moments
 from ..formulation import Residuals
 from ..problem import ContractProblem
 from ._solution import Certificate, Solution, Status
@@ -27,6 +28,9 @@ NUMBERS = {"m": "contributions", "t": "rewards", "t_bar": "reward_bounds", "expe
            "utility": "utilities", "information_rent": "information_rents", "max_violation": "max_violation",
            "wall_time": "wall_time"}
 TEXT = ("method", "constraints", "backend", "message")
+OPTIONAL_TEXT = ("backend_reason",)  # absent from records written before 0.3 (read as "")
+# record key -> ``Moments`` field of ``error_bound`` (approximate backends without an exact check).
+ERROR_BOUND = {"expected_accuracy": "expected_accuracy", "expected_value": "expected_value", "t_bar": "reward_bounds"}
 
 
 def _plain(value: Any) -> Any:
@@ -44,7 +48,8 @@ def solution_record(solution: Solution) -> dict:
       dict with ``format``, ``version``, the keys of ``NUMBERS`` (money, units of data, seconds),
       ``reservation_data``, ``pooled_groups``, ``residuals`` (every ``Residuals`` field, money),
       ``status`` (a ``Status`` name), ``iterations``, ``method``, ``constraints``, ``backend``,
-      ``message``, ``problem``, and ``information_cost`` and ``certificate`` where the solution has them.
+      ``backend_reason``, ``message``, ``problem``, and ``information_cost``, ``error_bound``
+      (E[a], E[v] money, t_bar money) and ``certificate`` where the solution has them.
     """
     if np.ndim(solution.expected_value) != 0:
         raise ValueError("solution is a batch; take one member with unstack_solution(solution, k) first")
@@ -53,9 +58,11 @@ def solution_record(solution: Solution) -> dict:
     record.update(reservation_data=_plain(solution.problem.reservation_data), pooled_groups=solution.pooled_groups(),
                   residuals={k: _plain(v) for k, v in solution.residuals._asdict().items()},
                   status=solution.status_name, iterations=int(solution.iterations),
-                  **{key: getattr(solution, key) for key in TEXT}, problem=solution.problem.to_dict())
+                  **{key: getattr(solution, key) for key in TEXT + OPTIONAL_TEXT}, problem=solution.problem.to_dict())
     if solution.information_cost is not None:
         record["information_cost"] = _plain(solution.information_cost)
+    if solution.error_bound is not None:
+        record["error_bound"] = {key: _plain(getattr(solution.error_bound, name)) for key, name in ERROR_BOUND.items()}
     cert = solution.certificate
     if cert is not None:
         record["certificate"] = {"stationarity": _plain(cert.stationarity),
@@ -85,6 +92,14 @@ def _numbers(record: Any, key: str, where: str = "solution record") -> Any:
     return float(arr) if arr.ndim == 0 else arr
 
 
+def _error_bound(record: dict) -> Moments | None:
+    """The record's ``error_bound`` as ``Moments``, or None where it has none."""
+    if record.get("error_bound") is None:
+        return None
+    bound = record["error_bound"]
+    return Moments(*(_numbers(bound, key, "error_bound") for key in ERROR_BOUND))
+
+
 def solution_from_record(record: Any) -> Solution:
     """The ``Solution`` a record describes (the inverse of ``solution_record``, number for number).
 
@@ -104,7 +119,7 @@ def solution_from_record(record: Any) -> Solution:
     status = _get(record, "status")
     if not isinstance(status, str) or status.upper() not in Status.__members__:
         raise ValueError(f"solution record: status must be one of {[s.name.lower() for s in Status]}, got {status!r}")
-    texts = {key: _get(record, key) for key in TEXT}
+    texts = {key: _get(record, key) for key in TEXT} | {key: record.get(key, "") for key in OPTIONAL_TEXT}
     bad = [key for key, value in texts.items() if not isinstance(value, str)]
     if bad:
         raise ValueError(f"solution record: {bad[0]} must be a string, got {texts[bad[0]]!r}")
@@ -124,4 +139,5 @@ def solution_from_record(record: Any) -> Solution:
                     residuals=Residuals(*(_numbers(residuals, k, "residuals") for k in Residuals._fields)),
                     status=int(Status[status.upper()]), iterations=int(iterations), certificate=certificate,
                     information_cost=_numbers(record, "information_cost") if "information_cost" in record else None,
+                    error_bound=_error_bound(record),
                     **texts)

@@ -62,6 +62,9 @@ class Status(enum.IntEnum):
         tolerance.
       FEASIBLE: every constraint holds but optimality is not claimed (no KKT certificate): the
         learned mechanism's repaired contracts (``diffcontract.learned``).
+      INEXACT: the solver converged on an approximate backend's moments, but the exact residuals
+        (or, where no exact pass is tractable, the residuals plus the backend's error bound) exceed
+        the tolerance (``solvers/_approximate.py``).
     """
 
     CONVERGED = 0
@@ -70,6 +73,7 @@ class Status(enum.IntEnum):
     NONFINITE = 3
     STALLED = 4
     FEASIBLE = 5
+    INEXACT = 6
 
 
 @struct.dataclass
@@ -107,6 +111,10 @@ class Solution:
       status: int ``Status``.
       iterations: () int.
       wall_time: () seconds.
+      backend_reason: why this backend (``expectation.planner``: the rule of "auto", the estimated
+        peak memory and time per pass); empty where no plan was made (N = 1, batches).
+      error_bound: ``Moments`` of bounds on the approximate figures (E[a], E[v] money, tbar (I,)
+        money) where they come from an approximate backend with no exact check; else ``None``.
       information_cost: () E[v(A_CI)] - E[v(a(n . q m))], money, against the complete-information
         benchmark (docs/model.md); ``None`` unless requested (``solve(..., welfare=True)``).
     """
@@ -127,9 +135,11 @@ class Solution:
     wall_time: Any
     certificate: Any = None
     information_cost: Any = None
+    error_bound: Any = None
     method: str = struct.field(pytree_node=False, default="exact")
     constraints: str = struct.field(pytree_node=False, default="simplified")
     backend: str = struct.field(pytree_node=False, default="enumerate")
+    backend_reason: str = struct.field(pytree_node=False, default="")
     message: str = struct.field(pytree_node=False, default="")
 
     # Short aliases in the paper's notation.

@@ -32,6 +32,7 @@ _GRID_POINTS = 48  # geometric, ratio 1.48 between neighbours
 _REFINEMENTS = 16  # Illinois steps; 40 bisections (1.48 * 2^-40 ~ 1e-12 relative) cost 2.5x as many passes
 _GOLDEN_STEPS = 24  # narrows two grid steps (ratio 2.2) to 1e-5 of their log width: windows between grid points
 _PROXY_SAMPLES = 4096
+_MAP_ROWS = 1 << 22  # outcome rows one batched evaluation of the search may touch (~32 MiB per float64 column)
 ROUNDING_ALLOWANCE = 1e-13  # x (v(1) - v(0)) money, for the residuals that are 0 by construction
 MARGIN = 1e-12  # x (v(1) - v(0)) money, for the residuals that cross zero (see ``_residuals``)
 # The rewards of a candidate menu: the simplified set's (IR_1 and the local downward ICs binding)
@@ -39,13 +40,18 @@ MARGIN = 1e-12  # x (v(1) - v(0)) money, for the residuals that cross zero (see 
 REWARDS = {"simplified": binding_rewards, "full": least_rewards}
 
 
-def _map(fn, xs, table):
-    """``vmap`` over xs for in-memory tables; a sequential ``lax.map`` in small batches for the
-    streaming backends (chunked, lattice, ...), whose per-call work is large: their peak memory
-    then stays that of a few evaluations."""
-    if isinstance(table, OutcomeTable):
+def _map(fn, xs, table, evaluations_per_item: int = 1):
+    """``fn`` over xs: ``vmap`` where the batched table fits ``_MAP_ROWS``, otherwise a sequential
+    ``lax.map`` in batches that do. ``evaluations_per_item`` is how many table passes one item
+    batches inside (a row of the grid search maps over ``_GRID_POINTS`` of them), so nested maps
+    share the bound: the search's peak memory stays O(_MAP_ROWS I) whatever the table's length.
+    Streaming backends (chunked, lattice, ...), whose per-call work is large, map 4 at a time."""
+    if not isinstance(table, OutcomeTable):
+        return jax.lax.map(fn, xs, batch_size=4)
+    batch = max(_MAP_ROWS // (table.counts.shape[0] * evaluations_per_item), 1)
+    if batch >= xs.shape[0]:
         return jax.vmap(fn)(xs)
-    return jax.lax.map(fn, xs, batch_size=4)
+    return jax.lax.map(fn, xs, batch_size=batch)
 
 
 def _proxy_table(problem, table):
@@ -144,7 +150,7 @@ def _family(problem, table, floor, windows: bool = False, constraints: str = "si
         m = jnp.where(found, _menu(lo, excluded, floor), 0.0)
         return m, found, moments(m, problem, table).expected_accuracy
 
-    return _map(largest_m0, jnp.arange(num), table)
+    return _map(largest_m0, jnp.arange(num), table, evaluations_per_item=_GRID_POINTS)
 
 
 def _search_table(problem, table):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Sequence
@@ -39,8 +40,41 @@ def batch_tables(participants: Sequence[int], num_types: int, length: int | None
 _batched_kernel = jax.jit(jax.vmap(solve_kernel, in_axes=(None, 0, 0, None, 0, 0)), static_argnums=(3,))
 
 
+@functools.lru_cache(maxsize=16)
+def _sharded_kernel(devices: int, constraints: str):
+    """``_batched_kernel`` with the members split over ``jax.devices()[:devices]`` (``shard_map`` on a
+    1-D mesh, axis "problems"): each device solves its share, and one ``all_gather`` returns every
+    member to every device, so the result is replicated (readable in every process under
+    ``jax.distributed``, where ``jax.devices()`` lists every host's devices)."""
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:devices]), ("problems",))
+    spec = jax.sharding.PartitionSpec
+
+    def per_device(solver, problems, tables, warm_start, restart_from):
+        local = jax.vmap(solve_kernel, in_axes=(None, 0, 0, None, 0, 0))(solver, problems, tables, constraints,
+                                                                        warm_start, restart_from)
+        return jax.tree_util.tree_map(lambda a: jax.lax.all_gather(a, "problems", tiled=True), local)
+
+    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(spec(),) + (spec("problems"),) * 4,
+                                 out_specs=spec(), check_vma=False))
+
+
+def _solve_members(solver, problems, tables, constraints, warm_start, restart_from, devices: int = 1) -> Solution:
+    """The batched kernel on one device, or sharded over ``devices`` (members padded to a multiple of it
+    with copies of the first, which are dropped again). Returns host (numpy) leaves."""
+    if devices == 1:
+        return _host(_batched_kernel(solver, problems, tables, constraints, warm_start, restart_from))
+    if not 1 <= devices <= jax.device_count():
+        raise ValueError(f"devices must be in 1..{jax.device_count()} (jax.device_count()), got {devices!r}")
+    num = tables.counts.shape[0]
+    rows = np.concatenate([np.arange(num), np.zeros(-num % devices, dtype=int)])
+    padded = [jax.tree_util.tree_map(lambda a: jnp.asarray(a)[rows], x)
+              for x in (problems, tables, warm_start, restart_from)]
+    sol = _host(_sharded_kernel(devices, constraints)(solver, *padded))
+    return jax.tree_util.tree_map(lambda a: a[:num], sol)
+
+
 def solve_batch(problems, method: str = "alm", constraints: str = "simplified", solver=None, progress: bool = False,
-                table_length: int | None = None, warm_start=None, **options) -> Solution:
+                table_length: int | None = None, warm_start=None, devices: int = 1, **options) -> Solution:
     """Solve a batch of problems; returns one ``Solution`` whose leaves have a leading batch axis.
 
     Args:
@@ -54,6 +88,8 @@ def solve_batch(problems, method: str = "alm", constraints: str = "simplified", 
         N). Chunks of one sweep given the same length share one compilation.
       warm_start: optional (B, I) contributions (canonical order, non-decreasing rows), one start
         per member (jittable solvers).
+      devices: split the members over ``jax.devices()[:devices]`` (jittable solvers; on several hosts,
+        after ``jax.distributed.initialize()``, every process gets every member). 1: the default device.
 
     Returns:
       Batched ``Solution`` (canonical type order); ``unstack_solution(sol, k)`` extracts one. A vmapped
@@ -70,6 +106,8 @@ def solve_batch(problems, method: str = "alm", constraints: str = "simplified", 
     check_constraints(constraints)
     num = batch_size(batch)
     if not solver.jittable:
+        if devices != 1:
+            raise ValueError(f"devices={devices!r}: only jittable solvers (method='alm') split a batch over devices")
         from .._progress import steps_with_progress
 
         sols = list(steps_with_progress(lambda k: run(unstack_problem(batch, k), solver, constraints), [1] * num,
@@ -88,9 +126,9 @@ def solve_batch(problems, method: str = "alm", constraints: str = "simplified", 
             tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
             if warm_start is not None:
                 warm_start = _checked_rows(warm_start, batch, rows)
-            sol = _host(_batched_kernel(solver, solvable, tables, constraints, warm_start, None))
+            sol = _solve_members(solver, solvable, tables, constraints, warm_start, None, devices)
             if constraints == "simplified":
-                sol, replaced = _with_full_fallback(sol, solver, solvable, tables, exclude=single)
+                sol, replaced = _with_full_fallback(sol, solver, solvable, tables, single, devices)
     else:
         sol = _stack_solutions([solve_single_participant(unstack_problem(batch, 0), solver.method, constraints,
                                                          solver.feasibility_tol)] * num)
@@ -122,7 +160,8 @@ def _checked_rows(warm_start, batch, rows):
     return jnp.stack([checked[k] for k in rows])
 
 
-def _with_full_fallback(sol: Solution, solver, batch64, tables: OutcomeTable, exclude) -> tuple[Solution, list[int]]:
+def _with_full_fallback(sol: Solution, solver, batch64, tables: OutcomeTable, exclude,
+                        devices: int = 1) -> tuple[Solution, list[int]]:
     """Re-solve the non-converged members on the full set (one batched call); replace a member's row
     when its simplified solve was infeasible or its full solve converged. Returns (solution, replaced)."""
     status = np.asarray(sol.status)
@@ -132,7 +171,7 @@ def _with_full_fallback(sol: Solution, solver, batch64, tables: OutcomeTable, ex
     take = lambda a: jnp.asarray(np.asarray(a)[members])  # noqa: E731
     sub, sub_tables = jax.tree_util.tree_map(take, batch64), OutcomeTable(take(tables.counts), take(tables.valid))
     restart_from = jnp.asarray(restart_menu(np.asarray(sol.contributions)[members]))
-    full = _host(_batched_kernel(solver, sub, sub_tables, "full", None, restart_from))
+    full = _solve_members(solver, sub, sub_tables, "full", None, restart_from, devices)
     rows = {}
     for k, member in enumerate(members):
         row = unstack_solution(full.replace(problem=sub), k)
@@ -153,21 +192,22 @@ def _replace_rows(sol: Solution, rows: dict) -> Solution:
     """``sol`` (batched) with member k's row replaced by the unbatched ``rows[k]`` (same layout)."""
     if not rows:
         return sol
-    leaves, treedef = jax.tree_util.tree_flatten(sol.replace(problem=None, message=""))
+    leaves, treedef = jax.tree_util.tree_flatten(sol.replace(problem=None, message="", backend_reason=""))
     leaves = [np.array(leaf, copy=True) for leaf in leaves]
     for k, one in rows.items():
-        one_leaves = jax.tree_util.tree_leaves(one.replace(problem=None, message=""))
+        one_leaves = jax.tree_util.tree_leaves(one.replace(problem=None, message="", backend_reason=""))
         if len(one_leaves) != len(leaves):
             raise RuntimeError("a replacement row does not match the batch's structure")
         for leaf, value in zip(leaves, one_leaves):
             leaf[k] = np.asarray(value, dtype=leaf.dtype)
-    return jax.tree_util.tree_unflatten(treedef, leaves).replace(problem=sol.problem, message=sol.message)
+    return jax.tree_util.tree_unflatten(treedef, leaves).replace(problem=sol.problem, message=sol.message,
+                                                                 backend_reason=sol.backend_reason)
 
 
 def _stack_solutions(solutions: Sequence[Solution]) -> Solution:
     first = solutions[0]
     problem = stack_problems([s.problem for s in solutions])
-    stripped = [s.replace(problem=None, message="") for s in solutions]
+    stripped = [s.replace(problem=None, message="", backend_reason="") for s in solutions]
     stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *stripped)
     return stacked.replace(problem=problem, method=first.method, constraints=first.constraints,
                            message=f"{len(solutions)} {first.method} solves")

@@ -27,9 +27,10 @@ import numpy as np
 
 from .. import _precision
 from ..expectation import with_weights
-from ..expectation.backends import checked_backend_options, make_backend, resolve_backend
+from ..expectation.backends import check_backend_name, checked_backend_options, make_backend
 from ..problem import value_unit, without_input_order
 from . import _kkt
+from ._approximate import APPROXIMATE, settle_approximation
 from ._single import solve_single_participant
 from ._solution import Certificate, Solution, Status, menu_fields
 from ._start import REWARDS, best_candidate, start_candidates
@@ -277,12 +278,13 @@ def run(problem, solver: AbstractSolver, constraints: str = "simplified", backen
     """
     check_constraints(constraints)
     if problem.num_participants == 1:
-        resolve_backend(backend, 1, problem.num_types)  # a bad name is an error whatever N
+        check_backend_name(backend)  # a bad name is an error whatever N
         return solve_single_participant(problem, solver.method, constraints, solver.feasibility_tol)
     start = time.perf_counter()
     with _precision.float64():
         problem64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
-        backend_name, table = make_backend(problem64, backend, **checked_backend_options(backend_options))
+        plan, table = make_backend(problem64, backend, **checked_backend_options(backend_options))
+        log.info("backend %s: %s", plan.backend, plan.reason)
         menus = [None if m is None else check_menu(m, problem64, name)
                  for m, name in ((warm_start, "warm_start"), (restart_from, "restart_from"))]
         canonical = without_input_order(problem64)  # one compilation for every type order
@@ -291,14 +293,19 @@ def run(problem, solver: AbstractSolver, constraints: str = "simplified", backen
         else:
             sol, extra = _host_solve(solver, canonical, table, constraints, *menus)
         sol = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(sol))
-    sol = sol.replace(problem=problem64, method=solver.method, backend=backend_name, status=int(sol.status),
-                      iterations=int(sol.iterations), message="; ".join([solver.method, *notes, *extra]),
+    sol = sol.replace(problem=problem64, method=solver.method, backend=plan.backend, backend_reason=plan.reason,
+                      status=int(sol.status), iterations=int(sol.iterations),
+                      message="; ".join([solver.method, *notes, *extra]),
                       expected_value=float(sol.expected_value), expected_accuracy=float(sol.expected_accuracy),
                       max_violation=float(sol.max_violation))
+    if plan.backend in APPROXIMATE:
+        with _precision.float64():
+            sol = settle_approximation(sol, canonical, table, solver.feasibility_tol, plan.memory_budget)
     log.debug("%s on the %s set, backend %s (I = %d, N = %d): %s after %d iterations, max violation %.2e",
-              solver.method, constraints, backend_name, problem.num_types, problem.num_participants,
+              solver.method, constraints, plan.backend, problem.num_types, problem.num_participants,
               Status(sol.status).name.lower(), sol.iterations, sol.max_violation)
-    if sol.status != Status.CONVERGED and constraints == "simplified" and warm_start is None and restart_from is None:
+    if (sol.status not in (Status.CONVERGED, Status.INEXACT) and constraints == "simplified" and warm_start is None
+            and restart_from is None):
         log.info("%s: the simplified set gave %s; solving on the full set", solver.method,
                  Status(sol.status).name.lower())
         sol = _full_fallback(problem, solver, sol, backend, backend_options)
