@@ -19,9 +19,10 @@ D = d v(a(s)) / ds on the grid,
 
 and the other blocks alike. The K outcomes are visited once each, with one curve evaluation and a
 few fused multiply-adds apiece: no unranking, no per-outcome log-factorials, and the (I, I)
-Jacobian is GEMMs instead of a per-outcome outer product. The blocks are static shapes unrolled in
-one ``jit`` (N + 1 of them, rows split so no grid exceeds a cell budget), which is why this path is
-taken only up to ``PRODUCT_MAX_PARTICIPANTS``; the unranking path serves larger N.
+Jacobian is GEMMs instead of a per-outcome outer product. Each k is one ``lax.scan`` over equal
+pieces of A_k's rows (so no grid exceeds a cell budget); the N + 1 scans have different static
+shapes and are unrolled in one ``jit``, which is why this path is taken only up to
+``PRODUCT_MAX_PARTICIPANTS``; the unranking path serves larger N.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .enumerate import enumerate_outcomes, presence_weights
 
@@ -40,19 +42,24 @@ PRODUCT_MIN_TYPES = 4  # below this the unranking is a few integer operations pe
 
 @functools.lru_cache(maxsize=64)
 def half_blocks(participants: int, num_types: int, max_cells: int) -> tuple:
-    """The (A rows, B rows) int32 blocks of the split, every outcome in exactly one block.
+    """The blocks of the split, every outcome in exactly one: for each k = 0..N, (A pieces, valid, B).
 
-    For each k = 0..N, A_k are the compositions of k into h = I // 2 parts and B the compositions
-    of N - k into I - h parts; A_k is cut into row slices so that no block's grid exceeds
-    ``max_cells`` (but always at least one row).
+    A_k are the compositions of k into h = I // 2 parts and B the compositions of N - k into I - h
+    parts. A_k is cut into pieces of equal row count, so that no piece's grid exceeds
+    ``max_cells`` (but always at least one row), stacked as (P, rows, h) int32 with a (P, rows) bool
+    mask (the last piece padded with invalid rows); the pieces of one k are then one ``lax.scan``.
     """
     split = num_types // 2
     blocks = []
     for k in range(participants + 1):
         rows_a = enumerate_outcomes(k, split)
         rows_b = enumerate_outcomes(participants - k, num_types - split)
-        step = max(max_cells // len(rows_b), 1)
-        blocks += [(rows_a[start:start + step], rows_b) for start in range(0, len(rows_a), step)]
+        step = min(max(max_cells // len(rows_b), 1), len(rows_a))
+        pieces = -(-len(rows_a) // step)
+        padded = np.zeros((pieces * step, split), np.int32)
+        padded[: len(rows_a)] = rows_a
+        valid = np.arange(pieces * step) < len(rows_a)
+        blocks.append((padded.reshape(pieces, step, split), valid.reshape(pieces, step), rows_b))
     return tuple(blocks)
 
 
@@ -74,14 +81,17 @@ def _curve_grid(problem, pooled, with_jacobian: bool):
     return acc.reshape(shape), val.reshape(shape), dacc.reshape(shape), (dval * dacc).reshape(shape)
 
 
-def _block_sums(rows_a, rows_b, split: int, n: int, m, problem, with_jacobian: bool):
-    """This block's contribution to the sums of ``product_sums`` (module docstring); N = ``n`` static."""
+def _block_sums(rows_a, valid_a, rows_b, split: int, n: int, m, problem, with_jacobian: bool):
+    """One piece's contribution to the sums of ``product_sums`` (module docstring); N = ``n`` static.
+
+    rows_a: (R, h) counts of the piece (traced), valid_a: (R,) False on padding rows; rows_b: (|B|, I - h).
+    """
     dtype = jnp.result_type(m, problem.probs)
     half = 0.5 * math.lgamma(n + 1.0)
     log_p = jnp.log(problem.probs)
     qm = problem.quality * m
     a, b = jnp.asarray(rows_a, dtype), jnp.asarray(rows_b, dtype)
-    alpha = jnp.exp(_log_half_law(rows_a, log_p[:split], half))
+    alpha = jnp.where(valid_a, jnp.exp(_log_half_law(rows_a, log_p[:split], half)), 0.0)
     beta = jnp.exp(_log_half_law(rows_b, log_p[split:], half))
     f_a = presence_weights(alpha, a, problem.probs[:split], n, problem.conditioning)  # (|A|, h) alpha * factor
     f_b = presence_weights(beta, b, problem.probs[split:], n, problem.conditioning)
@@ -110,11 +120,17 @@ def product_sums(participants: int, num_types: int, max_cells: int, m, problem, 
     The same sums as the chunked backend's scan over unranked chunks (module docstring); jittable,
     N and I static.
     """
-    split = num_types // 2
-    total = None
-    for rows_a, rows_b in half_blocks(int(participants), int(num_types), int(max_cells)):
-        part = _block_sums(rows_a, rows_b, split, int(participants), m, problem, with_jacobian)
-        total = part if total is None else [t + p for t, p in zip(total, part)]
+    split, num = num_types // 2, int(num_types)
+    dtype = jnp.result_type(m, problem.probs)
+    shapes = [(), (), (num,)] + ([(num,), (num,), (num, num)] if with_jacobian else [])
+    total = [jnp.zeros(shape, dtype) for shape in shapes]
+    for pieces, valid, rows_b in half_blocks(int(participants), num, int(max_cells)):
+
+        def body(carry, piece, rows_b=rows_b):
+            part = _block_sums(piece[0], piece[1], rows_b, split, int(participants), m, problem, with_jacobian)
+            return [c + p for c, p in zip(carry, part)], None
+
+        total = jax.lax.scan(body, total, (jnp.asarray(pieces), jnp.asarray(valid)))[0]
     return tuple(total)
 
 

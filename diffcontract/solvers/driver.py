@@ -12,6 +12,11 @@ N >= 2 with f_1 = 0 and a large f_2), and a run that stops near a point where it
 degenerate is often finished by the full set from there. So a simplified solve that does not converge
 is solved again on the full set, from where it stopped and from the full set's candidates; the full
 solution is returned when the simplified one was infeasible or the full one converged.
+
+Starts. Every distinct candidate start is run and the best converged run kept, except on a streaming
+backend (chunked, convolution) with a host solver, where each pass over the outcomes is costly: there
+the runs stop at the first converged one (the best candidate by E[a] runs first, and its pooled row
+has been re-found on the backend itself, ``_start._refined_on_backend``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _precision
-from ..expectation import with_weights
+from ..expectation import OutcomeTable, with_weights
 from ..expectation.backends import check_backend_name, checked_backend_options, make_backend
 from ..problem import value_unit, without_input_order
 from . import _kkt
@@ -215,10 +220,16 @@ def _host_solve(solver: AbstractSolver, problem, table, constraints, warm_start,
     table = _weighted(problem, table)
     args, starts, distinct, found = _host_starts(solver, problem, table, constraints, warm_start, restart_from)
     xs = [np.asarray(x) for x, d in zip(starts.x, np.asarray(distinct)) if d]
-    runs = [_as_arrays(iterate(solver, args, Start(x, k == 0, False))) for k, x in enumerate(xs)]
+    runs = []
+    for k, x in enumerate(xs):
+        runs.append(_as_arrays(iterate(solver, args, Start(x, k == 0, False))))
+        if bool(runs[-1].converged) and not isinstance(table, OutcomeTable):
+            break  # a streaming backend's pass is costly: the first converged start is kept (module docstring)
     best = int(best_run(np.array([float(r.value) for r in runs]), np.array([bool(r.converged) for r in runs])))
     it, iterations = runs[best], sum(int(r.iterations) for r in runs)
     notes = [f"best of {len(runs)} starts (start {best + 1})"] if len(runs) > 1 else []
+    if len(runs) < len(xs):
+        notes.append(f"start {len(runs)} converged: {len(xs) - len(runs)} more not run (streaming backend)")
     if not bool(it.converged) and not bool(found) and hasattr(solver, "find_feasible"):
         violation = float(measure_point(it.x, args)[1])
         if solver.feasibility_tol * float(args.scales.value) < violation < np.inf:
