@@ -15,7 +15,7 @@ from ._cache import enable_compilation_cache
 from ._version import __version__
 
 enable_compilation_cache()  # compiled kernels persist between processes (opt out: DIFFCONTRACT_JAX_CACHE=0)
-from . import curves, data, expectation, formulation
+from . import curves, expectation, formulation
 from .problem import ContractProblem, problem_grid, stack_problems
 from .api import solve
 from .solvers import (ALM, SLSQP, AbstractSolver, Certificate, CompleteInformation, Solution, SolveError, Status, run,
@@ -23,6 +23,15 @@ from .solvers import (ALM, SLSQP, AbstractSolver, Certificate, CompleteInformati
                       unstack_solution)
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
+
+
+def __getattr__(name: str):
+    """``diffcontract.data`` (learning-curve sources) loads on first use, not with ``import diffcontract``."""
+    if name == "data":
+        import importlib
+
+        return importlib.import_module(".data", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["__version__", "ALM", "SLSQP", "AbstractSolver", "SolveError", "run", "Certificate", "CompleteInformation", "ContractProblem", "solve_complete_information",
            "solve_complete_information_batch", "Solution", "Status", "curves", "data", "expectation", "formulation",

@@ -122,8 +122,14 @@ def test_the_check_reads_relative_and_nested_imports():
     assert not _allowed("analysis", "api") and not _allowed("api", "cli") and not _allowed("solvers", "__init__")
 
 
-def test_import_diffcontract_imports_no_plotting_or_progress_bars():
-    """matplotlib and tqdm are imported where a figure or a bar is made, not by ``import diffcontract``."""
-    code = "import sys, diffcontract; print(sorted(m for m in ('matplotlib', 'tqdm') if m in sys.modules))"
+def test_import_diffcontract_imports_no_plotting_training_or_data():
+    """matplotlib, tqdm, scikit-learn, the data sources, curve fitting and the learned mechanism's
+    training are imported where they are used, not by ``import diffcontract`` (issue 18: a lean import)."""
+    lazy = ("matplotlib", "tqdm", "sklearn", "diffcontract.data", "diffcontract.curves.fitting",
+            "diffcontract.learned.train", "diffcontract.analysis.plots")
+    code = f"import sys, diffcontract; print(sorted(m for m in {lazy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+    code = "import diffcontract as dc; print(dc.data.__name__, dc.curves.fit_family.__module__)"  # still reachable
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["diffcontract.data", "diffcontract.curves.fitting"]
