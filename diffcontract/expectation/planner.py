@@ -23,7 +23,8 @@ operating system reports available. The estimates are working memory on top of t
 resident memory of whole solves on a 2-core CPU (``benchmarks/planner.py`` re-measures them):
 enumerate 77-205 bytes per table entry K (I + 1) across I = 2..13 (96 used: the large tables,
 where it matters, sit at the low end); chunked about 170 MiB at I = 13 with 2^15-outcome chunks
-(~ 48 float64 arrays of a chunk's (B, I + 1) entries); the lattice holds about 8 complex arrays
+(~ 48 float64 arrays of a chunk's (B, I + 1) entries), and by half-tables (``product``, N <= 48)
+about 64 bytes per outcome (0.9 GiB at I = 19, N = 10, compilation included); the lattice holds about 8 complex arrays
 of (I + 2) half spectra of its FFT length.
 """
 
@@ -32,6 +33,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+
+from .product import uses_product
 
 GIB = 1 << 30
 DEFAULT_BUDGET_FRACTION = 0.5  # of the memory the OS reports available
@@ -45,6 +48,7 @@ CHUNKED_LIMIT = 1 << 40  # outcomes: beyond it one exact pass would take more th
 ENUMERATE_BYTES_PER_ENTRY = 96  # per entry of the (K, I + 1) table and its weights, gradients, copies
 CHUNKED_BYTES_PER_ENTRY = 384  # per entry of one chunk's (B, I + 1) arrays (checkpointed scan, Jacobian)
 LATTICE_BYTES_PER_POINT = 128  # per half-spectrum point and type (complex128 psi, dpsi, powers, products)
+HALF_TABLE_BYTES_PER_OUTCOME = 64  # chunked by half-tables (N <= 48): compilation and grids, per outcome
 SAMPLE_BYTES_PER_ENTRY = 96  # per entry of the (S, I + 1) sampled table, as the enumerate table
 ENTRIES_PER_SECOND = 1e8  # table entries a 2-core CPU passes per second (scaling.py: ~1e7 outcomes/s, I = 9)
 
@@ -137,7 +141,10 @@ def estimate(backend: str, participants: int, num_types: int, *, chunk_size: int
     if backend == "chunked":
         chunk = min(int(chunk_size), outcomes)
         tables = 8 * (participants + num_types) * (num_types + 1)  # binomials and log-factorials
-        return CHUNKED_BYTES_PER_ENTRY * chunk * width + tables, outcomes * width / ENTRIES_PER_SECOND
+        peak = CHUNKED_BYTES_PER_ENTRY * chunk * width + tables
+        if uses_product(participants, num_types, 1):  # half-tables: less work per outcome, more memory
+            return max(peak, HALF_TABLE_BYTES_PER_OUTCOME * outcomes), outcomes / ENTRIES_PER_SECOND
+        return peak, outcomes * width / ENTRIES_PER_SECOND
     if backend == "convolution":
         length = fft_length(participants, int(bins))
         return (LATTICE_BYTES_PER_POINT * (length // 2 + 1) * (num_types + 2),

@@ -25,7 +25,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import optimize
 
 from ..expectation import moments
 from ..formulation import binding_rewards, max_violation, residuals
@@ -195,6 +194,7 @@ def host_certificate(grad, g, jac, bounds_active, active_tol: float = HOST_ACTIV
     Returns:
       (lambda (n_g,) zeros off A, mu (n,) bound multipliers, stationarity, complementarity).
     """
+    from scipy import optimize  # imported where used: not on every import of the package
     active = np.flatnonzero(g <= active_tol)
     bound_idx = np.flatnonzero(bounds_active)
     cols = [jac[active].T] if active.size else []

@@ -33,7 +33,6 @@ from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from . import _kkt
@@ -245,6 +244,7 @@ def _lagrangian(args, z, lam, rho):
 def _adam_block(solver: ALM, args, z, lam, rho, lr, num_steps):
     """Projected Adam on L_rho in log m (monotone m <=> monotone log m: isotonic projection); the
     step adapted to the block's progress ratio. Returns (z, next step)."""
+    import optax  # imported where used: not on every import of the package
     adam = optax.inject_hyperparams(optax.adam)(learning_rate=lr)
 
     def inner(k, carry):
@@ -264,6 +264,7 @@ def _adam_block(solver: ALM, args, z, lam, rho, lr, num_steps):
 
 def _lbfgs_block(solver: ALM, args, z, lam, rho, lr, num_steps):
     """L-BFGS (zoom line search) on L_rho in log (m, t). Returns (z, the unchanged step)."""
+    import optax  # imported where used: not on every import of the package
     lbfgs = optax.lbfgs()
     fn = lambda w: _lagrangian(args, w, lam, rho)  # noqa: E731
     value_and_grad = optax.value_and_grad_from_state(fn)

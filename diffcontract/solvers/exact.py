@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from scipy import optimize
 
 from . import _kkt
 from ._solution import FEASIBILITY_TOL
@@ -110,6 +109,7 @@ class SLSQP(AbstractSolver):
         return state
 
     def step(self, args: SolveArgs, state: dict) -> dict:
+        from scipy import optimize  # imported where used: not on every import of the package
         evaluate = state["evaluate"]
         result = optimize.minimize(
             lambda x: float(evaluate(x)[0]), state["x"], jac=lambda x: evaluate(x)[1], method="SLSQP",
@@ -136,6 +136,7 @@ class SLSQP(AbstractSolver):
 
     def find_feasible(self, args: SolveArgs, x0) -> tuple[np.ndarray, int]:
         """Phase 1 from x0: min s s.t. g(x) + s >= 0, x >= 0, s >= 0. Returns (x, SLSQP iterations)."""
+        from scipy import optimize  # imported where used: not on every import of the package
         evaluate = _Evaluator(args)
         x0 = np.maximum(np.asarray(x0, np.float64), 0.0)
         g0 = evaluate(x0)[2]
