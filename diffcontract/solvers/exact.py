@@ -36,10 +36,6 @@ from ..formulation import max_violation
 from .base import AbstractSolver, Iterate, SolveArgs, Start
 
 _SLSQP_FTOL = 1e-15  # SLSQP's own stopping test; the KKT certificate decides convergence
-_CERTIFY_EVERY = 10  # SLSQP iterations between checks of the certificate during a run (``_certified_stop``)
-# A run stops early only at this stationarity, far below ``kkt_tol``: the reference solver's value
-# stays exact to rounding (a stop at kkt_tol = 1e-6 left ALM-vs-exact value gaps of 1e-11; at 1e-10, 7e-14).
-_EARLY_STOP_STATIONARITY = 1e-10
 _SLSQP_ITERATION_LIMIT = 9  # scipy's SLSQP exit status "iteration limit reached"
 _ZERO = 1e-12  # scaled: a variable at most this is at its bound 0; a constraint at most this is binding
 _RESTORE_STEPS = 3
@@ -119,7 +115,7 @@ class SLSQP(AbstractSolver):
             lambda x: float(evaluate(x)[0]), state["x"], jac=lambda x: evaluate(x)[1], method="SLSQP",
             bounds=[(0.0, None)] * state["x"].size,
             constraints=[{"type": "ineq", "fun": lambda x: evaluate(x)[2], "jac": lambda x: evaluate(x)[3]}],
-            options={"maxiter": self.max_iterations, "ftol": _SLSQP_FTOL}, callback=self._certified_stop(args, state))
+            options={"maxiter": self.max_iterations, "ftol": _SLSQP_FTOL})
         state = {**state, "runs": state["runs"] + 1, "iterations": state["iterations"] + int(result.nit),
                  "exit": int(result.status), "message": str(result.message)}
         state.update(self._measure(args, state, result.x))
@@ -153,22 +149,6 @@ class SLSQP(AbstractSolver):
                           "jac": lambda y: np.hstack([evaluate(y[:-1])[3], np.ones((g0.size, 1))])}],
             options={"maxiter": self.max_iterations, "ftol": _SLSQP_FTOL})
         return found.x[:-1], int(found.nit)
-
-    def _certified_stop(self, args: SolveArgs, state: dict):
-        """SLSQP's callback: every ``_CERTIFY_EVERY`` iterations, stop the run (``StopIteration``) once
-        the KKT certificate accepts the iterate with stationarity <= ``_EARLY_STOP_STATIONARITY``.
-        SLSQP's own test (``_SLSQP_FTOL``) can crawl: along nearly pooled types it took 710
-        iterations on Sec. 6.2 scenario 1 from a point the certificate accepted within 30."""
-        count = [0]
-
-        def callback(x):
-            count[0] += 1
-            if count[0] % _CERTIFY_EVERY == 0:
-                point = self._measure(args, state, x)
-                if self._done(args, point) and point["kkt"].stationarity <= _EARLY_STOP_STATIONARITY:
-                    raise StopIteration
-
-        return callback
 
     def _done(self, args: SolveArgs, state: dict) -> bool:
         return (state["violation"] <= self.feasibility_tol * float(args.scales.value)
