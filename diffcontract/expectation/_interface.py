@@ -109,6 +109,31 @@ def moments(m: jnp.ndarray, problem, table) -> Moments:
     return Moments(prob @ acc, prob @ val, val @ weights)
 
 
+def curve_values(problem, pooled, with_jacobian: bool):
+    """a(s), v(a(s)) at pooled data s of any shape, and (``with_jacobian``) da/ds and dv(a(s))/ds.
+
+    The one chain rule of the streaming backends' closed-form Jacobians (``chunked``, ``product``).
+
+    Returns:
+      (acc, val, dacc, dval): arrays shaped like ``pooled``; the slopes are None without Jacobian.
+    """
+    if not with_jacobian:
+        acc = problem.accuracy(pooled)
+        return acc, problem.valuation(acc), None, None
+    flat = jnp.ravel(pooled)
+    acc, dacc = jax.vmap(jax.value_and_grad(problem.accuracy))(flat)
+    val, dval = jax.vmap(jax.value_and_grad(problem.valuation))(acc)
+    shape = jnp.shape(pooled)
+    return acc.reshape(shape), val.reshape(shape), dacc.reshape(shape), (dval * dacc).reshape(shape)
+
+
+def moment_sums_zeros(num_types: int, with_jacobian: bool, dtype) -> list:
+    """Zero accumulators of the streaming backends' sums: E[a], E[v], tbar (I,) and, with
+    ``with_jacobian``, their Jacobians in m: (I,), (I,), (I, I)."""
+    shapes = [(), (), (num_types,)] + ([(num_types,), (num_types,), (num_types, num_types)] if with_jacobian else [])
+    return [jnp.zeros(shape, dtype) for shape in shapes]
+
+
 def add_problem_tangent(tangent: Moments, fn: Callable, problem, dproblem) -> Moments:
     """``tangent`` plus the JVP of ``fn`` (problem -> the three moments) along ``dproblem``.
 

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ._interface import Moments, add_problem_tangent
+from ._interface import Moments, add_problem_tangent, curve_values, moment_sums_zeros
 from .enumerate import presence_weights
 from .product import product_sums, uses_product
 
@@ -148,27 +148,18 @@ def _scan_chunks(backend: ChunkedEnumeration, indices, m, problem, with_jacobian
     """Sums over the chunks ``indices`` of the moments and (optionally) their Jacobians in m."""
     dtype = jnp.result_type(m, problem.probs)
     qm = problem.quality * m
-    num = backend.num_types
 
     @jax.checkpoint
     def body(carry, index):
         counts, prob, weights = backend.chunk(index, problem)
-        pooled = counts @ qm
-        if with_jacobian:
-            acc, dacc = jax.vmap(jax.value_and_grad(problem.accuracy))(pooled)
-            val, dval = jax.vmap(jax.value_and_grad(problem.valuation))(acc)
-        else:
-            acc = problem.accuracy(pooled)
-            val = problem.valuation(acc)
+        acc, val, dacc, dv = curve_values(problem, counts @ qm, with_jacobian)
         out = [prob @ acc, prob @ val, val @ weights]
         if with_jacobian:
             dn = counts * problem.quality[None, :]  # d pooled / d m_j = n_j q_j
-            out += [(prob * dacc) @ dn, (prob * dval * dacc) @ dn, (weights * (dval * dacc)[:, None]).T @ dn]
+            out += [(prob * dacc) @ dn, (prob * dv) @ dn, (weights * dv[:, None]).T @ dn]
         return jax.tree_util.tree_map(jnp.add, carry, tuple(out)), None
 
-    # The sums: E[a], E[v], tbar (I,), then their Jacobians in m: (I,), (I,), (I, I).
-    shapes = [(), (), (num,)] + ([(num,), (num,), (num, num)] if with_jacobian else [])
-    return jax.lax.scan(body, tuple(jnp.zeros(shape, dtype) for shape in shapes), indices)[0]
+    return jax.lax.scan(body, tuple(moment_sums_zeros(backend.num_types, with_jacobian, dtype)), indices)[0]
 
 
 def _accumulate(backend: ChunkedEnumeration, m, problem, with_jacobian: bool):

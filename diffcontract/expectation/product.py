@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._interface import curve_values, moment_sums_zeros
 from .enumerate import enumerate_outcomes, presence_weights
 
 PRODUCT_MAX_PARTICIPANTS = 48  # N + 1 blocks unrolled in one jit: compile time grows with N
@@ -69,18 +70,6 @@ def _log_half_law(rows, log_p, half_log_factorial_n):
     return half_log_factorial_n + rows @ log_p - jnp.sum(jax.scipy.special.gammaln(rows + 1.0), axis=1)
 
 
-def _curve_grid(problem, pooled, with_jacobian: bool):
-    """a, v(a) on the grid, and (with_jacobian) da/ds and dv(a(s))/ds."""
-    if not with_jacobian:
-        acc = problem.accuracy(pooled)
-        return acc, problem.valuation(acc), None, None
-    flat = pooled.ravel()
-    acc, dacc = jax.vmap(jax.value_and_grad(problem.accuracy))(flat)
-    val, dval = jax.vmap(jax.value_and_grad(problem.valuation))(acc)
-    shape = pooled.shape
-    return acc.reshape(shape), val.reshape(shape), dacc.reshape(shape), (dval * dacc).reshape(shape)
-
-
 def _block_sums(rows_a, valid_a, rows_b, split: int, n: int, m, problem, with_jacobian: bool):
     """One piece's contribution to the sums of ``product_sums`` (module docstring); N = ``n`` static.
 
@@ -95,7 +84,7 @@ def _block_sums(rows_a, valid_a, rows_b, split: int, n: int, m, problem, with_ja
     beta = jnp.exp(_log_half_law(rows_b, log_p[split:], half))
     f_a = presence_weights(alpha, a, problem.probs[:split], n, problem.conditioning)  # (|A|, h) alpha * factor
     f_b = presence_weights(beta, b, problem.probs[split:], n, problem.conditioning)
-    acc, val, dacc, dv = _curve_grid(problem, (a @ qm[:split])[:, None] + (b @ qm[split:])[None, :], with_jacobian)
+    acc, val, dacc, dv = curve_values(problem, (a @ qm[:split])[:, None] + (b @ qm[split:])[None, :], with_jacobian)
     val_beta, alpha_val = val @ beta, alpha @ val
     out = [alpha @ acc @ beta, alpha @ val_beta, jnp.concatenate([f_a.T @ val_beta, f_b.T @ alpha_val])]
     if with_jacobian:
@@ -121,9 +110,7 @@ def product_sums(participants: int, num_types: int, max_cells: int, m, problem, 
     N and I static.
     """
     split, num = num_types // 2, int(num_types)
-    dtype = jnp.result_type(m, problem.probs)
-    shapes = [(), (), (num,)] + ([(num,), (num,), (num, num)] if with_jacobian else [])
-    total = [jnp.zeros(shape, dtype) for shape in shapes]
+    total = moment_sums_zeros(num, with_jacobian, jnp.result_type(m, problem.probs))
     for pieces, valid, rows_b in half_blocks(int(participants), num, int(max_cells)):
 
         def body(carry, piece, rows_b=rows_b):
