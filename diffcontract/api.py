@@ -9,7 +9,7 @@ from .solvers._solution import Solution, Status
 from .solvers.base import AbstractSolver
 from .solvers.driver import SolveError, run, solver_for
 
-METHODS = ("exact", "alm", "learned")
+METHODS = ("exact", "alm", "learned", "global")
 
 
 def solve(problem, method: str = "exact", constraints: str = "simplified", throw: bool = False, welfare: bool = False,
@@ -20,8 +20,10 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
     Args:
       problem: the problem.
       method: "exact" (``SLSQP``: scipy on exact expectations, float64), "alm" (``ALM``: augmented
-        Lagrangian with optax, one compiled loop, float64) or "learned" (a trained mechanism network +
-        exact-feasibility repair, ``diffcontract.learned``: status FEASIBLE, no optimality claim).
+        Lagrangian with optax, one compiled loop, float64), "learned" (a trained mechanism network +
+        exact-feasibility repair, ``diffcontract.learned``: status FEASIBLE, no optimality claim) or
+        "global" (``BranchAndBound``: a certified global optimum of the full set, with ``upper_bound``
+        and ``gap``; CONVERGED only when gap <= gap_tol; enumeration, at most 2^16 outcomes).
       constraints: "simplified" or "full" (docs/model.md).
       throw: raise ``SolveError`` unless the status is CONVERGED (default: return the status).
       welfare: also solve the complete-information benchmark and fill ``Solution.information_cost``.
@@ -34,7 +36,8 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
       mechanism: the ``LearnedMechanism`` (or a saved file) for "learned" and ``warm_start="learned"``;
         default the packaged I = 3 model.
       **options: the method's solver fields (``SLSQP``: feasibility_tol, kkt_tol, max_iterations,
-        restarts, starts; ``ALM``: feasibility_tol, kkt_tol, learning_rate, max_outer, starts, ...).
+        restarts, starts; ``ALM``: feasibility_tol, kkt_tol, learning_rate, max_outer, starts, ...;
+        ``BranchAndBound``: gap_tol, time_limit, max_nodes, batch_size, local_searches, feasibility_tol).
 
     Returns:
       ``Solution``. With one participant (N = 1) the feasible set is a single menu, the reservation
@@ -51,12 +54,11 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
         learned = _mechanism(mechanism)
         notes = learned.distribution.check(problem)  # refuses what it was not trained for, by name
         solver, constraints = learned.solver(), "full"  # its contracts carry the full set's least rewards
-    solver = solver if solver is not None else solver_for(method, options)
-    if isinstance(warm_start, str):
-        if warm_start != "learned":
-            raise ValueError(f"warm_start must be contributions or 'learned', got {warm_start!r}")
-        warm_start = _mechanism(mechanism).warm_start(problem)
-    solution = run(problem, solver, constraints, backend, backend_options, warm_start=warm_start, notes=notes)
+    if method == "global" and solver is None:
+        solution = _solve_global(problem, constraints, backend, warm_start, options)
+    else:
+        solver = solver if solver is not None else solver_for(method, options)
+        solution = _solve_local(problem, solver, constraints, backend, backend_options, warm_start, mechanism, notes)
     if welfare:
         from .analysis.welfare import welfare as welfare_of
 
@@ -64,6 +66,37 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
     if throw and int(solution.status) != Status.CONVERGED:
         raise SolveError(solution)
     return solution
+
+
+def _solve_local(problem, solver, constraints, backend, backend_options, warm_start, mechanism, notes) -> Solution:
+    """A KKT solver's (or the learned mechanism's) solve through the driver."""
+    if isinstance(warm_start, str):
+        if warm_start != "learned":
+            raise ValueError(f"warm_start must be contributions or 'learned', got {warm_start!r}")
+        warm_start = _mechanism(mechanism).warm_start(problem)
+    return run(problem, solver, constraints, backend, backend_options, warm_start=warm_start, notes=notes)
+
+
+def _solve_global(problem, constraints: str, backend: str, warm_start, options: dict) -> Solution:
+    """``method="global"``: options checked by name, then ``solve_global`` (``solvers/branch_and_bound.py``)."""
+    import dataclasses
+    import difflib
+
+    from .solvers.branch_and_bound import BranchAndBound, solve_global
+    from .solvers.driver import check_constraints
+
+    check_constraints(constraints)  # either set: the full set's optimum is certified (it holds the simplified one's)
+    if backend not in ("auto", "enumerate"):
+        raise ValueError(f"backend must be 'auto' or 'enumerate' for method='global' (it enumerates every "
+                         f"outcome in every box), got {backend!r}")
+    if warm_start is not None:
+        raise ValueError("method='global' takes no warm_start (its incumbent comes from the exact solver)")
+    known = sorted(field.name for field in dataclasses.fields(BranchAndBound))
+    for name in sorted(set(options) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"method='global' has no option {name!r}{hint}; its options are {known}")
+    return solve_global(problem, BranchAndBound(**options))
 
 
 def _mechanism(mechanism):

@@ -44,6 +44,9 @@ def solution_table(solution) -> str:
         f"method = {solution.method}/{solution.constraints}   iterations = {int(solution.iterations)}   "
         f"time = {float(solution.wall_time):.3f} s"
     )
+    if solution.upper_bound is not None:
+        rows.append(f"certified: E[a] <= {float(solution.upper_bound):.10g}   relative gap = {float(solution.gap):.2e}   "
+                    f"boxes = {int(solution.nodes)}")
     return "\n".join(rows)
 
 

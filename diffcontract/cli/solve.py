@@ -27,6 +27,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
         if method != "alm":
             raise ValueError(f"--warm-start needs --method alm, got --method {method}")
         options["warm_start"] = args.warm_start
+    for flag in ("gap_tol", "time_limit"):
+        if getattr(args, flag, None) is not None:
+            if method != "global":
+                raise ValueError(f"--{flag.replace('_', '-')} needs --method global, got --method {method}")
+            options[flag] = getattr(args, flag)
     log.info("solving: I = %d types, N = %d participants, method %s, constraints %s, backend %s",
              problem.num_types, problem.num_participants, method, settings["constraints"], settings["backend"])
     solution = solve(problem, method=method, constraints=settings["constraints"], backend=settings["backend"],
@@ -58,9 +63,13 @@ def add_parser(sub) -> None:
     solve.add_argument("--quality", help="quality weights, comma-separated (default all 1)")
     solve.add_argument("--accuracy", help="accuracy curve spec: sgb[:a_opt=1,k=1] | power:a_opt=,b=,alpha= | arctan:s= | FILE.msgpack (from diffcontract fit-curve)")
     solve.add_argument("--valuation", help="valuation spec: linear[:scale=100] | exponential:scale=,gamma=")
-    solve.add_argument("--method", choices=["exact", "alm", "learned"],
-                       help="solver: exact (SLSQP), alm (augmented Lagrangian, optax) or learned (trained mechanism "
-                            "network + feasibility repair; status 'feasible', exit 0); default exact")
+    solve.add_argument("--method", choices=["exact", "alm", "learned", "global"],
+                       help="solver: exact (SLSQP), alm (augmented Lagrangian, optax), learned (trained mechanism "
+                            "network + feasibility repair; status 'feasible', exit 0) or global (branch and bound: "
+                            "a certified global optimum, JSON keys upper_bound and gap); default exact")
+    solve.add_argument("--gap-tol", type=float, help="global only: relative gap that certifies (default 1e-6)")
+    solve.add_argument("--time-limit", type=float, help="global only: seconds before it stops with the bound "
+                                                        "reached, status max_iterations (default 600)")
     solve.add_argument("--mechanism", help="saved learned mechanism (.msgpack) for --method learned or --warm-start "
                                            "learned (default: the packaged I = 3 model)")
     solve.add_argument("--warm-start", choices=["learned"], help="alm only: start from the learned mechanism's contract")

@@ -66,6 +66,51 @@ class ParametricCurve:
                     raise ValueError(f"{owner}.a_opt must be in (0, 1], got {shown(x)}")
 
 
+#: Relative margin added to a computed inflection or zero crossing in ``concave_from``: the declared
+#: point lies strictly inside the smooth concave branch, never on a kink.
+CONCAVITY_MARGIN = 1e-9
+
+
+def root_of_increasing(fn, lower: float) -> float:
+    """Host-side: a point just above the zero crossing of ``fn``, increasing past ``lower``, by bisection.
+
+    Args:
+      fn: float -> float, < 0 at ``lower`` and increasing to > 0 beyond it.
+      lower: a point where ``fn`` < 0.
+    Returns:
+      The upper end of the final bracket (``fn`` > 0 there), to float64 resolution.
+    """
+    low, high = float(lower), 2.0 * float(lower) + 1.0
+    while fn(high) <= 0.0:
+        low, high = high, 2.0 * high
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        if mid in (low, high):
+            break
+        low, high = (mid, high) if fn(mid) <= 0.0 else (low, mid)
+    return high
+
+
+def concavity_start(curve) -> float:
+    """Host side: the curve's ``concave_from()``: x_c >= 0 with the curve concave on [x_c, inf).
+
+    Global optimization (``method="global"``) bounds a curve over an interval of data by its
+    concavity there; a curve that does not state where it is concave cannot be bounded.
+
+    Raises:
+      ValueError naming the curve's class when it has no ``concave_from``.
+    """
+    method = getattr(curve, "concave_from", None)
+    if method is None:
+        raise ValueError(f"accuracy curve {type(curve).__name__} does not state where it is concave (it has no "
+                         f"concave_from()), so method='global' cannot bound it; use a parametric curve "
+                         f"(GeneralizationBound, PowerLaw, the families of curves.families)")
+    value = float(method())
+    if not math.isfinite(value) or value < 0.0:
+        raise ValueError(f"{type(curve).__name__}.concave_from() must be a finite number >= 0, got {value!r}")
+    return value
+
+
 class SaturatingCurve(ParametricCurve):
     """A parametric accuracy curve that saturates at its asymptote ``a_opt``."""
 

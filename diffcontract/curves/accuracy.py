@@ -14,7 +14,11 @@ import sys
 import jax.numpy as jnp
 from flax import struct
 
-from ._base import ParametricCurve, SaturatingCurve, safe_positive
+from ._base import CONCAVITY_MARGIN, ParametricCurve, SaturatingCurve, root_of_increasing, safe_positive
+
+#: Concavity of the SGB's unclipped branch: with L = 2 + ln(x/k) it is concave where 3L^2 - 4L - 1 > 0,
+#: i.e. L > (2 + sqrt 7) / 3 (the second derivative of sqrt(L / x), docs/howto/global.md).
+_SGB_CONCAVE_LOG = (2.0 + math.sqrt(7.0)) / 3.0
 
 
 @struct.dataclass
@@ -44,6 +48,20 @@ class GeneralizationBound(SaturatingCurve):
         inner = jnp.maximum(2.0 + jnp.log(xs / self.k), 1e-30)
         raw = self.a_opt - (jnp.sqrt(2.0 * self.k * inner) + 4.0) / jnp.sqrt(xs)
         return jnp.where(valid, jnp.maximum(raw, 0.0), 0.0)
+
+    def concave_from(self) -> float:
+        """Host side: x_c (units of data) such that a is concave and smooth on [x_c, inf).
+
+        The larger of the zero crossing of the unclipped branch (below it a = 0: the kink) and the
+        branch's own inflection k exp((2 + sqrt 7) / 3 - 2), plus ``CONCAVITY_MARGIN``.
+        """
+        a_opt, k = float(self.a_opt), float(self.k)
+
+        def raw(x: float) -> float:
+            return a_opt - (math.sqrt(2.0 * k * max(2.0 + math.log(x / k), 0.0)) + 4.0) / math.sqrt(x)
+
+        zero = root_of_increasing(raw, k * math.exp(-2.0) * (1.0 + CONCAVITY_MARGIN))
+        return max(zero, k * math.exp(_SGB_CONCAVE_LOG - 2.0)) * (1.0 + CONCAVITY_MARGIN)
 
     def validate(self) -> None:
         super().validate()
@@ -84,6 +102,10 @@ class PowerLaw(SaturatingCurve):
         raw = self.a_opt - self.b * xs ** (-self.alpha)
         return jnp.where(valid, jnp.maximum(raw, 0.0), 0.0)
 
+    def concave_from(self) -> float:
+        """Host side: x_c with a concave on [x_c, inf): the zero crossing (b / a_opt)^(1 / alpha)."""
+        return (float(self.b) / float(self.a_opt)) ** (1.0 / float(self.alpha)) * (1.0 + CONCAVITY_MARGIN)
+
 
 @struct.dataclass
 class Arctan(ParametricCurve):
@@ -98,6 +120,10 @@ class Arctan(ParametricCurve):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         x = jnp.maximum(jnp.asarray(x), 0.0)
         return (2.0 / jnp.pi) * jnp.arctan(self.s * x)
+
+    def concave_from(self) -> float:
+        """Host side: 0, arctan is concave on [0, inf)."""
+        return 0.0
 
     @property
     def a_max(self) -> float:

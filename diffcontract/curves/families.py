@@ -22,13 +22,20 @@ weibull      a - (a - a0) exp(-(x / x_scale)^d)                     ``Weibull``
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ._base import ParametricCurve, SaturatingCurve, safe_positive
+from ._base import CONCAVITY_MARGIN, ParametricCurve, SaturatingCurve, concavity_start, safe_positive
+
+
+def _hill_inflection(x_half, d) -> float:
+    """Where x^d / (x^d + x_half^d) turns concave: 0 for d <= 1, else x_half ((d - 1) / (d + 1))^(1 / d)."""
+    d = float(d)
+    return 0.0 if d <= 1.0 else float(x_half) * ((d - 1.0) / (d + 1.0)) ** (1.0 / d) * (1.0 + CONCAVITY_MARGIN)
 
 
 def _log_sigmoid_term(x: jnp.ndarray, x_half, d) -> jnp.ndarray:
@@ -57,6 +64,10 @@ class ScaledAccuracy(ParametricCurve):
         """Accuracy at ``x`` units of data (any shape)."""
         return self.curve(self.samples_per_unit * jnp.asarray(x))
 
+    def concave_from(self) -> float:
+        """Host side: the inner curve's x_c in units of data (x_c / s)."""
+        return concavity_start(self.curve) / float(self.samples_per_unit)
+
     @property
     def a_max(self):
         return self.curve.a_max
@@ -79,6 +90,11 @@ class Pow4(SaturatingCurve):
         base = jnp.maximum(jnp.asarray(x), 0.0) + self.d  # d > 0 keeps the power finite at x = 0
         return jnp.maximum(self.a_opt - self.b * base ** (-self.c), 0.0)
 
+    def concave_from(self) -> float:
+        """Host side: the zero crossing max(0, (b / a_opt)^(1 / c) - d); the branch is concave."""
+        zero = (float(self.b) / float(self.a_opt)) ** (1.0 / float(self.c)) - float(self.d)
+        return max(zero, 0.0) * (1.0 + CONCAVITY_MARGIN)
+
 
 @struct.dataclass
 class MMF(SaturatingCurve):
@@ -99,6 +115,10 @@ class MMF(SaturatingCurve):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         return self.a_0 + (self.a_opt - self.a_0) * _log_sigmoid_term(jnp.asarray(x), self.x_half, self.d)
 
+    def concave_from(self) -> float:
+        """Host side: the Hill function's inflection (0 for d <= 1)."""
+        return _hill_inflection(self.x_half, self.d)
+
 
 @struct.dataclass
 class LogPower(SaturatingCurve):
@@ -114,6 +134,10 @@ class LogPower(SaturatingCurve):
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         return self.a_opt * _log_sigmoid_term(jnp.asarray(x), self.x_half, self.d)
+
+    def concave_from(self) -> float:
+        """Host side: the Hill function's inflection (0 for d <= 1)."""
+        return _hill_inflection(self.x_half, self.d)
 
 
 @struct.dataclass
@@ -131,6 +155,10 @@ class Exp3(SaturatingCurve):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         x = jnp.maximum(jnp.asarray(x), 0.0)
         return jnp.maximum(self.a_opt - self.b * jnp.exp(-x / self.x_scale), 0.0)
+
+    def concave_from(self) -> float:
+        """Host side: the zero crossing max(0, x_scale ln(b / a_opt)); the branch is concave."""
+        return max(float(self.x_scale) * math.log(float(self.b) / float(self.a_opt)), 0.0) * (1.0 + CONCAVITY_MARGIN)
 
 
 @struct.dataclass
@@ -154,3 +182,8 @@ class Weibull(SaturatingCurve):
         # exp(-e^40) is already 0: capping the exponent keeps e^(.) finite, so the gradient is 0, not NaN.
         power = jnp.where(valid, jnp.exp(jnp.minimum(self.d * jnp.log(xs / self.x_scale), 40.0)), 0.0)
         return self.a_opt - (self.a_opt - self.a_0) * jnp.exp(-power)
+
+    def concave_from(self) -> float:
+        """Host side: the Weibull inflection x_scale ((d - 1) / d)^(1 / d) (0 for d <= 1)."""
+        d = float(self.d)
+        return 0.0 if d <= 1.0 else float(self.x_scale) * ((d - 1.0) / d) ** (1.0 / d) * (1.0 + CONCAVITY_MARGIN)

@@ -6,6 +6,8 @@ rewards under proportional assignment, docs/model.md "Realizing rewards: proport
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax.numpy as jnp
 from flax import struct
 
@@ -17,6 +19,7 @@ class Linear(ParametricCurve):
     """Linear valuation v(r) = scale * r (the paper's default, scale = 100)."""
 
     scale: float = 100.0
+    concave: ClassVar[bool] = True  # v'' = 0: v(a) is concave wherever a is (method="global")
 
     def __call__(self, r: jnp.ndarray) -> jnp.ndarray:
         return self.scale * jnp.asarray(r)
@@ -38,6 +41,7 @@ class Exponential(ParametricCurve):
 
     scale: float = 100.0
     gamma: float = 1.0
+    concave: ClassVar[bool] = True  # increasing and concave: v(a) is concave wherever a is
 
     def __call__(self, r: jnp.ndarray) -> jnp.ndarray:
         return self.scale * jnp.expm1(-self.gamma * jnp.asarray(r)) / jnp.expm1(-self.gamma)

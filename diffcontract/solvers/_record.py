@@ -31,6 +31,8 @@ TEXT = ("method", "constraints", "backend", "message")
 OPTIONAL_TEXT = ("backend_reason",)  # absent from records written before 0.3 (read as "")
 # record key -> ``Moments`` field of ``error_bound`` (approximate backends without an exact check).
 ERROR_BOUND = {"expected_accuracy": "expected_accuracy", "expected_value": "expected_value", "t_bar": "reward_bounds"}
+# ``method="global"``'s certificate: key -> the value a JSON null (a non-finite number) reads back as.
+GLOBAL_BOUNDS = {"upper_bound": -np.inf, "gap": np.inf, "nodes": 0}
 
 
 def _plain(value: Any) -> Any:
@@ -49,7 +51,8 @@ def solution_record(solution: Solution) -> dict:
       ``reservation_data``, ``pooled_groups``, ``residuals`` (every ``Residuals`` field, money),
       ``status`` (a ``Status`` name), ``iterations``, ``method``, ``constraints``, ``backend``,
       ``backend_reason``, ``message``, ``problem``, and ``information_cost``, ``error_bound``
-      (E[a], E[v] money, t_bar money) and ``certificate`` where the solution has them.
+      (E[a], E[v] money, t_bar money), ``upper_bound`` and ``gap`` (E[a] units; ``null`` where not
+      finite) and ``nodes`` of ``method="global"``, and ``certificate`` where the solution has them.
     """
     if np.ndim(solution.expected_value) != 0:
         raise ValueError("solution is a batch; take one member with unstack_solution(solution, k) first")
@@ -63,6 +66,10 @@ def solution_record(solution: Solution) -> dict:
         record["information_cost"] = _plain(solution.information_cost)
     if solution.error_bound is not None:
         record["error_bound"] = {key: _plain(getattr(solution.error_bound, name)) for key, name in ERROR_BOUND.items()}
+    for key in GLOBAL_BOUNDS:
+        value = getattr(solution, key)
+        if value is not None:
+            record[key] = (int(value) if key == "nodes" else _plain(value)) if np.isfinite(value) else None  # JSON has no inf
     cert = solution.certificate
     if cert is not None:
         record["certificate"] = {"stationarity": _plain(cert.stationarity),
@@ -139,5 +146,13 @@ def solution_from_record(record: Any) -> Solution:
                     residuals=Residuals(*(_numbers(residuals, k, "residuals") for k in Residuals._fields)),
                     status=int(Status[status.upper()]), iterations=int(iterations), certificate=certificate,
                     information_cost=_numbers(record, "information_cost") if "information_cost" in record else None,
-                    error_bound=_error_bound(record),
-                    **texts)
+                    error_bound=_error_bound(record), **_global_bounds(record), **texts)
+
+
+def _global_bounds(record: dict) -> dict:
+    """``upper_bound``, ``gap`` and ``nodes`` of a ``method="global"`` record (absent: none)."""
+    found = {key: (missing if record[key] is None else _numbers(record, key))
+             for key, missing in GLOBAL_BOUNDS.items() if key in record}
+    if "nodes" in found:
+        found["nodes"] = int(found["nodes"])
+    return found

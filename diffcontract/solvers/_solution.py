@@ -117,6 +117,10 @@ class Solution:
         money) where they come from an approximate backend with no exact check; else ``None``.
       information_cost: () E[v(A_CI)] - E[v(a(n . q m))], money, against the complete-information
         benchmark (docs/model.md); ``None`` unless requested (``solve(..., welfare=True)``).
+      upper_bound: () certified upper bound on the optimal E[a(n . q m)] (accuracy units, as
+        ``expected_accuracy``); ``method="global"`` only, else ``None``.
+      gap: () (upper_bound - expected_accuracy) / expected_accuracy; ``method="global"`` only.
+      nodes: () int, boxes bounded by ``method="global"``; else ``None``.
     """
 
     problem: Any
@@ -136,6 +140,9 @@ class Solution:
     certificate: Any = None
     information_cost: Any = None
     error_bound: Any = None
+    upper_bound: Any = None
+    gap: Any = None
+    nodes: Any = None
     method: str = struct.field(pytree_node=False, default="exact")
     constraints: str = struct.field(pytree_node=False, default="simplified")
     backend: str = struct.field(pytree_node=False, default="enumerate")
