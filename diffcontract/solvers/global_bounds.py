@@ -98,7 +98,7 @@ def reward_pieces(costs) -> jnp.ndarray:
     eye = jnp.eye(num, dtype=costs.dtype)
     step_down = costs[1:, None] * (eye[1:] - eye[:-1])   # (I-1, I): c_{k+1} (e_{k+1} - e_k)
     step_up = costs[:-1, None] * (eye[1:] - eye[:-1])    # (I-1, I): c_k (e_{k+1} - e_k)
-    k = jnp.arange(num - 1)
+    k = jnp.arange(num - 1)[None, None, :]
     i, j = jnp.arange(num)[:, None, None], jnp.arange(num)[None, :, None]
     down = jnp.where((k >= j) & (k < i), 1.0, 0.0) @ step_down   # (I, I, I), j <= i
     up = jnp.where((k >= i) & (k < j), 1.0, 0.0) @ step_up       # (I, I, I), j > i
