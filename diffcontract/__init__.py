@@ -18,9 +18,9 @@ enable_compilation_cache()  # compiled kernels persist between processes (opt ou
 from . import curves, expectation, formulation
 from .problem import ContractProblem, problem_grid, stack_problems
 from .api import solve
-from .solvers import (ALM, SLSQP, AbstractSolver, Certificate, CompleteInformation, Solution, SolveError, Status, run,
+from .solvers import (ALM, SLSQP, AbstractSolver, BranchAndBound, Certificate, CompleteInformation, Solution, SolveError, Status, run,
                       solve_alm, solve_batch, solve_complete_information, solve_complete_information_batch, solve_exact,
-                      unstack_solution)
+                      solve_global, unstack_solution)
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
@@ -33,6 +33,6 @@ def __getattr__(name: str):
         return importlib.import_module(".data", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["__version__", "ALM", "SLSQP", "AbstractSolver", "SolveError", "run", "Certificate", "CompleteInformation", "ContractProblem", "solve_complete_information",
+__all__ = ["__version__", "ALM", "SLSQP", "AbstractSolver", "BranchAndBound", "solve_global", "SolveError", "run", "Certificate", "CompleteInformation", "ContractProblem", "solve_complete_information",
            "solve_complete_information_batch", "Solution", "Status", "curves", "data", "expectation", "formulation",
            "problem_grid", "solve", "solve_alm", "solve_batch", "solve_exact", "stack_problems", "unstack_solution"]

@@ -15,7 +15,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "diffcontract"
 
 #: curves & data -> problem -> expectation / formulation -> solvers -> mechanism, sensitivity,
-#: learned -> analysis -> api -> cli. ``numerics`` (shared root finding, projections, small QP) sits
+#: learned -> analysis -> api, bench (the harness scores ``api.solve``'s methods) -> cli. ``numerics`` (shared root finding, projections, small QP) sits
 #: with ``_precision`` at the bottom. ``api`` (the public ``solve``, which can dispatch to a learned
 #: mechanism) may use everything but the CLI; the package's ``__init__`` re-exports the public API
 #: and is, with the CLI, the top: below the CLI nothing imports it (``from .. import X`` of a name
@@ -27,7 +27,7 @@ LAYERS = {
     "solvers": 3,
     "mechanism": 4, "sensitivity": 4, "learned": 4,
     "analysis": 5,
-    "api": 6,
+    "api": 6, "bench": 6,
     "cli": 7, "__init__": 7,
 }
 #: Units of one layer may import each other (curves uses ``_precision``), except these siblings:

@@ -1,7 +1,7 @@
-"""Command-line interface: ``diffcontract demo | solve | verify | simulate | fit-curve | sweep``.
+"""Command-line interface: ``diffcontract demo | solve | verify | simulate | fit-curve | sweep | bench``.
 
 One module per command (``demo``, ``solve``, ``mechanism``: verify and simulate, ``fit_curve``,
-``sweep``), each with ``add_parser(sub)``; ``_args`` holds what they share.
+``sweep``, ``bench``), each with ``add_parser(sub)``; ``_args`` holds what they share.
 
 Exit codes (``EXIT_*``): 0 solved; 1 the solver did not converge (its output still printed, with
 the status); 2 bad input, an unwritable output included (message on stderr naming the field); 3 the
@@ -18,7 +18,7 @@ import sys
 from typing import Sequence
 
 from .._version import __version__
-from . import demo, fit_curve, mechanism, solve, sweep
+from . import bench, demo, fit_curve, mechanism, solve, sweep
 from ._args import EXIT_BAD_INPUT, EXIT_NOT_CONVERGED, EXIT_OK, EXIT_TOO_LARGE, join_negative_lists
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_NOT_CONVERGED", "EXIT_OK", "EXIT_TOO_LARGE", "build_parser", "main"]
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="log what the library does on stderr (-v: INFO, -vv: DEBUG)")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="errors only; no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (demo, solve, mechanism, fit_curve, sweep):
+    for command in (demo, solve, mechanism, fit_curve, sweep, bench):
         command.add_parser(sub)
     return parser
 

@@ -67,6 +67,10 @@ class TrainConfig:
         ``imitation_weight * ||log m - log m*||^2`` (logs of m / m_ref, floored at 1e-6) guides the
         network there; its weight decays linearly to 0 at ``imitation_until`` of the steps, after
         which the augmented Lagrangian alone trains. Without targets the multipliers start at 0.
+      multiplier_step: update the multipliers after each step (the augmented Lagrangian). False keeps
+        them where they start: with ``targets=False`` and ``penalty_growth=1`` that is the fixed
+        quadratic penalty rho/2 max(0, epsilon - G)^2 of the penalty-method baseline most papers train
+        (``benchmarks/penalty_baseline.py``).
     """
 
     hidden: tuple = (128, 128, 128)
@@ -84,16 +88,19 @@ class TrainConfig:
     targets: bool = True
     imitation_weight: float = 1.0
     imitation_until: float = 0.5
+    multiplier_step: bool = True
 
     def __post_init__(self):
         for name in ("steps", "batch", "pool", "update_every"):
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("learning_rate", "penalty_init", "penalty_growth", "penalty_max"):
+        for name in ("learning_rate", "penalty_init", "penalty_max"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+        if not (np.isfinite(self.penalty_growth) and self.penalty_growth >= 1.0):
+            raise ValueError(f"penalty_growth must be finite and >= 1, got {self.penalty_growth!r}")
         if not (0.0 <= self.margin < 1.0):
             raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
 
@@ -186,7 +193,8 @@ def _block_function(network, optimizer, config: TrainConfig, data: tuple, total_
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         # First-order multiplier step of the visited problems (PHR: lambda <- max(0, lambda - rho G)).
-        lam = lam.at[index].set(jnp.maximum(0.0, lam[index] - rho * (g - config.margin)))
+        if config.multiplier_step:
+            lam = lam.at[index].set(jnp.maximum(0.0, lam[index] - rho * (g - config.margin)))
         violation = jnp.max(jnp.maximum(-g, 0.0), axis=1)
         stats = (jnp.mean(objective), jnp.mean(violation), jnp.mean(violation <= 0.0))
         return (params, opt_state, lam, rho, count + 1), stats

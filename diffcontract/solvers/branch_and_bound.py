@@ -329,7 +329,8 @@ def solve_global(problem, options: BranchAndBound | None = None) -> Solution:
     with _precision.float64():
         problem64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
         canonical = without_input_order(problem64)
-        empty = outcome_table(problem.num_participants, problem.num_types)
+        # Padded to the bucket ladder (zero-probability rows): one compilation serves nearby N.
+        empty = outcome_table(problem.num_participants, problem.num_types, length="bucket")
         table = with_weights(canonical, empty._replace(counts=jnp.asarray(empty.counts), valid=jnp.asarray(empty.valid)))
         search = _Search(_bound_data(canonical, table, x_c), options, canonical)
         first = kkt_incumbent(canonical)

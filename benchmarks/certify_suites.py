@@ -1,0 +1,87 @@
+"""Regenerate the benchmark suites' certified optima (``diffcontract/bench/data``) and the local-optima catalogue.
+
+For every problem of each seeded suite (``diffcontract.bench.SUITES``): ``method="global"`` (the
+certified optimum, its upper bound and gap), then ``exact`` and ``alm`` (their E[a] and status). A
+problem where a KKT solver's E[a] is below the certified optimum by more than ``--miss-rtol`` goes
+to the ``local-optima`` suite. Prints, per suite, how often each KKT solver missed and the
+certification times (median, max).
+
+    python benchmarks/certify_suites.py                       # every suite (about 30 min, 2 cores)
+    python benchmarks/certify_suites.py --suites paper-6.2 --time-limit 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import numpy as np
+
+import diffcontract as dc
+from diffcontract.bench import suites as bench_suites
+
+DATA = pathlib.Path(bench_suites.__file__).parent / "data"
+SEEDED = [name for name, (_, _, spec) in bench_suites.SUITES.items() if spec[0] != "catalogue"]
+
+
+def certify(problem, time_limit: float) -> dict:
+    start = time.perf_counter()
+    sol = dc.solve(problem, method="global", time_limit=time_limit)
+    seconds = time.perf_counter() - start
+    record = {"problem": problem.to_dict(), "certified": {
+        "expected_accuracy": float(sol.expected_accuracy), "expected_value": float(sol.expected_value),
+        "upper_bound": float(sol.upper_bound), "gap": float(sol.gap), "status": sol.status_name,
+        "nodes": int(sol.nodes), "seconds": seconds, "m": np.asarray(sol.m).tolist()}}
+    for method in ("exact", "alm"):
+        local = dc.solve(problem, method=method)
+        record[method] = {"expected_accuracy": float(local.expected_accuracy), "status": local.status_name}
+    return record
+
+
+def missed(record: dict, method: str, rtol: float) -> bool:
+    best = record["certified"]["expected_accuracy"]
+    return record["certified"]["status"] == "converged" and record[method]["expected_accuracy"] < best * (1 - rtol)
+
+
+def run_suite(name: str, time_limit: float, rtol: float, limit: int | None) -> list:
+    problems = bench_suites.generate_problems(name)[:limit]
+    records = []
+    for k, problem in enumerate(problems):
+        records.append(certify(problem, time_limit))
+        if (k + 1) % 50 == 0:
+            print(f"  {name}: {k + 1}/{len(problems)}", flush=True)
+    version, description, _ = bench_suites.SUITES[name]
+    (DATA / bench_suites.data_file(name)).write_text(json.dumps(
+        {"suite": name, "version": version, "description": description, "records": records}))
+    seconds = [r["certified"]["seconds"] for r in records]
+    certified = sum(r["certified"]["status"] == "converged" for r in records)
+    print(f"{name:20s} {len(records):5d} problems, certified {certified}, seconds median {np.median(seconds):.2f} "
+          f"max {np.max(seconds):.2f}; missed by exact {sum(missed(r, 'exact', rtol) for r in records)}, "
+          f"by alm {sum(missed(r, 'alm', rtol) for r in records)}", flush=True)
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suites", default=",".join(SEEDED), help="comma-separated seeded suites")
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per certification")
+    parser.add_argument("--miss-rtol", type=float, default=1e-6, help="relative shortfall that counts as a miss")
+    parser.add_argument("--limit", type=int, default=None, help="first problems of each suite only (a quick run)")
+    args = parser.parse_args()
+    DATA.mkdir(exist_ok=True)
+    catalogue = []
+    for name in args.suites.split(","):
+        for record in run_suite(name, args.time_limit, args.miss_rtol, args.limit):
+            if missed(record, "exact", args.miss_rtol) or missed(record, "alm", args.miss_rtol):
+                catalogue.append({**record, "source": name})
+    if catalogue or set(args.suites.split(",")) == set(SEEDED):
+        version, description, _ = bench_suites.SUITES["local-optima"]
+        (DATA / bench_suites.data_file("local-optima")).write_text(json.dumps(
+            {"suite": "local-optima", "version": version, "description": description, "records": catalogue}))
+        print(f"local-optima: {len(catalogue)} problems", flush=True)
+
+
+if __name__ == "__main__":
+    main()
