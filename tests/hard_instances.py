@@ -74,3 +74,19 @@ HARD = {3: [CHEAP_TYPE_TRAINS_ALONE, DISCONNECTED_FEASIBLE_SET],
         4: [STALLED_FULL_POOL],
         5: [EXCLUDED_BY_A_LONG_STEP, NEAR_DEGENERATE_VERTEX, FAR_FROM_THE_START, POOL_BEATS_EXCLUSION,
             DUPLICATE_CANDIDATES]}
+
+# Found by the certified optima of diffcontract.bench (random-i3, seed 0): the simplified set's optimum,
+# E[a] = 0.70747, is 0.25 % below the full set's, where type 3's IR binds and the local downward IC
+# above it goes slack; the driver's binding-IR check solves the full set from there.
+SIMPLIFIED_OPTIMUM_BELOW_FULL = dc.ContractProblem(
+    participants=2, probs=[0.3262403479279821, 0.2104260899693839, 0.46333356210263404],
+    costs=[0.6615992361821835, 0.2610767994483785, 0.010700077251662934])
+SIMPLIFIED_OPTIMUM_BELOW_FULL_OPTIMUM = 70.92377904513229  # certified, gap < 1e-6
+
+# A local optimum of the full set with type 1 at m = 7.4 (the flat region of a at N m_1 = 22 units)
+# 2.4e-6 below the certified optimum at m_1 = 27.6; the exact solver stops at the former (the ALM, and
+# method="global", find the latter). Kept as the catalogue's open case.
+FLAT_REGION_LOCAL_OPTIMUM = dc.ContractProblem(
+    participants=3, probs=[0.048264519048878414, 0.2590736351672669, 0.6926618457838547],
+    costs=[0.4623298442360911, 0.36454843053397434, 0.01704454130691983])
+FLAT_REGION_LOCAL_OPTIMUM_OPTIMUM = 84.53706312707729  # certified, gap < 1e-6

@@ -19,7 +19,8 @@ from diffcontract.mechanism import verify
 from diffcontract.solvers import _kkt
 from diffcontract.solvers.base import AbstractSolver, Iterate
 from hard_instances import (DISCONNECTED_FEASIBLE_SET, DISCONNECTED_OPTIMUM, EXCLUDED_BY_A_LONG_STEP,
-                            EXCLUDED_BY_A_LONG_STEP_OPTIMUM)
+                            EXCLUDED_BY_A_LONG_STEP_OPTIMUM, SIMPLIFIED_OPTIMUM_BELOW_FULL,
+                            SIMPLIFIED_OPTIMUM_BELOW_FULL_OPTIMUM)
 
 SOLVERS = {"exact": dc.SLSQP(), "alm": dc.ALM()}
 # docs/model.md's optima (7 decimals given there) and scenario 3's, computed by both solvers.
@@ -61,6 +62,14 @@ def test_every_solver_reaches_the_best_known_optimum(name, problem, optimum):
     sol = dc.run(problem, SOLVERS[name])
     assert sol.status_name == "converged", sol.message
     np.testing.assert_allclose(sol.expected_value, optimum, rtol=KNOWN_RTOL)
+
+
+@pytest.mark.parametrize("name", ["exact", pytest.param("alm", marks=pytest.mark.slow)])
+def test_a_binding_ir_sends_the_simplified_optimum_to_the_full_set(name):
+    sol = dc.solve(SIMPLIFIED_OPTIMUM_BELOW_FULL, method=name)  # the default, simplified set
+    assert sol.status_name == "converged" and sol.constraints == "full", sol.message
+    assert "IR binds" in sol.message
+    np.testing.assert_allclose(sol.expected_value, SIMPLIFIED_OPTIMUM_BELOW_FULL_OPTIMUM, rtol=1e-9)  # certified
 
 
 @struct.dataclass

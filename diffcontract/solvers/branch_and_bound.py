@@ -4,7 +4,8 @@ The first-moment problem is not concave (the accuracy curve is convex or flat at
 the KKT solvers' answers are local. This solver certifies a global optimum over the *full*
 constraint set (whose feasible menus contain the simplified set's):
 
-1. an incumbent from the exact solver (``SLSQP``), its multipliers (budget, monotonicity) fitted by
+1. incumbents from the exact solver (``SLSQP``) on the simplified set and on the full set from
+   there, the best one's multipliers (per piece of the least rewards, monotonicity) fitted by
    non-negative least squares on the stationarity of the problem in m (``global_bounds``);
 2. best-first branch-and-bound over boxes of contributions, starting from
    [0, (v(a_max) - f) / c]: each round pops the ``batch_size`` boxes with the largest upper bound,
@@ -141,18 +142,31 @@ def fitted_multipliers(m, data: BoundData) -> tuple[np.ndarray, np.ndarray]:
     return lam.reshape(num, num), rho
 
 
-def kkt_incumbent(problem, warm_start=None):
-    """Contributions (I,) of an exact-solver (``SLSQP``) solve, the simplified set first; None if it fails."""
+def kkt_incumbent(problem, warm_start=None, constraints: str = "full", restart_from=None):
+    """Contributions (I,) of an exact-solver (``SLSQP``) solve; None if it fails.
+
+    Args:
+      problem: canonical ``ContractProblem``.  warm_start: the only start (I,), or None for the
+      solver's candidate starts.  constraints: the set solved.  restart_from: a first start (I,).
+    """
     from .driver import restart_menu, run
     from .exact import SLSQP
 
     try:
-        sol = run(problem, SLSQP(), "full" if warm_start is not None else "simplified", warm_start=warm_start)
+        sol = run(problem, SLSQP(), constraints, warm_start=warm_start, restart_from=restart_from)
     except (ValueError, FloatingPointError) as err:  # a local solver's failure only costs the incumbent
         log.info("global: the KKT incumbent search failed: %s", err)
         return None
     m = restart_menu(sol.m)
     return m if np.all(np.isfinite(m)) else None
+
+
+def first_incumbents(problem) -> list:
+    """The exact solver's KKT points to start from: the simplified set's (the paper's analysis) and
+    the full set's from there. The two optima differ where the simplified set's binding IC is not
+    the full set's (``local-optima`` suite: a cheap type's IR binds instead)."""
+    simplified = kkt_incumbent(problem, constraints="simplified")
+    return [simplified, kkt_incumbent(problem, restart_from=simplified)]
 
 
 class _Search:
@@ -333,8 +347,10 @@ def solve_global(problem, options: BranchAndBound | None = None) -> Solution:
         empty = outcome_table(problem.num_participants, problem.num_types, length="bucket")
         table = with_weights(canonical, empty._replace(counts=jnp.asarray(empty.counts), valid=jnp.asarray(empty.valid)))
         search = _Search(_bound_data(canonical, table, x_c), options, canonical)
-        first = kkt_incumbent(canonical)
-        search.offer(first, kkt=True)
+        firsts = first_incumbents(canonical)
+        for m in firsts:
+            search.offer(m, kkt=True)
+        first = next((m for m in firsts if m is not None), None)
         why = search.run(start + options.time_limit)
         fallback = first if first is not None else np.asarray(canonical.reservation_data)
         sol = _solution(problem64, canonical, table, search, fallback, why)
