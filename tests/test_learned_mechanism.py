@@ -210,6 +210,23 @@ def test_training_improves_the_lagrangian_and_is_reproducible():
     assert np.all(np.isfinite(hist_a["objective"]))
 
 
+def test_penalty_baseline_settings():
+    baseline = TrainConfig(targets=False, multiplier_step=False, penalty_growth=1.0, penalty_init=100.0,
+                           penalty_max=100.0)  # benchmarks/penalty_baseline.py: fixed multipliers and penalty
+    assert not baseline.multiplier_step
+    with pytest.raises(ValueError, match="penalty_growth must be finite and >= 1"):
+        TrainConfig(penalty_growth=0.5)
+
+
+@pytest.mark.slow  # one compilation of the trainer (~30 s on 2 cores)
+def test_penalty_baseline_trains_with_a_fixed_penalty():
+    dist = ProblemDistribution()
+    config = TrainConfig(steps=100, pool=64, batch=16, update_every=100, targets=False, hidden=(16,),
+                         multiplier_step=False, penalty_growth=1.0)
+    _, history = train_mechanism(dist, config, progress=False)
+    assert np.all(np.isfinite(history["objective"])) and np.all(np.asarray(history["rho"]) == config.penalty_init)
+
+
 @pytest.mark.slow  # a warm-started ALM compilation (~30 s)
 def test_warm_start_from_the_optimum_converges_without_descent():
     problem = ContractProblem(participants=6, probs=[0.3, 0.3, 0.4], costs=[0.2, 0.05, 0.01])
