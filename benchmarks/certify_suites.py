@@ -17,6 +17,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -25,6 +26,10 @@ import diffcontract as dc
 from diffcontract.bench import suites as bench_suites
 
 DATA = pathlib.Path(bench_suites.__file__).parent / "data"
+#: Problems per child process for I >= 4 (10x that for I <= 3): a process that compiles a few thousand
+#: kernels (I = 4: ~20 table sizes, each with the exact, ALM and bounding kernels of both constraint
+#: sets) runs out of memory mappings.
+CHUNK = 25
 SEEDED = [name for name, (_, _, spec) in bench_suites.SUITES.items() if spec[0] != "catalogue"]
 
 
@@ -47,13 +52,24 @@ def missed(record: dict, method: str, rtol: float) -> bool:
     return record["certified"]["status"] == "converged" and record[method]["expected_accuracy"] < best * (1 - rtol)
 
 
+def certify_chunk(name: str, start: int, stop: int, time_limit: float, path: pathlib.Path) -> None:
+    """Certify problems [start, stop) of suite ``name`` and write their records to ``path``."""
+    problems = bench_suites.generate_problems(name)[start:stop]
+    path.write_text(json.dumps([certify(problem, time_limit) for problem in problems]))
+
+
 def run_suite(name: str, time_limit: float, rtol: float, limit: int | None) -> list:
-    problems = bench_suites.generate_problems(name)[:limit]
+    """Certify a whole suite, ``CHUNK`` problems per child process, and store it."""
+    problems = bench_suites.generate_problems(name)
+    count, chunk = min(len(problems), limit or 10**9), CHUNK if problems[0].num_types >= 4 else 10 * CHUNK
     records = []
-    for k, problem in enumerate(problems):
-        records.append(certify(problem, time_limit))
-        if (k + 1) % 50 == 0:
-            print(f"  {name}: {k + 1}/{len(problems)}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        for start in range(0, count, chunk):
+            part = pathlib.Path(folder) / f"{start}.json"
+            subprocess.run([sys.executable, __file__, "--chunk", f"{name}:{start}:{min(start + chunk, count)}",
+                            "--time-limit", str(time_limit), "--part", str(part)], check=True)
+            records += json.loads(part.read_text())
+            print(f"  {name}: {len(records)}/{count}", flush=True)
     version, description, _ = bench_suites.SUITES[name]
     (DATA / bench_suites.data_file(name)).write_text(json.dumps(
         {"suite": name, "version": version, "description": description, "records": records}))
@@ -85,19 +101,16 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per certification")
     parser.add_argument("--miss-rtol", type=float, default=1e-6, help="relative shortfall that counts as a miss")
     parser.add_argument("--limit", type=int, default=None, help="first problems of each suite only (a quick run)")
-    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--chunk", help=argparse.SUPPRESS)  # NAME:START:STOP, in a child process
+    parser.add_argument("--part", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    DATA.mkdir(exist_ok=True)
-    names = args.suites.split(",")
-    if args.in_process:
-        for name in names:
-            run_suite(name, args.time_limit, args.miss_rtol, args.limit)
+    if args.chunk:
+        name, start, stop = args.chunk.split(":")
+        certify_chunk(name, int(start), int(stop), args.time_limit, pathlib.Path(args.part))
         return
-    # One process per suite: a process that compiles thousands of kernels runs out of memory mappings.
-    for name in names:
-        extra = ["--limit", str(args.limit)] if args.limit else []
-        subprocess.run([sys.executable, __file__, "--in-process", "--suites", name, "--time-limit",
-                        str(args.time_limit), "--miss-rtol", str(args.miss_rtol), *extra], check=True)
+    DATA.mkdir(exist_ok=True)
+    for name in args.suites.split(","):
+        run_suite(name, args.time_limit, args.miss_rtol, args.limit)
     write_catalogue(args.miss_rtol)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+import diffcontract as dc
 from diffcontract import ContractProblem, Status, solve_exact
 from diffcontract import sensitivity as S
 from diffcontract.analysis import paper_scenario
@@ -349,10 +350,14 @@ def test_grad_of_optimal_value_is_the_implicit_derivative():
     rng = np.random.default_rng(5)
     problem = canonical(random_problem(rng, num_types=3, participants=8))
     sens = S.sensitivities(problem, probs="free", order="canonical", **SOLVER)
+    # The set the default solve answers on: here the full one (type 3's IR binds and the full set's
+    # optimum is above the simplified set's; solvers/driver.py "Binding IRs").
+    constraints = dc.solve(problem, **SOLVER).constraints
 
     def value(theta):
         return S.optimal_value(problem.replace(probs=theta.probs, costs=theta.costs, quality=theta.quality,
-                                               accuracy=theta.accuracy, valuation=theta.valuation), **SOLVER)
+                                               accuracy=theta.accuracy, valuation=theta.valuation),
+                               constraints=constraints, **SOLVER)
 
     theta = jax.tree_util.tree_map(jnp.asarray, S.parameters(problem))
     np.testing.assert_allclose(value(theta), sens.expected_value, rtol=1e-10)  # the same exact solve

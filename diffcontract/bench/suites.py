@@ -29,6 +29,9 @@ SUITES = {
     "random-i3-interim": (1, "as random-i3 with interim conditioning",
                           ("distribution", {"num_types": 3, "participants": (2, 12), "conditioning": "interim"},
                            100, 1)),
+    "random-i3-power": (1, "as random-i3 with the power-law curve a(x) = 1 - 2 x^-0.5",
+                        ("distribution", {"num_types": 3, "participants": (2, 12), "accuracy": ("power", 1.0, 2.0, 0.5)},
+                         100, 2)),
     "random-i4": (1, "I = 4, N in 2..15", ("distribution", {"num_types": 4, "participants": (2, 15)}, 100, 0)),
     "local-optima": (1, "problems of the other suites where exact or alm stopped below the certified optimum",
                      ("catalogue",)),
@@ -65,6 +68,7 @@ def check_suite_name(name: str) -> str:
 def generate_problems(name: str) -> list:
     """The problems of a seeded suite, freshly generated (``benchmarks/certify_suites.py``)."""
     from ..analysis.scenarios import paper_scenario
+    from ..curves import PowerLaw
     from ..learned.distribution import ProblemDistribution
 
     spec = SUITES[check_suite_name(name)][2]
@@ -72,6 +76,9 @@ def generate_problems(name: str) -> list:
         return [paper_scenario(k) for k in (1, 2, 3)]
     if spec[0] == "distribution":
         _, kwargs, count, seed = spec
+        if "accuracy" in kwargs:  # stored as data (the spec is a constant): ("power", a_opt, b, alpha)
+            _, a_opt, b, alpha = kwargs["accuracy"]
+            kwargs = {**kwargs, "accuracy": PowerLaw(a_opt=a_opt, b=b, alpha=alpha)}
         batch = ProblemDistribution(**kwargs).sample(count, seed=seed)
         return [unstack_problem(batch, k) for k in range(count)]
     raise ValueError(f"suite {name!r} is compiled from the others' results, not generated")

@@ -160,8 +160,10 @@ def optimal_contract(problem: ContractProblem, *, constraints: str = "simplified
         static fields must be concrete. Leaves are in canonical order, and so are the outputs and
         the gradients (they follow the pytree).
       constraints: constraint set of the exact solve, "simplified" or "full" (static: it fixes the
-        shape of the KKT system). Where the solver finds the simplified set empty and falls back to
-        the full one, the "simplified" forward pass returns status -1 (NaN): use "full" there.
+        shape of the KKT system). Where the solver answers a simplified solve on the full set (the
+        simplified set is empty, or a cheaper type's IR binds and the full set's optimum is higher:
+        ``solvers/driver.py``), the "simplified" forward pass returns status -1 (NaN): use "full"
+        there (``solve(problem).constraints`` says which).
       nondifferentiable: "nan" (default): gradient entries that are one-sided at this optimum and
         receive a non-zero cotangent are NaN; "keep": the active-set derivative regardless.
       **solver_options: passed to ``solve_exact`` (e.g. ``feasibility_tol``, ``kkt_tol``).

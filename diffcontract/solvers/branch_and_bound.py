@@ -18,7 +18,9 @@ constraint set (whose feasible menus contain the simplified set's):
    reached; or when every box is pruned without a feasible point: INFEASIBLE, a proof.
 
 ``upper_bound`` bounds the optimal objective E[a(n . q m)] (accuracy units, as ``expected_accuracy``)
-and ``gap = (upper_bound - expected_accuracy) / expected_accuracy``.
+over every contract feasible within ``feasibility_tol`` (the tolerance that defines a converged
+solution, so no converged answer of any method exceeds it), and
+``gap = (upper_bound - expected_accuracy) / expected_accuracy``.
 """
 
 from __future__ import annotations
@@ -93,11 +95,12 @@ def check_boundable(problem) -> float:
     return concavity_start(problem.accuracy)
 
 
-def _bound_data(problem, table, x_c: float) -> BoundData:
+def _bound_data(problem, table, x_c: float, allowance: float = 0.0) -> BoundData:
     counts = jnp.asarray(table.counts) * problem.quality[None, :]
     num = problem.num_types
     return BoundData(counts=counts, prob=table.prob, weights=table.weights, costs=problem.costs,
                      reservation=problem.reservation_utility, concave_from=jnp.asarray(x_c),
+                     allowance=jnp.asarray(allowance),
                      pieces=reward_pieces(problem.costs), budget_multipliers=jnp.zeros((num, num)), monotone_multipliers=jnp.zeros(num - 1),
                      accuracy=problem.accuracy, valuation=problem.valuation)
 
@@ -346,7 +349,8 @@ def solve_global(problem, options: BranchAndBound | None = None) -> Solution:
         # Padded to the bucket ladder (zero-probability rows): one compilation serves nearby N.
         empty = outcome_table(problem.num_participants, problem.num_types, length="bucket")
         table = with_weights(canonical, empty._replace(counts=jnp.asarray(empty.counts), valid=jnp.asarray(empty.valid)))
-        search = _Search(_bound_data(canonical, table, x_c), options, canonical)
+        allowance = options.feasibility_tol * value_scale(canonical)
+        search = _Search(_bound_data(canonical, table, x_c, allowance), options, canonical)
         firsts = first_incumbents(canonical)
         for m in firsts:
             search.offer(m, kkt=True)

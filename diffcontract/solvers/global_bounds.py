@@ -7,7 +7,9 @@ functions of m); m admits a feasible menu of the *full* constraint set iff
 .. math:: G_i(m) = \bar t_i(m) - T_i(m) \ge 0, \qquad T = \text{least\_rewards}(m).
 
 So the first-moment problem is :math:`\max_m F(m) = E_n[a(n \cdot q m)]` over monotone m >= 0 with
-G(m) >= 0. Over a box B = [lo, hi] three bounds hold for every feasible m in B:
+G(m) >= 0, every constraint relaxed by ``allowance`` (the feasibility tolerance, so that no converged
+solution of any method lies above the bound). Over a box B = [lo, hi] three bounds hold for every
+feasible m in B:
 
 * **monotone**: a is non-decreasing and n . q m is non-decreasing in m, so F(m) <= F(hi).
 * **Lagrangian** (weak duality): for multipliers lambda_ij >= 0 (tbar_i >= the j-th linear piece of
@@ -64,6 +66,7 @@ class BoundData:
     costs: jnp.ndarray
     reservation: jnp.ndarray
     concave_from: jnp.ndarray
+    allowance: jnp.ndarray
     pieces: jnp.ndarray
     budget_multipliers: jnp.ndarray
     monotone_multipliers: jnp.ndarray
@@ -159,7 +162,7 @@ def reduce_box(lo, hi, data: BoundData) -> tuple[jnp.ndarray, jnp.ndarray]:
     lo = lax.cummax(lo)
     hi = lax.cummin(hi, reverse=True)
     _, tbar_hi = exact_terms(hi, data)
-    hi = jnp.minimum(hi, jnp.maximum((tbar_hi - data.reservation) / data.costs, 0.0))
+    hi = jnp.minimum(hi, jnp.maximum((tbar_hi + data.allowance - data.reservation) / data.costs, 0.0))
     return lo, lax.cummin(hi, reverse=True)
 
 
@@ -175,7 +178,7 @@ def lagrangian(m, lo, hi, data: BoundData) -> jnp.ndarray:
     stationarity at an optimum where two pieces tie (a kink of ``least_rewards``) is exact.
     """
     value, tbar = relaxed_terms(m, lo, hi, data)
-    return (value + jnp.sum(data.budget_multipliers * piece_slacks(tbar, m, data))
+    return (value + jnp.sum(data.budget_multipliers * (piece_slacks(tbar, m, data) + data.allowance))
             + data.monotone_multipliers @ jnp.diff(m))
 
 
@@ -214,7 +217,7 @@ def bound_box(lo, hi, incumbent, data: BoundData) -> BoxBound:
     lo, hi = reduce_box(lo, hi, data)
     value_hi, tbar_hi = exact_terms(hi, data)
     needed = least_rewards_lower(lo, hi, data.costs, data.reservation)
-    empty = jnp.any(lo > hi) | jnp.any(needed > tbar_hi)
+    empty = jnp.any(lo > hi) | jnp.any(needed > tbar_hi + data.allowance)
     hi = jnp.maximum(hi, lo)  # keep an empty box's arithmetic finite; it is discarded anyway
     centre = lax.cummax(0.5 * (lo + hi))
     near = lax.cummax(jnp.clip(incumbent, lo, hi))
