@@ -101,7 +101,8 @@ def test_box_bounds_hold_at_every_sampled_feasible_point(name):
     assert np.all((np.asarray(lower)[:, None, :] <= np.asarray(need) + 1e-9)[drawn])  # money, rounding ~1e-13
 
 
-@pytest.mark.parametrize("scenario", [pytest.param(1, marks=pytest.mark.slow), 2])
+@pytest.mark.slow  # an I = 5 compilation of the bounds and of the exact solver (~20 s on 2 cores)
+@pytest.mark.parametrize("scenario", [1, 2])
 def test_paper_scenarios_are_certified_and_agree_with_exact(scenario):
     problem = dc.ContractProblem(participants=10, probs=[0.2] * 5, costs=list(SCENARIO_COSTS[scenario]))
     certified, exact = dc.solve(problem, method="global"), dc.solve(problem)
@@ -111,7 +112,7 @@ def test_paper_scenarios_are_certified_and_agree_with_exact(scenario):
 
 
 @pytest.mark.parametrize("name, optimum", [
-    ("DISCONNECTED_FEASIBLE_SET", hard.DISCONNECTED_OPTIMUM),
+    pytest.param("DISCONNECTED_FEASIBLE_SET", hard.DISCONNECTED_OPTIMUM, marks=pytest.mark.slow),
     pytest.param("EXCLUDED_BY_A_LONG_STEP", hard.EXCLUDED_BY_A_LONG_STEP_OPTIMUM, marks=pytest.mark.slow),
     pytest.param("POOL_BEATS_EXCLUSION", hard.POOL_BEATS_EXCLUSION_OPTIMUM, marks=pytest.mark.slow)])
 def test_hard_instances_certified_at_or_above_the_best_known_value(name, optimum):
