@@ -79,11 +79,8 @@ def _solve_local(problem, solver, constraints, backend, backend_options, warm_st
 
 def _solve_global(problem, constraints: str, backend: str, warm_start, options: dict) -> Solution:
     """``method="global"``: options checked by name, then ``solve_global`` (``solvers/branch_and_bound.py``)."""
-    import dataclasses
-    import difflib
-
     from .solvers.branch_and_bound import BranchAndBound, solve_global
-    from .solvers.driver import check_constraints
+    from .solvers.driver import check_constraints, with_options
 
     check_constraints(constraints)  # either set: the full set's optimum is certified (it holds the simplified one's)
     if backend not in ("auto", "enumerate"):
@@ -91,12 +88,7 @@ def _solve_global(problem, constraints: str, backend: str, warm_start, options: 
                          f"outcome in every box), got {backend!r}")
     if warm_start is not None:
         raise ValueError("method='global' takes no warm_start (its incumbent comes from the exact solver)")
-    known = sorted(field.name for field in dataclasses.fields(BranchAndBound))
-    for name in sorted(set(options) - set(known)):
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"method='global' has no option {name!r}{hint}; its options are {known}")
-    return solve_global(problem, BranchAndBound(**options))
+    return solve_global(problem, with_options("global", BranchAndBound, options))
 
 
 def _mechanism(mechanism):

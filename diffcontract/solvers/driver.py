@@ -367,7 +367,12 @@ def solver_for(method: str, options: dict) -> AbstractSolver:
     classes = {"exact": SLSQP, "alm": ALM}
     if method not in classes:
         raise ValueError(f"method must be one of {sorted(classes)}, got {method!r}")
-    cls = classes[method]
+    return with_options(method, classes[method], options)
+
+
+def with_options(method: str, cls, options: dict):
+    """``cls(**options)`` for the dataclass of ``method``'s options; ValueError naming an unknown option
+    (with the close match) before any is applied."""
     known = sorted(field.name for field in dataclasses.fields(cls))
     for name in sorted(set(options) - set(known)):
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
