@@ -136,11 +136,8 @@ def draw_menu(ax, solution, title: str | None = None):
                 zorder=5, label=f"{_group_label(group, c)}: menu item $(m, t)$")
     if log_axis:
         ax.set_xscale("log")
-    ax.set_xlim(grid[0], m_max)
-    ax.set_ylim(0.0, top)
-    ax.set_xlabel("data contribution $m$ (units of data)")
-    ax.set_ylabel(f"reward value $t$ ({MONEY})")
-    ax.set_title(title or "Contract menu")
+    ax.set(xlim=(grid[0], m_max), ylim=(0.0, top), xlabel="data contribution $m$ (units of data)",
+           ylabel=f"reward value $t$ ({MONEY})", title=title or "Contract menu")
     _finish(ax)
     return ax
 
@@ -217,11 +214,10 @@ def reward_figure(solution, caption: str | None = None) -> Figure:
         else:
             ax.stairs(height, bins, fill=True, color=colors[i], label="probability per bin")
         ax.axvline(t[i], color="black", ls="--", lw=0.9, label=f"mean = promised reward $t$ = {t[i]:.4g}")
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(0.0, HEADROOM * max(float(np.max(h)) for h in heights))
+        ax.set(xlim=(lo, hi), ylim=(0.0, HEADROOM * max(float(np.max(h)) for h in heights)),
+               xlabel=f"realized reward value $v(r_i(n))$ ({MONEY})",
+               ylabel="probability\n(type present)" if stems else "probability per bin\n(type present)")
         ax.set_title(_group_label(group, p.costs), fontsize=10)
-        ax.set_xlabel(f"realized reward value $v(r_i(n))$ ({MONEY})")
-        ax.set_ylabel("probability\n(type present)" if stems else "probability per bin\n(type present)")
         _finish(ax)
     lead = f"{caption}: realized" if caption else "Realized"
     fig.suptitle(f"{lead} reward values under proportional assignment, given the type is present")
@@ -261,8 +257,7 @@ def _heatmap(ax, result, values, title: str, norm, cmap: str = "viridis"):
     p1_edges = np.clip(_edges(result.p1), 0.0, 1.0)  # a probability: no cell beyond [0, 1]
     mesh = ax.pcolormesh(p1_edges, _edges(result.participants), values, cmap=cmap, norm=norm)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # N is a count
-    ax.set_xlabel("probability $p_1$ of type 1")
-    ax.set_ylabel("number of participants $N$")
+    ax.set(xlabel="probability $p_1$ of type 1", ylabel="number of participants $N$")
     ax.set_title(title, fontsize=10)
     _finish(ax, legend=False)
     return mesh
@@ -302,10 +297,8 @@ def _sweep_welfare_figure(result) -> Figure:
     for k in range(0, result.participants.size, max(1, result.participants.size // 5)):
         ax.plot(result.p1, result.information_cost[k], marker="o", ms=3, lw=1.2,
                 label=f"$N$ = {result.participants[k]}")
-    lo, hi = _padded(float(np.nanmin(result.information_cost)), float(np.nanmax(result.information_cost)))
-    ax.set_ylim(lo, hi)
-    ax.set_xlabel("probability $p_1$ of type 1")
-    ax.set_ylabel(f"information cost ({MONEY})")
+    ax.set(ylim=_padded(float(np.nanmin(result.information_cost)), float(np.nanmax(result.information_cost))),
+           xlabel="probability $p_1$ of type 1", ylabel=f"information cost ({MONEY})")
     ax.set_title("Information cost against $p_1$", fontsize=10)
     _finish(ax, title="participants")
     fig.suptitle("Welfare: incomplete against complete information (paper Sec. 6.1)")
@@ -353,10 +346,8 @@ def draw_fits(ax, data, curves: Mapping[str, Any], fit_up_to: float | None = Non
                                 label=f"{name}: {int(round(100 * coverage))}% band")
     if fit_up_to is not None:
         ax.axvline(fit_up_to, color="0.4", ls="--", lw=1, label="fit cut-off (larger sizes held out)")
-    ax.set_xscale("log")
-    ax.set_xlabel("training-set size (samples)")
-    ax.set_ylabel("held-out accuracy")
-    ax.set_title(title or f"Learning curve {data.key}")
+    ax.set(xscale="log", xlabel="training-set size (samples)", ylabel="held-out accuracy",
+           title=title or f"Learning curve {data.key}")
     _finish(ax)
     return ax
 

@@ -98,27 +98,18 @@ def two_type_sweep(costs: Sequence[float] = SEC61_COSTS, participants: Sequence[
 
     sizes = [min(chunk_size, num - lo) for lo in starts]
     pieces = list(steps_with_progress(solve_chunk, sizes, "Sec. 6.1 sweep", enabled=progress))
-    pieces_inc, pieces_ci = [inc for inc, _ in pieces], [ci for _, ci in pieces]
 
-    def cat(get):
-        return np.concatenate([get(p) for p in pieces_inc])
+    def grid(values) -> np.ndarray:  # the chunks' values on the (N, p_1) grid
+        values = np.concatenate(values)
+        return values.reshape(grid_n.shape + values.shape[1:])
 
-    shape = grid_n.shape
-    value = cat(lambda s: s.expected_value).reshape(shape)
-    complete_value = np.concatenate([v for v, _ in pieces_ci]).reshape(shape)
-    return SweepResult(
-        participants=ns, p1=ps, costs=np.asarray(costs, float),
-        contributions=cat(lambda s: s.contributions).reshape(shape + (2,)),
-        rewards=cat(lambda s: s.rewards).reshape(shape + (2,)),
-        utilities=cat(lambda s: s.utilities).reshape(shape + (2,)),
-        information_rents=cat(lambda s: s.information_rents).reshape(shape + (2,)),
-        reservation_utilities=cat(lambda s: s.reservation_utilities).reshape(shape + (2,)),
-        expected_value=value, complete_value=complete_value, information_cost=complete_value - value,
-        status=cat(lambda s: s.status).reshape(shape),
-        complete_status=np.concatenate([s for _, s in pieces_ci]).reshape(shape),
-        max_violation=cat(lambda s: s.max_violation).reshape(shape),
-        timings=timings,
-    )
+    fields = {name: grid([getattr(sol, name) for sol, _ in pieces]) for name in (
+        "contributions", "rewards", "utilities", "information_rents", "reservation_utilities", "expected_value",
+        "status", "max_violation")}
+    complete_value = grid([value for _, (value, _) in pieces])
+    return SweepResult(participants=ns, p1=ps, costs=np.asarray(costs, float), complete_value=complete_value,
+                       information_cost=complete_value - fields["expected_value"],
+                       complete_status=grid([status for _, (_, status) in pieces]), timings=timings, **fields)
 
 
 def status_summary(status: np.ndarray) -> dict[str, int]:
@@ -151,12 +142,10 @@ def save_sweep(result: SweepResult, out_dir: str, figures: bool = True, fmt: str
                          "information_cost", "status", "complete_status", "max_violation"])
         for a, n in enumerate(result.participants):
             for b, p in enumerate(result.p1):
-                writer.writerow([int(n), f"{p:.6g}", *[f"{x:.12g}" for x in result.contributions[a, b]],
-                                 *[f"{x:.12g}" for x in result.rewards[a, b]],
-                                 *[f"{x:.12g}" for x in result.information_rents[a, b]],
-                                 f"{result.expected_value[a, b]:.12g}", f"{result.complete_value[a, b]:.12g}",
-                                 f"{result.information_cost[a, b]:.12g}", Status(int(result.status[a, b])).name.lower(),
-                                 Status(int(result.complete_status[a, b])).name.lower(),
+                numbers = [*result.contributions[a, b], *result.rewards[a, b], *result.information_rents[a, b],
+                           result.expected_value[a, b], result.complete_value[a, b], result.information_cost[a, b]]
+                statuses = (Status(int(s[a, b])).name.lower() for s in (result.status, result.complete_status))
+                writer.writerow([int(n), f"{p:.6g}", *(f"{x:.12g}" for x in numbers), *statuses,
                                  f"{result.max_violation[a, b]:.3e}"])
     if figures:
         paths += plot_sweep(result, out_dir, fmt)

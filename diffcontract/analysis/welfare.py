@@ -70,17 +70,10 @@ def welfare(problem_or_batch, solution, complete: CompleteInformation | None = N
     """
     problem = solution.problem if problem_or_batch is None else problem_or_batch
     if complete is None:
-        if isinstance(problem, ContractProblem) and batch_size(problem) is None:
-            complete = solve_complete_information(problem)
-        else:
-            complete = solve_complete_information_batch(problem)
-    cost = information_cost(solution, complete)
-    return Welfare(
-        information_cost=cost,
-        information_rents=information_rents(solution),
-        complete_value=np.asarray(complete.expected_value),
-        incomplete_value=np.asarray(solution.expected_value),
-    )
+        single = isinstance(problem, ContractProblem) and batch_size(problem) is None
+        complete = (solve_complete_information if single else solve_complete_information_batch)(problem)
+    return Welfare(information_cost(solution, complete), information_rents(solution),
+                   np.asarray(complete.expected_value), np.asarray(solution.expected_value))
 
 
 __all__ = ["Welfare", "information_cost", "information_rents", "welfare"]

@@ -9,6 +9,8 @@ import json
 
 import numpy as np
 
+from ..mechanism._record import json_safe
+
 #: A contract counts as optimal within this relative gap (the certificates' default gap_tol).
 OPTIMAL_RTOL = 1e-6
 #: A contract counts as feasible with violations up to this, money (``verify``'s default tolerance);
@@ -66,16 +68,7 @@ class BenchReport:
 
 def reports_json(reports: list) -> str:
     """Several reports as one JSON document (NaN written as null)."""
-    def clean(value):
-        if isinstance(value, float) and not np.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
-    return json.dumps({"reports": [clean(report.to_dict()) for report in reports]})
+    return json.dumps({"reports": [json_safe(report.to_dict()) for report in reports]})
 
 
 def summary_table(reports: list) -> str:

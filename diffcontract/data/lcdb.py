@@ -21,20 +21,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ._csv import parse_curves, shipped_text, write_curves
+from ._csv import parse_curves, shipped_text
 from ._record import LearningCurve, aggregate, cache_dir
 
 SCORES = ("valid", "test")
 EXTRACT_FILE = "lcdb_extract.csv"
 CACHE_VERSION = 1
-EXTRACT_HEADER = (
-    "Extract of LCDB, the Learning Curve Database: F. Mohr, T. J. Viering, M. Loog, J. N. van Rijn,",
-    "'LCDB 1.0: An Extensive Learning Curves Database for Classification Tasks', ECML-PKDD 2022.",
-    "Source: database-accuracy.csv of the PyPI package lcdb 0.1.0 (https://github.com/fmohr/lcdb).",
-    "Licence: MIT, Copyright (c) 2021 Felix Mohr; full text in LCDB-LICENSE.txt next to this file.",
-    "Rows: per (OpenML dataset id, learner, training size): mean, std and count of score_valid",
-    "(held-out validation accuracy) over LCDB's outer x inner random splits.",
-)
 
 
 def _short(learner: str) -> str:
@@ -154,10 +146,3 @@ def lcdb_curves(min_sizes: int = 2, learners: Sequence[str] | None = None, datas
 def lcdb_extract() -> list[LearningCurve]:
     """The LCDB curves shipped with diffcontract (no extra needed); ``source`` is "lcdb-extract"."""
     return parse_curves(shipped_text(EXTRACT_FILE))
-
-
-def write_lcdb_extract(path, keys: Sequence[tuple[int, str]], score: str = "valid") -> None:
-    """Write the shipped extract from the full table (maintainer tool; needs the extra)."""
-    curves = [lcdb_curve(i, lrn, score) for i, lrn in keys]
-    write_curves(path, [c.__class__("lcdb-extract", c.dataset, c.learner, c.sizes, c.mean, c.std, c.count)
-                        for c in curves], EXTRACT_HEADER)

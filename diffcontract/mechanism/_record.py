@@ -27,8 +27,8 @@ class Contract(NamedTuple):
       problem: validated ``ContractProblem``.
       m: (I,) contributions, units of data.
       t: (I,) promised expected reward values, money.
-      reported: figures the solver reported about itself (``t_bar``, ``expected_value``, ``status``,
-        ``method``), for comparison only; never trusted by the checks.
+      reported: figures the solver reported about itself (``t_bar``, ``expected_value``), for
+        comparison only; never trusted by the checks.
     """
 
     problem: ContractProblem
@@ -40,6 +40,15 @@ class Contract(NamedTuple):
 def is_number(value: Any, kinds: tuple = (int, float)) -> bool:
     """``value`` is an instance of ``kinds`` (Python numbers by default) and not a bool."""
     return isinstance(value, kinds) and not isinstance(value, bool)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` (a number, or dicts and lists of them) with every non-finite float replaced by None (JSON null)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def check_setting(name: str, value: Any, valid: bool, expected: str) -> None:
@@ -97,10 +106,8 @@ def load_contract(solution: Any) -> Contract:
         t_bar = solution.get("t_bar")
         valid_t_bar = isinstance(t_bar, list) and len(t_bar) == problem.num_types and all(map(is_number, t_bar))
         reported = {"t_bar": np.asarray(t_bar, dtype=np.float64)[order]} if valid_t_bar else {}
-        reported.update({key: float(solution[key]) for key in ("expected_value", "expected_accuracy")
-                         if is_number(solution.get(key)) and math.isfinite(solution[key])})
-        reported.update({key: solution[key] for key in ("status", "method", "constraints")
-                         if isinstance(solution.get(key), str)})
+        value = solution.get("expected_value")
+        reported.update({"expected_value": float(value)} if is_number(value) and math.isfinite(value) else {})
     elif hasattr(solution, "contributions") and hasattr(solution, "problem"):
         problem = solution.problem
         if not isinstance(problem, ContractProblem):
@@ -112,9 +119,7 @@ def load_contract(solution: Any) -> Contract:
                   "t": np.asarray(solution.rewards, dtype=np.float64).tolist()}
         order = np.arange(problem.num_types)
         reported = {"t_bar": np.asarray(solution.reward_bounds, dtype=np.float64),
-                    "expected_value": float(np.asarray(solution.expected_value)),
-                    "expected_accuracy": float(np.asarray(solution.expected_accuracy)),
-                    "status": solution.status_name, "method": solution.method, "constraints": solution.constraints}
+                    "expected_value": float(np.asarray(solution.expected_value))}
     else:
         raise ValueError(f"expected a Solution or a JSON record (dict) of one, got {type(solution).__name__}")
     m, t = (_menu_vector(record, key, problem.num_types)[order] for key in ("m", "t"))

@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import _precision
 from ..expectation import enumerate_outcomes, moments
-from ._record import check_enumerable, check_setting, is_number, load_contract
+from ._record import check_enumerable, check_setting, is_number, json_safe, load_contract
 from .assignment import ratio_or_zero
 
 CHUNK = 4096  # rounds per compiled step (fewer for large N, see _play_rounds): bounded memory
@@ -89,7 +89,7 @@ class SimulationReport(NamedTuple):
       model_margin: (I,) u_i - best alternative payoff under the model (>= 0 when truthful).
       predicted_utility: (I,) the model's payoff of the action taken (t_i - c_i m_i when truthful).
       empirical_utility: (I,) Monte Carlo mean of the utility.
-      utility_se: (I,) its standard error.
+      utility_se: (I,) its standard error (the reward's: the utility is the reward less the fixed c_i m_i).
       utility_z: (I,) (empirical - predicted) / SE (0 where both are exact).
       empirical_reward: (I,) E[v(r_i) | i] estimated.
       reward_se: (I,) its standard error.
@@ -137,8 +137,8 @@ class SimulationReport(NamedTuple):
 
     def to_dict(self) -> dict:
         """JSON-ready (non-finite numbers, e.g. the SE of a type never observed, become None)."""
-        return {name: _none_for_nan(value.tolist() if isinstance(value, np.ndarray) else value)
-                for name, value in self._asdict().items()}
+        return json_safe({name: value.tolist() if isinstance(value, np.ndarray) else value
+                          for name, value in self._asdict().items()})
 
     def summary(self) -> str:
         """Readable table, one row per type."""
@@ -157,13 +157,6 @@ class SimulationReport(NamedTuple):
                      f"{self.predicted_accuracy:.6f};  max r_i - a over rounds = {self.max_excess:.1e}")
         lines.extend(f"  failed: {reason}" for reason in self.failures)
         return "\n".join(lines)
-
-
-def _none_for_nan(value):
-    """``value`` (a number or nested lists) with every non-finite float replaced by None."""
-    if isinstance(value, list):
-        return [_none_for_nan(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def best_responses(m, t, costs, reservation, tie_tol: float):
