@@ -11,6 +11,13 @@ default one second, and together they are the whole cold start).
 It changes nothing for a user who chose otherwise: when ``jax_compilation_cache_dir`` is already
 set (by ``jax.config`` or ``JAX_COMPILATION_CACHE_DIR``, as the test suite does) it is left alone,
 and ``DIFFCONTRACT_JAX_CACHE=0`` turns the cache off.
+
+The package's kernels are compiled with ``COMPILER_OPTIONS`` (``kernel_jit``): XLA's CPU compiler
+builds them 30-45 % faster with its classic elemental emitters than with its MLIR fusion emitters
+(measured on the 2-core CPU, alternating runs: the Sec. 6.2 ALM kernel 13.3-13.6 s -> 7.4-9.4 s,
+the exact solver's start search 2.2-2.3 s -> 1.4-1.5 s), with bit-identical results and the same
+run time. It is an option of the CPU compiler only (other platforms ignore it), given per kernel,
+so a user's own JAX code is compiled as they configured it.
 """
 
 from __future__ import annotations
@@ -50,3 +57,11 @@ def enable_compilation_cache() -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return str(folder)
+
+
+COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}  # the module docstring says why
+
+
+def kernel_jit(fun, **jit_options):
+    """``jax.jit(fun, **jit_options)`` compiled with ``COMPILER_OPTIONS`` (the package's kernels)."""
+    return jax.jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)

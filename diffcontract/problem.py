@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._cache import kernel_jit
 from . import _precision
 from .curves import GeneralizationBound, Linear
 from .curves._base import shown
@@ -29,6 +30,7 @@ from .numerics import golden_section_max
 CONDITIONINGS = ("truncated", "interim")
 PROB_SUM_TOL = 1e-9
 MAX_PARTICIPANTS = 2**31 - 1  # N: type counts are int32 arrays on the device
+_RESERVATION_MIN_LENGTH = 16  # types: reservation utilities are computed on at least this many (padded)
 _GOLDEN_STEPS = 200  # golden-section steps of ``reservation``: 0.618^200 ~ 1e-42, the bracket collapses to rounding
 #: Keys of a problem record (``to_dict``); the first five are required.
 RECORD_FIELDS = ("participants", "probs", "costs", "accuracy", "valuation", "quality", "conditioning")
@@ -171,14 +173,21 @@ def reservation(accuracy, valuation, costs, quality, grid_size: int = 2048, refi
     return jax.vmap(one)(jnp.asarray(costs), jnp.asarray(quality))
 
 
-_reservation_jit = jax.jit(reservation, static_argnames=("grid_size", "refinements"))
+_reservation_jit = kernel_jit(reservation, static_argnames=("grid_size", "refinements"))
 
 
 def _host_reservation(accuracy, valuation, costs: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``reservation`` in float64 for costs and quality of any shape ((I,) or (B, I)): numpy (f, m_res)."""
+    """``reservation`` in float64 for costs and quality of any shape ((I,) or (B, I)): numpy (f, m_res).
+
+    The types are solved one by one (``vmap``), so they are padded (c = q = 1) to a power of two of
+    at least ``_RESERVATION_MIN_LENGTH``: one compilation serves every I and batch size up to it.
+    """
+    size = costs.size
+    length = max(_RESERVATION_MIN_LENGTH, 1 << max(size - 1, 0).bit_length())
+    padded = [np.concatenate([np.ravel(x), np.ones(length - size)]) for x in (costs, quality)]
     with _precision.float64():
-        f, m_res = _reservation_jit(accuracy, valuation, jnp.asarray(costs.ravel()), jnp.asarray(quality.ravel()))
-    return np.asarray(f).reshape(costs.shape), np.asarray(m_res).reshape(costs.shape)
+        f, m_res = _reservation_jit(accuracy, valuation, *(jnp.asarray(x) for x in padded))
+    return np.asarray(f)[:size].reshape(costs.shape), np.asarray(m_res)[:size].reshape(costs.shape)
 
 
 @jax.tree_util.register_pytree_node_class

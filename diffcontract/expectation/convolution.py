@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from .._cache import kernel_jit
 from ..problem import value_unit
 from ._interface import Moments, add_problem_tangent
 from .planner import MAX_FFT_LENGTH, fft_length
@@ -242,4 +243,4 @@ def _spectral_moments_jvp(backend, primals, tangents):
 
 _spectral_moments.defjvp(_spectral_moments_jvp, symbolic_zeros=True)
 
-_jit_moments = jax.jit(_lattice_moments, static_argnums=0)
+_jit_moments = kernel_jit(_lattice_moments, static_argnums=0)

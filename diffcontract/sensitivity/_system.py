@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from .._cache import kernel_jit
 from ..solvers import _kkt
 
 PARAMETER_NAMES = ("probs", "costs", "quality", "accuracy", "valuation")
@@ -164,7 +165,7 @@ def implicit_jacobian(point: KKTPoint, problem, table):
     return D, jnp.max(jnp.abs(ev["K"] @ dz + ev["J"]), axis=0) / (jnp.max(jnp.abs(ev["J"]), axis=0) + _TINY)
 
 
-@jax.jit
+@kernel_jit
 def evaluate(point: KKTPoint, problem, table) -> dict:
     """Everything needed at a point, in one compilation (shared by the host entry points and the
     custom VJP).

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .._cache import kernel_jit
 from .. import _precision
 from ..problem import ContractProblem, reservation
 from ..solvers import _kkt, solve_exact
@@ -132,7 +133,7 @@ def _backward(spec: _Spec, residuals, cotangent):
     return ravel_pytree(theta)[1](grad), jnp.zeros_like(point.reservation_data)
 
 
-_reservation = jax.jit(reservation)
+_reservation = kernel_jit(reservation)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))

@@ -21,9 +21,9 @@ fails this is ``Status.INEXACT``, with the figures in its message.
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
+from .._cache import kernel_jit
 from ..expectation import Moments, moments, plan_backend
 from ..expectation.backends import make_backend
 from ..formulation import residuals
@@ -34,7 +34,7 @@ APPROXIMATE = ("convolution", "montecarlo")
 LATTICE_SAFETY = 2.0  # x the Richardson estimate |E_M - E_2M| (module docstring)
 STANDARD_ERRORS = 4.0  # Monte Carlo bound: 4 standard errors (two-sided Gaussian tail 6e-5)
 
-_exact_moments = jax.jit(moments)
+_exact_moments = kernel_jit(moments)
 
 
 def _exact_backend(problem, memory_budget: int):

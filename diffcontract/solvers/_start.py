@@ -105,7 +105,7 @@ def _residuals(m0, excluded, floor, problem, table, constraints: str = "simplifi
                             res.ir + jnp.where(constant, ROUNDING_ALLOWANCE, -MARGIN) * v_scale])
 
 
-def _family(problem, table, floor, windows: bool = False, constraints: str = "simplified"):
+def _family(problem, table, floor, windows=False, constraints: str = "simplified"):
     """The largest feasible m0 of every row of the family ``_menu(m0, j, floor)``, j = 0..I-1.
 
     ``table`` is an ``OutcomeTable`` (or the Monte Carlo proxy of a streaming backend). Returns
@@ -113,10 +113,12 @@ def _family(problem, table, floor, windows: bool = False, constraints: str = "si
     row need not start at 0 (a floor can make small m0 infeasible): the geometric grid finds the
     largest feasible grid point and regula falsi refines it towards the infeasible neighbour above.
     ``constraints`` (static): whose rewards the menus get (``REWARDS``).
-    ``windows`` (static): where no grid point is feasible, also look for a feasible window between
-    two (golden section, ``_GOLDEN_STEPS`` more evaluations per row). The floored rows and the full
+    ``windows``: where no grid point is feasible, also look for a feasible window between two
+    (golden section, ``_GOLDEN_STEPS`` more evaluations per row). The floored rows and the full
     set's need it; the simplified set's pooled rows keep the plain grid search (their feasible m0
-    start at 0, so a window between grid points is a sliver there).
+    start at 0, so a window between grid points is a sliver there). A Python False compiles no
+    golden section; a traced bool (``start_candidates`` maps one body over both families) computes
+    it and uses it where True.
     """
     num = problem.costs.shape[0]
     m_ref = jnp.maximum(jnp.max(problem.reservation_data), 1.0)
@@ -131,14 +133,14 @@ def _family(problem, table, floor, windows: bool = False, constraints: str = "si
         # some level, a budget that caps it). Maximize the smallest residual around the best grid
         # point by golden section (it rises with the IRs and falls with the budgets there).
         best = jnp.argmax(worst)
-        if windows:
+        if windows is not False:
             # In log m0 (the grid is geometric); one evaluation per step.
             inner = jnp.exp(golden_section_max(lambda u: jnp.min(residual(jnp.exp(u))),
                                                jnp.log(grid[jnp.maximum(best - 1, 0)]),
                                                jnp.log(grid[jnp.minimum(best + 1, _GRID_POINTS - 1)]),
                                                _GOLDEN_STEPS).argmax)
             res_inner = residual(inner)
-            in_window = (last < 0) & (jnp.min(res_inner) >= 0.0)
+            in_window = windows & (last < 0) & (jnp.min(res_inner) >= 0.0)
         else:
             inner, res_inner, in_window = grid[0], res[0], jnp.asarray(False)
         found = (last >= 0) | in_window
@@ -201,10 +203,11 @@ def start_candidates(problem, table, constraints: str = "simplified"):
     pooled rows search between grid points too.
     """
     search = _search_table(problem, table)
-    pooled = _family(problem, search, jnp.zeros_like(problem.costs), windows=constraints == "full",
-                     constraints=constraints)
-    floored = _family(problem, search, jax.lax.cummax(problem.reservation_data), windows=True, constraints=constraints)
-    candidates = tuple(jnp.concatenate([a, b]) for a, b in zip(pooled, floored))
+    floors = jnp.stack([jnp.zeros_like(problem.costs), jax.lax.cummax(problem.reservation_data)])
+    windows = jnp.array([constraints == "full", True])
+    # One compiled body for both families (vmap), half the compilation of two calls.
+    families = jax.vmap(lambda floor, w: _family(problem, search, floor, w, constraints))(floors, windows)
+    candidates = tuple(a.reshape(-1, *a.shape[2:]) for a in families)  # pooled rows, then floored ones
     if search is table:
         return candidates
     return _refined_on_backend(problem, table, candidates, constraints)

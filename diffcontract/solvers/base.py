@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from .._cache import kernel_jit
 from . import _kkt
 from ._kkt import KKTResiduals, Scales
 from ._solution import Status
@@ -127,7 +128,7 @@ def iterate(solver: AbstractSolver, args: SolveArgs, start: Start) -> Iterate:
     return solver.postprocess(args, state)
 
 
-@jax.jit
+@kernel_jit
 def measure_point(x, args: SolveArgs):
     """(E[a], money violation) at the scaled point x (host solvers' and the driver's one compiled check)."""
     return _kkt.value_and_violation(x, *args.kkt_args)

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._cache import kernel_jit
 from .. import _precision
 from ..expectation import OutcomeTable, bucket_length, num_outcomes, outcome_table
 from ..problem import ContractProblem, batch_size, stack_problems, unstack_problem
@@ -37,7 +38,7 @@ def batch_tables(participants: Sequence[int], num_types: int, length: int | None
     return OutcomeTable(np.stack([cache[n].counts for n in ns]), np.stack([cache[n].valid for n in ns]))
 
 
-_batched_kernel = jax.jit(jax.vmap(solve_kernel, in_axes=(None, 0, 0, None, 0, 0)), static_argnums=(3,))
+_batched_kernel = kernel_jit(jax.vmap(solve_kernel, in_axes=(None, 0, 0, None, 0, 0)), static_argnums=(3,))
 
 
 @functools.lru_cache(maxsize=16)
@@ -54,7 +55,7 @@ def _sharded_kernel(devices: int, constraints: str):
                                                                         warm_start, restart_from)
         return jax.tree_util.tree_map(lambda a: jax.lax.all_gather(a, "problems", tiled=True), local)
 
-    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(spec(),) + (spec("problems"),) * 4,
+    return kernel_jit(jax.shard_map(per_device, mesh=mesh, in_specs=(spec(),) + (spec("problems"),) * 4,
                                  out_specs=spec(), check_vma=False))
 
 

@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from .._cache import kernel_jit
 from .. import _precision
 from ..expectation import OutcomeTable, outcome_table, outcome_weights
 from ..numerics import GOLDEN_RATIO, bisection, golden_section_max
@@ -250,8 +251,8 @@ def complete_information_kernel(problem: ContractProblem, table, grid_size: int 
         utilities=jnp.sum(weights * utility, axis=0), all_feasible=all_feasible, status=status.astype(jnp.int32))
 
 
-_kernel_jit = jax.jit(complete_information_kernel, static_argnames=("grid_size", "bracket_tol"))
-_batched_kernel = jax.jit(jax.vmap(complete_information_kernel, in_axes=(0, 0, None, None)), static_argnums=(2, 3))
+_kernel_jit = kernel_jit(complete_information_kernel, static_argnames=("grid_size", "bracket_tol"))
+_batched_kernel = kernel_jit(jax.vmap(complete_information_kernel, in_axes=(0, 0, None, None)), static_argnums=(2, 3))
 
 
 @functools.lru_cache(maxsize=8)

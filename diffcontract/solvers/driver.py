@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._cache import kernel_jit
 from .. import _precision
 from ..expectation import OutcomeTable, with_weights
 from ..expectation.backends import check_backend_name, checked_backend_options, make_backend
@@ -218,15 +219,21 @@ def solve_kernel(solver: AbstractSolver, problem, table, constraints: str, warm_
     return _finish(solver, args, it, jnp.sum(jnp.where(distinct, runs.iterations, 0)))
 
 
-_compiled_kernel = jax.jit(solve_kernel, static_argnames="constraints")
+_compiled_kernel = kernel_jit(solve_kernel, static_argnames="constraints")
 
 
 def _host_solve(solver: AbstractSolver, problem, table, constraints, warm_start, restart_from):
     """``solve_kernel`` for a host solver: a Python loop over the starts, phase-1 evidence of infeasibility.
     Returns (Solution, notes)."""
     table = _weighted(problem, table)
-    args, starts, distinct, found = _host_starts(solver, problem, table, constraints, warm_start, restart_from)
-    xs = [np.asarray(x) for x, d in zip(starts.x, np.asarray(distinct)) if d]
+    # Always a restart row (a placeholder when there is none, dropped here): one compilation of the
+    # start search serves a solve with and without ``restart_from`` (the fallback, the binding-IR check).
+    placeholder = restart_from is None and warm_start is None
+    first = jnp.zeros_like(problem.costs) if placeholder else restart_from
+    args, starts, distinct, found = _host_starts(solver, problem, table, constraints, warm_start, first)
+    distinct = np.array(distinct)
+    distinct[0] &= not placeholder
+    xs = [np.asarray(x) for x, d in zip(starts.x, distinct) if d]
     runs = []
     for k, x in enumerate(xs):
         runs.append(_as_arrays(iterate(solver, args, Start(x, k == 0, False))))
@@ -275,9 +282,9 @@ def _phase_one(solver, args: SolveArgs, it, violation: float, x_start):
     return it._replace(infeasible=jnp.asarray(True)), iterations, note
 
 
-_weighted = jax.jit(with_weights)
-_host_starts = jax.jit(_starts_and_args, static_argnames=("constraints",))
-_host_finish = jax.jit(_finish)
+_weighted = kernel_jit(with_weights)
+_host_starts = kernel_jit(_starts_and_args, static_argnames=("constraints",))
+_host_finish = kernel_jit(_finish)
 
 
 def run(problem, solver: AbstractSolver, constraints: str = "simplified", backend: str = "auto",

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from flax import struct
 from jax import lax
 
+from .._cache import kernel_jit
 from ..formulation import least_rewards
 
 #: Relative margin added to every upper bound for floating-point rounding (float64 sums of at most
@@ -233,4 +234,4 @@ def bound_box(lo, hi, incumbent, data: BoundData) -> BoxBound:
     return BoxBound(upper, lo, hi, points[best], values[best], violations[best])
 
 
-bound_boxes = jax.jit(jax.vmap(bound_box, in_axes=(0, 0, None, None)))
+bound_boxes = kernel_jit(jax.vmap(bound_box, in_axes=(0, 0, None, None)))
