@@ -184,6 +184,35 @@ def test_input_type_order_needs_no_new_compilation():
     np.testing.assert_array_equal(second.contributions, first.contributions)  # same kernel, same inputs
 
 
+def test_the_start_search_compiles_once_with_and_without_a_restart_row():
+    # The host path always passes a restart row (a placeholder, dropped, when there is none): the
+    # full set's solve from a menu (fallback, binding-IR check) reuses the plain full solve's kernel.
+    from diffcontract.solvers.driver import _host_starts
+
+    problem = ContractProblem(participants=6, probs=[0.2, 0.3, 0.5], costs=[0.3, 0.2, 0.1])
+    plain = diffcontract.solve(problem, constraints="full")
+    compiled = _host_starts._cache_size()
+    restarted = diffcontract.run(problem, diffcontract.SLSQP(), "full", restart_from=plain.contributions)
+    assert _host_starts._cache_size() == compiled
+    assert restarted.status_name == plain.status_name == "converged"
+    # Same optimum from its own menu (float64 KKT points): 1e-12 relative.
+    np.testing.assert_allclose(restarted.expected_value, plain.expected_value, rtol=1e-12)
+
+
+def test_a_settled_run_stops_at_the_optimum_slsqp_would_end_at():
+    # After each SLSQP iteration the certificate is measured; an iterate with violation and
+    # stationarity <= settled_tol ends the run. settled_tol = 0 lets SLSQP's own test decide.
+    problem = ContractProblem(participants=10, probs=[0.2] * 5, costs=[0.2, 0.16, 0.12, 0.08, 0.04])
+    settled = diffcontract.solve(problem)
+    crawled = diffcontract.solve(problem, settled_tol=0.0)
+    assert settled.status_name == crawled.status_name == "converged"
+    assert settled.iterations <= crawled.iterations
+    assert settled.max_violation <= 1e-10 * 100.0  # settled_tol x (v(1) - v(0)), money
+    # Both are the optimum to float64 rounding: 1e-13 relative (the end points differ by ulps).
+    np.testing.assert_allclose(settled.expected_value, crawled.expected_value, rtol=1e-13)
+    np.testing.assert_allclose(settled.contributions, crawled.contributions, rtol=1e-9)
+
+
 
 # ----------------------------------------------------------------------------- global quality
 BEST_KNOWN = {"disconnected": (hard_instances.DISCONNECTED_FEASIBLE_SET, hard_instances.DISCONNECTED_OPTIMUM),
