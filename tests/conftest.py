@@ -11,12 +11,16 @@ executable holds several memory mappings, and ``pytest -m slow`` in one process 
 them to pass Linux's default ``vm.max_map_count`` (65,530) and crash inside XLA's compiler
 (measured: 64,224 mappings at the 53rd slow test, then SIGABRT / SIGSEGV).
 
-What a later module compiles again is then read back from JAX's persistent compilation cache, one
-folder per test session shared by every xdist worker and by the subprocesses tests start (through
-the ``JAX_*`` environment variables, which JAX reads at import): the same ALM kernel that took 43 s
-to compile loads in under 10 s (measured on the 2-core CPU). The folder is made by the first
-process of a session (the xdist controller) and removed at its exit; set
-``DIFFCONTRACT_TEST_JAX_CACHE`` to keep one across sessions.
+What a later module compiles again is then read back from JAX's persistent compilation cache,
+shared by every xdist worker and by the subprocesses tests start (through the ``JAX_*`` environment
+variables, which JAX reads at import): the same ALM kernel that took 43 s to compile loads in under
+10 s (measured on the 2-core CPU). The folder is kept across sessions, so a second ``pytest`` reads
+what the first compiled (cache keys hold the program, the compiler options and the JAX version, so
+a changed kernel compiles afresh): ``$DIFFCONTRACT_TEST_JAX_CACHE`` when set, else
+``test-jax`` in diffcontract's cache folder (``diffcontract._cache.cache_dir``), pruned to
+``_CACHE_MAX_BYTES`` at the start of a session (oldest entries first; JAX's own size limit needs the
+``filelock`` package, which is not a dependency). ``DIFFCONTRACT_TEST_JAX_CACHE=fresh``
+uses a new folder removed at the session's end: the first run on a new machine, as CI runs.
 """
 
 import atexit
@@ -24,10 +28,25 @@ import os
 import shutil
 import tempfile
 
-if "DIFFCONTRACT_TEST_JAX_CACHE" not in os.environ:  # the session's first process: workers inherit it
-    _cache = tempfile.mkdtemp(prefix="diffcontract-test-jax-cache-")
+_CACHE_MAX_BYTES = 2 << 30
+_chosen = os.environ.get("DIFFCONTRACT_TEST_JAX_CACHE", "")
+if _chosen in ("", "fresh"):  # the session's first process decides: workers and subprocesses inherit it
+    if _chosen == "fresh":
+        _cache = tempfile.mkdtemp(prefix="diffcontract-test-jax-cache-")
+        atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    else:
+        _home = os.environ.get("DIFFCONTRACT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "diffcontract")
+        _cache = os.path.join(_home, "test-jax")
+        os.makedirs(_cache, exist_ok=True)
+        _entries = sorted((entry.stat().st_mtime, entry.stat().st_size, entry.path) for entry in os.scandir(_cache)
+                          if entry.is_file())
+        _excess = sum(size for _, size, _ in _entries) - _CACHE_MAX_BYTES
+        for _, size, path in _entries:  # oldest first, until the folder fits
+            if _excess <= 0:
+                break
+            os.remove(path)
+            _excess -= size
     os.environ["DIFFCONTRACT_TEST_JAX_CACHE"] = _cache
-    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ["DIFFCONTRACT_TEST_JAX_CACHE"])
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")

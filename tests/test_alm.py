@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,9 +47,45 @@ CASES = {3: _random_problems(3, 3, 8) + HARD_REDUCED[3],
          5: [paper_scenario(k) for k in (1, 2, 3)] + _random_problems(5, 5, 5) + HARD_REDUCED[5]}
 
 
+# The exact solver's answers on CASES, stored (tests/data/alm_exact_reference.json): solving the 21
+# problems took ~40 s of the default run's compile-bound time. The slow test
+# ``test_stored_exact_references_are_the_exact_solvers`` solves them again and checks the file
+# (DIFFCONTRACT_WRITE_REFERENCE=1 rewrites it).
+REFERENCE = pathlib.Path(__file__).parent / "data" / "alm_exact_reference.json"
+
+
+def _fingerprint(problem) -> list:
+    return [int(problem.num_participants), np.asarray(problem.probs).tolist(), np.asarray(problem.costs).tolist()]
+
+
+def _reference_of(solution) -> dict:
+    return {"succeeded": bool(solution.succeeded), "expected_value": float(solution.expected_value),
+            "pooled_groups": solution.pooled_groups(rtol=1e-7)}
+
+
 @pytest.fixture(scope="module")
 def exact_solutions():
-    return {num: [dc.solve(p, method="exact") for p in problems] for num, problems in CASES.items()}
+    """{I: [{"succeeded", "expected_value", "pooled_groups"}, ...]} of the exact solver on CASES."""
+    stored = json.loads(REFERENCE.read_text())
+    for num, problems in CASES.items():
+        assert [_fingerprint(p) for p in problems] == [r["problem"] for r in stored[str(num)]], \
+            "CASES changed: regenerate with DIFFCONTRACT_WRITE_REFERENCE=1 pytest -m slow -k stored_exact_references"
+    return {num: stored[str(num)] for num in CASES}
+
+
+@pytest.mark.slow  # 21 exact solves (~40 s); the default run reads their stored answers
+def test_stored_exact_references_are_the_exact_solvers():
+    solved = {str(num): [{"problem": _fingerprint(p), **_reference_of(dc.solve(p, method="exact"))} for p in problems]
+              for num, problems in CASES.items()}
+    if os.environ.get("DIFFCONTRACT_WRITE_REFERENCE") == "1":
+        REFERENCE.write_text(json.dumps(solved) + "\n")
+    stored = json.loads(REFERENCE.read_text())
+    for num, records in solved.items():
+        for new, old in zip(records, stored[num], strict=True):
+            assert new["problem"] == old["problem"] and new["succeeded"] == old["succeeded"]
+            assert new["pooled_groups"] == old["pooled_groups"], new["problem"]
+            # Both are the exact solver's float64 KKT points; another machine rounds differently: 1e-9.
+            np.testing.assert_allclose(new["expected_value"], old["expected_value"], rtol=1e-9, err_msg=str(new["problem"]))
 
 
 # The full parameterization (2I variables, I(I-1) IC pairs) compiles and runs far longer; its
@@ -75,18 +115,18 @@ def test_alm_matches_exact_on_random_and_paper_instances(exact_solutions, alm_ba
     for num in batches:
         problems = CASES[num]
         for k, exact in enumerate(exact_solutions[num]):
-            if not exact.succeeded:
+            if not exact["succeeded"]:
                 continue
             alm = dc.unstack_solution(batches[num], k)
             where = f"I={num} #{k} {parameterization} {problems[k]!r}"
             assert alm.succeeded, f"{where}: {alm.status_name} {alm.message}"
             assert alm.max_violation <= VIOLATION_TOL, where
-            scale = max(abs(exact.expected_value), 1.0)  # relative, or absolute at a zero optimum
-            np.testing.assert_allclose(alm.expected_value, exact.expected_value, rtol=0, atol=VALUE_RTOL * scale,
+            scale = max(abs(exact["expected_value"]), 1.0)  # relative, or absolute at a zero optimum
+            np.testing.assert_allclose(alm.expected_value, exact["expected_value"], rtol=0, atol=VALUE_RTOL * scale,
                                        err_msg=where)
             compared += 1
             # Pools found exactly: the exact solver's pooled groups are pooled in the ALM.
-            for group in exact.pooled_groups(rtol=1e-7):
+            for group in exact["pooled_groups"]:
                 m = np.asarray(alm.contributions)[group]
                 np.testing.assert_allclose(m, m[0], rtol=1e-6, atol=1e-9, err_msg=where)  # the issue's 1e-6
     assert compared >= 8

@@ -83,6 +83,10 @@ def test_chunked_rejects_bad_settings():
         ChunkedEnumeration(5, 3, devices=jax.device_count() + 1)
 
 
+# Slow: a fresh interpreter compiling the sharded scan and its Jacobian (~23 s of the default run).
+# The default CI run still shards: .ci/smoke-lowest solves over 2 CPU devices and requires the
+# one-device value, and tests/test_distributed.py (slow) runs two processes.
+@pytest.mark.slow
 def test_sharded_chunks_match_one_device_on_four_cpu_devices():
     # A fresh interpreter: the forced device count must be set before JAX initializes.
     code = """
