@@ -85,7 +85,8 @@ def test_stored_exact_references_are_the_exact_solvers():
             assert new["problem"] == old["problem"] and new["succeeded"] == old["succeeded"]
             assert new["pooled_groups"] == old["pooled_groups"], new["problem"]
             # Both are the exact solver's float64 KKT points; another machine rounds differently: 1e-9.
-            np.testing.assert_allclose(new["expected_value"], old["expected_value"], rtol=1e-9, err_msg=str(new["problem"]))
+            np.testing.assert_allclose(new["expected_value"], old["expected_value"], rtol=1e-9,
+                                       err_msg=str(new["problem"]))
 
 
 # The full parameterization (2I variables, I(I-1) IC pairs) compiles and runs far longer; its

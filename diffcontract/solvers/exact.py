@@ -14,14 +14,14 @@ SLSQP's QP steps can wander at such degenerate points, where every budget and mo
 constraint binds at once. Contributions are scaled per variable (``driver.variable_scales``) so
 SLSQP's first quasi-Newton steps are relative moves.
 
-Settled. SLSQP's own test (``ftol`` 1e-15 on the objective) can keep a run crawling long after it is
-at the optimum: at N = 3e5, I = 2 (E[a] = 0.99964, flat) it took 48 iterations and ~430 passes over
-the outcomes, where iteration 7 was feasible with stationarity <= 1e-12 and equal to the end point
-to every digit; on Sec. 6.2 scenario 1 the first iterate with stationarity <= 1e-12 is within 7e-16
-of the end point. So after every SLSQP iteration the KKT certificate is measured, and an iterate whose violation
-(relative to v(1) - v(0)) and stationarity are both <= ``settled_tol`` (1e-12, a hundred times
-below ``feasibility_tol``: a point feasible only to ``feasibility_tol`` can sit 3e-12 relative
-above the optimum) ends the run.
+Settled. SLSQP's own test (``ftol`` 1e-15 on the objective) can keep a run crawling long after it
+is at the optimum: at N = 3e5, I = 2 (E[a] = 0.99964, flat) it took 48 iterations and ~430 passes
+over the outcomes, where iteration 7 was feasible with stationarity <= 1e-12 and equal to the end
+point to every digit; on Sec. 6.2 scenario 1 the first such iterate is within 7e-16 of the end
+point. So after every SLSQP iteration the KKT certificate is measured, and an iterate whose
+violation (relative to v(1) - v(0)) and stationarity are both <= ``settled_tol`` ends the run
+(1e-12, a hundred times below ``feasibility_tol``: a point feasible only to ``feasibility_tol``
+can sit 3e-12 relative above the optimum).
 
 Infeasibility evidence (``find_feasible``): a phase-1 problem, minimize s subject to
 g(x) + s >= 0, x >= 0, s >= 0 (the largest scaled violation), solved by SLSQP. Local evidence for
@@ -99,10 +99,10 @@ class SLSQP(AbstractSolver):
 
     feasibility_tol: accepted violation relative to v(1) - v(0) (1e-10: 1e-8 money for v = 100 r;
     relative, so scaling v and every cost by one factor leaves the status unchanged).  kkt_tol:
-    accepted scaled stationarity.  settled_tol: relative violation and scaled stationarity at which an SLSQP
-    iterate ends the run before SLSQP's own stopping test (module docstring, "Settled").  max_iterations: SLSQP iterations per solve.  restarts: warm
-    restarts while the tolerances are unmet.  starts: runs from this many best distinct candidates
-    (None: all of them).
+    accepted scaled stationarity.  settled_tol: relative violation and scaled stationarity at which
+    an SLSQP iterate ends the run before SLSQP's own stopping test (module docstring, "Settled").
+    max_iterations: SLSQP iterations per solve.  restarts: warm restarts while the tolerances are
+    unmet.  starts: runs from this many best distinct candidates (None: all of them).
     """
 
     feasibility_tol: float = FEASIBILITY_TOL
@@ -123,14 +123,15 @@ class SLSQP(AbstractSolver):
 
     def step(self, args: SolveArgs, state: dict) -> dict:
         from scipy import optimize  # imported where used: not on every import of the package
-        evaluate, settled, iterations = state["evaluate"], {}, [0]
+        evaluate, settled, count = state["evaluate"], {}, 0
 
         def stop_when_settled(x):  # after each SLSQP iteration (module docstring, "Settled")
-            iterations[0] += 1
+            nonlocal count
+            count += 1
             measured = self._measure(args, state, x)
             if self._done(args, measured, self.settled_tol):
                 settled.update(measured)
-                raise StopIteration
+                raise StopIteration  # scipy >= 1.11 ends the run; an older one passes it on, caught below
 
         try:
             result = optimize.minimize(
@@ -138,11 +139,12 @@ class SLSQP(AbstractSolver):
                 bounds=[(0.0, None)] * state["x"].size, callback=stop_when_settled,
                 constraints=[{"type": "ineq", "fun": lambda x: evaluate(x)[2], "jac": lambda x: evaluate(x)[3]}],
                 options={"maxiter": self.max_iterations, "ftol": _SLSQP_FTOL})
-            end = (result.x, int(result.nit), int(result.status), str(result.message))
-        except StopIteration:  # a scipy whose SLSQP does not catch a callback's StopIteration
-            end = (None, iterations[0], 0, "")
+        except StopIteration:
+            result = None
         if settled:
-            end = (settled["x"], iterations[0], 0, f"settled: violation and stationarity <= {self.settled_tol:g}")
+            end = (settled["x"], count, 0, f"settled: violation and stationarity <= {self.settled_tol:g}")
+        else:
+            end = (result.x, int(result.nit), int(result.status), str(result.message))
         x, nit, exit_code, message = end
         state = {**state, "runs": state["runs"] + 1, "iterations": state["iterations"] + nit, "exit": exit_code,
                  "message": message}
