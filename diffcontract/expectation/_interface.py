@@ -88,6 +88,7 @@ def with_weights(problem, table: OutcomeTable) -> OutcomeTable:
     return table._replace(prob=prob, weights=weights)
 
 
+@jax.jit
 def moments(m: jnp.ndarray, problem, table) -> Moments:
     """Exact moments by enumeration.
 
