@@ -95,7 +95,7 @@ def timed():
     return statistics.median(times)
 halves = timed()
 chunked.uses_product = lambda *args: False  # the unranking path, the baseline
-jax.clear_caches()  # moments is jitted: its traced half-table path would be reused
+jax.clear_caches()  # no traced half-table path (a jitted helper of it) may be reused
 print(json.dumps({{"halves": halves, "unranking": timed()}}))
 """
     return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)

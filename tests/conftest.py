@@ -35,6 +35,7 @@ if _chosen in ("", "fresh"):  # the session's first process decides: workers and
         _cache = tempfile.mkdtemp(prefix="diffcontract-test-jax-cache-")
         atexit.register(shutil.rmtree, _cache, ignore_errors=True)
     else:
+        # diffcontract._cache.cache_dir(), spelt out: importing it would import JAX before the variables are set.
         _home = os.environ.get("DIFFCONTRACT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "diffcontract")
         _cache = os.path.join(_home, "test-jax")
         os.makedirs(_cache, exist_ok=True)

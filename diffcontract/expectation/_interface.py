@@ -88,7 +88,6 @@ def with_weights(problem, table: OutcomeTable) -> OutcomeTable:
     return table._replace(prob=prob, weights=weights)
 
 
-@jax.jit
 def moments(m: jnp.ndarray, problem, table) -> Moments:
     """Exact moments by enumeration.
 
@@ -103,6 +102,13 @@ def moments(m: jnp.ndarray, problem, table) -> Moments:
         return table.moments(m, problem)
     if not isinstance(table, OutcomeTable):
         table = OutcomeTable(table, jnp.ones(jnp.shape(table)[0], dtype=bool))
+    return _table_moments(m, problem, table)
+
+
+@jax.jit
+def _table_moments(m, problem, table: OutcomeTable) -> Moments:
+    """``moments`` over an outcome table. Jitted: a solver kernel calls it dozens of times with one
+    signature, and a jitted function is traced and lowered once per signature (``solvers._kkt``)."""
     prob, weights = outcome_weights(problem, table)
     pooled = jnp.asarray(table.counts, dtype=prob.dtype) @ (problem.quality * m)
     acc = problem.accuracy(pooled)
