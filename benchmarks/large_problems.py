@@ -22,7 +22,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 SOLVE = [sys.executable, "-m", "diffcontract.cli"]
 

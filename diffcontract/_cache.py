@@ -18,14 +18,34 @@ builds them 30-45 % faster with its classic elemental emitters than with its MLI
 the exact solver's start search 2.2-2.3 s -> 1.4-1.5 s), with bit-identical results and the same
 run time. It is an option of the CPU compiler only (other platforms ignore it), given per kernel,
 so a user's own JAX code is compiled as they configured it.
+
+Even with every executable on disk, a warm process traced and lowered each kernel again before JAX
+could look the executable up: about 2.3 s of a 3.4 s one-off ALM solve of Sec. 6.2 (its solve took
+1.47 s, of which tracing 1.35 s). ``StoredKernel`` keeps each kernel's exported program
+(``jax.export``, StableHLO serialized with flatbuffers) in ``diffcontract-kernels/`` inside the
+compilation cache folder, so a later process deserializes it and compiles it (a cache hit) without
+tracing: the same solve took 0.69 s, the whole process 3.4 -> 2.8 s (``benchmarks/cold_start.py``:
+warm ALM 2.7x -> 1.7x and exact 2.3x -> 1.8x ``import jax``). A stored program is only reused when
+everything that shaped it is in its key: the package's source, the JAX version and backend, the
+configuration that changes tracing, the arguments' structure with its static data, their shapes and
+dtypes, and the static arguments; anything else is the plain ``jax.jit``.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
+import io
 import os
+import pickle
+import sys
+import tempfile
 from pathlib import Path
 
 import jax
+import numpy as np
+from jax import export as jax_export
 
 OPT_OUT = "DIFFCONTRACT_JAX_CACHE"
 
@@ -60,8 +80,170 @@ def enable_compilation_cache() -> str | None:
 
 
 COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}  # the module docstring says why
+_STORE_FOLDER = "diffcontract-kernels"  # exported kernels, inside JAX's compilation cache folder
+_TRUSTED_MODULES = ("diffcontract", "builtins", "numpy", "jax", "jaxlib", "collections", "enum", "functools",
+                    "copyreg", "ml_dtypes")
 
 
-def kernel_jit(fun, **jit_options):
-    """``jax.jit(fun, **jit_options)`` compiled with ``COMPILER_OPTIONS`` (the package's kernels)."""
-    return jax.jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)
+def kernel_jit(fun, *, stored: bool = True, **jit_options):
+    """``jax.jit(fun, **jit_options)`` compiled with ``COMPILER_OPTIONS`` (the package's kernels).
+
+    Args:
+      fun: the kernel.  stored: keep its traced program between processes (``StoredKernel``); False
+        for a kernel that closes over values its arguments do not show (a device mesh).
+      jit_options: ``jax.jit`` options (``static_argnums``, ``static_argnames``).
+    Returns:
+      A callable with ``jax.jit``'s behaviour (``StoredKernel`` when ``stored``).
+    """
+    jitted = jax.jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)
+    if not stored:
+        return jitted
+    caller = sys._getframe(1)  # the definition site tells two wrappers of one function apart (a vmap)
+    return StoredKernel(fun, jitted, jit_options, f"{caller.f_globals.get('__name__')}:{caller.f_lineno}")
+
+
+class StoredKernel:
+    """A jitted kernel whose exported program is kept on disk between processes (module docstring).
+
+    Plain ``jax.jit`` (nothing kept) when the cache is off, under a transformation (tracer arguments:
+    the kernel is inlined into the caller's program), when an object in the arguments' structure or
+    static arguments comes from outside ``_TRUSTED_MODULES`` (its code is not in the key: a user's
+    own curve class), or when the program cannot be exported (a host callback).
+
+    Args:
+      fun: the kernel.  jitted: ``fun`` under ``jax.jit`` with the package's compiler options.
+      jit_options: its ``static_argnums`` / ``static_argnames``.  site: "module:line" of the
+        definition (two wrappers of one function, e.g. a ``vmap``, are different kernels).
+    """
+
+    def __init__(self, fun, jitted, jit_options: dict, site: str):
+        self.jitted, self._fun = jitted, fun
+        # Compiler options are refused on a jit nested in another trace (it is inlined there anyway).
+        self._nested = jax.jit(fun, **jit_options)
+        self._name = f"{getattr(fun, '__qualname__', type(fun).__name__)}@{site}"
+        nums, names = jit_options.get("static_argnums", ()), jit_options.get("static_argnames", ())
+        self._static_names = (names,) if isinstance(names, str) else tuple(names)
+        try:  # a static name passed by position is static too (as jax.jit reads it)
+            parameters = list(inspect.signature(fun).parameters)
+        except (TypeError, ValueError):
+            parameters = []
+        self._static_nums = {nums} if isinstance(nums, int) else set(nums)
+        self._static_nums |= {parameters.index(n) for n in self._static_names if n in parameters}
+        self._loaded: dict[str, tuple | None] = {}
+        functools.update_wrapper(self, fun)
+
+    def __call__(self, *args, **kwargs):
+        static = {k: kwargs[k] for k in self._static_names if k in kwargs}
+        static.update({k: args[k] for k in self._static_nums if k < len(args)})
+        dynamic = tuple(a for k, a in enumerate(args) if k not in static)
+        leaves, tree = jax.tree_util.tree_flatten((dynamic, {k: v for k, v in kwargs.items() if k not in static}))
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):  # inside a user's jit, grad or vmap: inlined
+            return self._nested(*args, **kwargs)
+        folder = _store_folder()
+        key = None if folder is None else _store_key(self._name, tree, static, leaves)
+        entry = None
+        if key is not None:
+            entry = self._loaded[key] if key in self._loaded else self._load(folder, key, tree, static, leaves)
+        if entry is None:  # the cache is off, or this call cannot be kept (a foreign object, a host callback)
+            return self.jitted(*args, **kwargs)
+        call, out_tree = entry
+        return jax.tree_util.tree_unflatten(out_tree, call(*leaves))
+
+    def _cache_size(self) -> int:
+        """Compiled executables held (``jax.jit``'s ``_cache_size``, over the plain and stored paths)."""
+        return self.jitted._cache_size() + sum(entry[0]._cache_size() for entry in self._loaded.values() if entry)
+
+    def _load(self, folder: Path, key: str, tree, static: dict, leaves) -> tuple | None:
+        """(jitted call of the exported program, output treedef), read from ``folder`` or exported there;
+        None when the kernel cannot be exported."""
+        path = folder / f"{key}.bin"
+        try:
+            serialized, out_tree = pickle.loads(path.read_bytes())
+            exported = jax_export.deserialize(serialized)
+        except Exception:  # absent, unreadable or half-written: export afresh
+            try:
+                exported, out_tree = self._export(tree, static, leaves)
+                serialized = exported.serialize()
+            except Exception:  # e.g. a host callback, which has no serialized form
+                self._loaded[key] = None
+                return None
+            _write_atomically(path, pickle.dumps((serialized, out_tree)))
+        self._loaded[key] = (jax.jit(exported.call, compiler_options=COMPILER_OPTIONS), out_tree)
+        return self._loaded[key]
+
+    def _export(self, tree, static: dict, leaves):
+        """``jax.export`` of the kernel as a function of the flat leaves. Returns (Exported, out treedef)."""
+        out_trees = []
+
+        def flat(*flat_leaves):
+            dynamic, kwargs = jax.tree_util.tree_unflatten(tree, flat_leaves)
+            kwargs = {**kwargs, **{k: v for k, v in static.items() if isinstance(k, str)}}
+            args, rest = [], iter(dynamic)
+            for k in range(len(dynamic) + sum(isinstance(s, int) for s in static)):
+                args.append(static[k] if k in static else next(rest))
+            out, out_tree = jax.tree_util.tree_flatten(self._fun(*args, **kwargs))
+            out_trees.append(out_tree)
+            return out
+
+        specs = [jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.result_type(x), weak_type=_weak(x)) for x in leaves]
+        exported = jax_export.export(jax.jit(flat))(*specs)
+        return exported, out_trees[0]
+
+
+def _weak(x) -> bool:
+    """Whether a leaf is weakly typed (a Python number, or a weak-typed array)."""
+    return (isinstance(x, (int, float, complex)) and not isinstance(x, bool)) or bool(getattr(x, "weak_type", False))
+
+
+def _store_folder() -> Path | None:
+    """The exported kernels' folder inside JAX's compilation cache folder; None when that cache is off."""
+    folder = jax.config.jax_compilation_cache_dir
+    return None if not folder else Path(folder) / _STORE_FOLDER
+
+
+class _TrustedPickler(pickle.Pickler):
+    """Pickles a call's structure and static arguments; refuses any object from an untrusted module
+    (its code, which the key does not hold, could change between processes)."""
+
+    def reducer_override(self, obj):
+        module = getattr(obj, "__module__", None) if isinstance(obj, type) or callable(obj) else type(obj).__module__
+        if module is not None and module.split(".")[0] not in _TRUSTED_MODULES:
+            raise pickle.PicklingError(f"untrusted {module}")
+        return NotImplemented
+
+
+def _store_key(name: str, tree, static: dict, leaves) -> str | None:
+    """Hex key of one call (None: not storable, the call stays a plain ``jax.jit``)."""
+    if not all(isinstance(x, (jax.Array, np.ndarray, np.generic, bool, int, float, complex)) for x in leaves):
+        return None
+    buffer = io.BytesIO()
+    try:
+        _TrustedPickler(buffer, protocol=4).dump((tree, sorted(static.items(), key=lambda kv: str(kv[0]))))
+    except Exception:
+        return None
+    config = tuple(getattr(jax.config, flag) for flag in ("jax_enable_x64", "jax_numpy_rank_promotion",
+                                                         "jax_numpy_dtype_promotion", "jax_default_matmul_precision"))
+    avals = [(np.shape(x), str(jax.dtypes.result_type(x)), _weak(x)) for x in leaves]
+    text = repr((_source_fingerprint(), jax.__version__, jax.default_backend(), name, config, avals))
+    return hashlib.sha256(text.encode() + buffer.getvalue()).hexdigest()
+
+
+@functools.cache
+def _source_fingerprint() -> str:
+    """sha256 of the package's Python sources: a changed kernel is never read from the store."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file (parallel processes never read half a file)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        pass  # a read-only cache: the kernel runs, it is only not kept

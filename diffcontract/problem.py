@@ -80,7 +80,7 @@ def _validate_participants(value: Any) -> int:
     return int(value)
 
 
-@jax.jit
+@kernel_jit
 def _evaluate_curve(curve, x):
     return curve(x)
 

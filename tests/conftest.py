@@ -18,8 +18,9 @@ variables, which JAX reads at import): the same ALM kernel that took 43 s to com
 what the first compiled (cache keys hold the program, the compiler options and the JAX version, so
 a changed kernel compiles afresh): ``$DIFFCONTRACT_TEST_JAX_CACHE`` when set, else
 ``test-jax`` in diffcontract's cache folder (``diffcontract._cache.cache_dir``), pruned to
-``_CACHE_MAX_BYTES`` at the start of a session (oldest entries first; JAX's own size limit needs the
-``filelock`` package, which is not a dependency). ``DIFFCONTRACT_TEST_JAX_CACHE=fresh``
+``_CACHE_MAX_BYTES`` at the start of a session (oldest files first, the exported kernels of
+``diffcontract._cache.StoredKernel`` included; JAX's own size limit needs the ``filelock``
+package, which is not a dependency). ``DIFFCONTRACT_TEST_JAX_CACHE=fresh``
 uses a new folder removed at the session's end: the first run on a new machine, as CI runs.
 """
 
@@ -39,8 +40,8 @@ if _chosen in ("", "fresh"):  # the session's first process decides: workers and
         _home = os.environ.get("DIFFCONTRACT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "diffcontract")
         _cache = os.path.join(_home, "test-jax")
         os.makedirs(_cache, exist_ok=True)
-        _entries = sorted((entry.stat().st_mtime, entry.stat().st_size, entry.path) for entry in os.scandir(_cache)
-                          if entry.is_file())
+        _files = [os.path.join(folder, name) for folder, _, names in os.walk(_cache) for name in names]
+        _entries = sorted((os.stat(path).st_mtime, os.stat(path).st_size, path) for path in _files)
         _excess = sum(size for _, size, _ in _entries) - _CACHE_MAX_BYTES
         for _, size, path in _entries:  # oldest first, until the folder fits
             if _excess <= 0:

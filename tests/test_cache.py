@@ -1,11 +1,17 @@
-"""The persistent compilation cache: on by default in the user's cache folder, never over a choice."""
+"""The persistent compilation cache (on by default in the user's cache folder, never over a choice) and
+the kernel store beside it."""
 
 from __future__ import annotations
 
+import chex
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
-from diffcontract._cache import OPT_OUT, cache_dir, enable_compilation_cache
+import diffcontract as dc
+from diffcontract import _cache
+from diffcontract._cache import _STORE_FOLDER, OPT_OUT, cache_dir, enable_compilation_cache, kernel_jit
 
 
 @pytest.fixture
@@ -40,3 +46,75 @@ def test_opt_out(unset_cache_dir, tmp_path, monkeypatch, value):
     monkeypatch.setenv(OPT_OUT, value)
     assert enable_compilation_cache() is None
     assert not jax.config.jax_compilation_cache_dir
+
+
+# --- the kernel store: exported programs kept between processes (StoredKernel) ---
+
+
+@pytest.fixture
+def store(tmp_path):
+    """The JAX cache folder (and so the kernel store) in ``tmp_path`` for one test."""
+    saved = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    yield tmp_path / _STORE_FOLDER
+    jax.config.update("jax_compilation_cache_dir", saved)
+
+
+def _counted_kernel(traces: list):
+    """A fresh ``StoredKernel`` at one definition site (so every call of this helper has the same
+    store keys, as the same kernel has in a new process); ``traces`` grows by one per trace."""
+
+    def scaled_sum(x, power: int, *, offset):
+        traces.append(1)
+        return {"sum": jnp.sum(x ** power) + sum(jax.tree_util.tree_leaves(offset)), "first": x[0]}
+
+    return kernel_jit(scaled_sum, static_argnames="power")
+
+
+def test_a_new_process_reads_the_kernel_without_tracing_it(store):
+    traces = []
+    x = jnp.arange(4.0)
+    first = _counted_kernel(traces)(x, 2, offset=1.0)
+    assert len(traces) == 1 and len(list(store.glob("*.bin"))) == 1
+    again = _counted_kernel(traces)  # a new process: nothing in memory, the file on disk
+    assert again(x, 2, offset=1.0) == first and len(traces) == 1
+    assert again(x, power=2, offset=1.0) == first  # spelt another way: its own entry, the same answer
+    assert float(again(x + 1.0, 2, offset=3.0)["sum"]) == 33.0  # leaves change freely
+    assert len(traces) == 2 and again._cache_size() == 2
+    again(x, 3, offset=1.0)  # a new static value is a new program
+    again(jnp.arange(5.0), 2, offset=1.0)  # and so is a new shape
+    assert len(traces) == 4 and len(list(store.glob("*.bin"))) == 4
+
+
+def test_the_store_is_keyed_by_the_package_source(store, monkeypatch):
+    traces = []
+    _counted_kernel(traces)(jnp.ones(3), 2, offset=0.0)
+    monkeypatch.setattr(_cache, "_source_fingerprint", lambda: "an edited package")
+    _counted_kernel(traces)(jnp.ones(3), 2, offset=0.0)
+    assert len(traces) == 2
+
+
+@chex.dataclass(frozen=True)
+class _OutsideNode:  # a pytree node from outside the package: its code is not in the key
+    value: jax.Array
+
+
+def test_transformations_and_foreign_nodes_are_the_plain_jit(store):
+    traces = []
+    kernel = _counted_kernel(traces)
+    grad = jax.grad(lambda x: kernel(x, 2, offset=0.0)["sum"])(jnp.arange(3.0))
+    np.testing.assert_array_equal(grad, [0.0, 2.0, 4.0])
+    jax.vmap(lambda x: kernel(x, 2, offset=0.0))(jnp.ones((2, 3)))
+    kernel(jnp.ones(3), 2, offset=_OutsideNode(value=jnp.zeros(())))
+    assert not store.exists() or not list(store.glob("*.bin"))
+
+
+def test_stored_kernels_give_the_plain_jits_answer_bit_for_bit(store, monkeypatch):
+    problem = dc.ContractProblem(participants=10, probs=np.full(5, 0.2), costs=np.linspace(0.2, 0.04, 5))
+    stored = {method: dc.solve(problem, method=method) for method in ("exact", "alm")}
+    assert list(store.glob("*.bin"))
+    monkeypatch.setattr(_cache, "_store_folder", lambda: None)
+    for method, solution in stored.items():
+        plain = dc.solve(problem, method=method)
+        chex.assert_trees_all_equal(solution.contributions, plain.contributions)  # exactly: the same program
+        assert solution.expected_value == plain.expected_value and solution.status == plain.status

@@ -56,7 +56,7 @@ def _sharded_kernel(devices: int, constraints: str):
         return jax.tree_util.tree_map(lambda a: jax.lax.all_gather(a, "problems", tiled=True), local)
 
     return kernel_jit(jax.shard_map(per_device, mesh=mesh, in_specs=(spec(),) + (spec("problems"),) * 4,
-                                 out_specs=spec(), check_vma=False))
+                                 out_specs=spec(), check_vma=False), stored=False)  # the mesh is not an argument
 
 
 def _solve_members(solver, problems, tables, constraints, warm_start, restart_from, devices: int = 1) -> Solution:
