@@ -44,6 +44,7 @@ import tempfile
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
 
@@ -108,7 +109,8 @@ class StoredKernel:
     Plain ``jax.jit`` (nothing kept) when the cache is off, under a transformation (tracer arguments:
     the kernel is inlined into the caller's program), when an object in the arguments' structure or
     static arguments comes from outside ``_TRUSTED_MODULES`` (its code is not in the key: a user's
-    own curve class), or when the program cannot be exported (a host callback).
+    own curve class), or when the program cannot be exported (a host callback) or spans several
+    devices (``shard_map`` over a mesh: its call needs that mesh).
 
     Args:
       fun: the kernel.  jitted: ``fun`` under ``jax.jit`` with the package's compiler options.
@@ -160,11 +162,14 @@ class StoredKernel:
         try:
             serialized, out_tree = pickle.loads(path.read_bytes())
             exported = jax_export.deserialize(serialized)
+            _load_lapack()
         except Exception:  # absent, unreadable or half-written: export afresh
             try:
                 exported, out_tree = self._export(tree, static, leaves)
-                serialized = exported.serialize()
+                serialized = exported.serialize() if exported.nr_devices == 1 else None
             except Exception:  # e.g. a host callback, which has no serialized form
+                serialized = None
+            if serialized is None:  # nor has a program over several devices a call without its mesh
                 self._loaded[key] = None
                 return None
             _write_atomically(path, pickle.dumps((serialized, out_tree)))
@@ -188,6 +193,14 @@ class StoredKernel:
         specs = [jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.result_type(x), weak_type=_weak(x)) for x in leaves]
         exported = jax_export.export(jax.jit(flat))(*specs)
         return exported, out_trees[0]
+
+
+@functools.cache
+def _load_lapack() -> None:
+    """Lower one LAPACK call, once per process. JAX loads its CPU LAPACK kernels when it first lowers
+    one; a program read from disk lowers none, and with jax 0.8.0 its LAPACK calls then crashed the
+    process (segmentation fault in the Sec. 6.2 ALM kernel)."""
+    jax.jit(jnp.linalg.cholesky).lower(jax.ShapeDtypeStruct((2, 2), np.float32))
 
 
 def _weak(x) -> bool:

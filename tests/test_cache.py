@@ -3,6 +3,10 @@ the kernel store beside it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -118,3 +122,26 @@ def test_stored_kernels_give_the_plain_jits_answer_bit_for_bit(store, monkeypatc
         plain = dc.solve(problem, method=method)
         chex.assert_trees_all_equal(solution.contributions, plain.contributions)  # exactly: the same program
         assert solution.expected_value == plain.expected_value and solution.status == plain.status
+
+
+def test_a_program_over_several_devices_is_the_plain_jit(tmp_path):
+    # A fresh interpreter with two CPU devices (set before JAX initializes). An exported shard_map
+    # program can only be called inside its mesh, so it is never kept: the second call (a new
+    # process, as far as the store knows) must work, and nothing is on disk.
+    code = f"""
+import jax, jax.numpy as jnp, numpy as np
+jax.config.update("jax_compilation_cache_dir", {str(tmp_path)!r})
+from diffcontract._cache import kernel_jit
+mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ("d",))
+spec = jax.sharding.PartitionSpec
+def total(x):
+    return jax.shard_map(lambda b: jax.lax.psum(jnp.sum(b), "d"), mesh=mesh, in_specs=spec("d"), out_specs=spec())(x)
+def kernel():
+    return kernel_jit(total)
+print(float(kernel()(jnp.arange(4.0))), float(kernel()(jnp.arange(4.0))))
+"""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["6.0", "6.0"]
+    assert not list(tmp_path.glob(f"{_STORE_FOLDER}/*.bin"))
