@@ -200,7 +200,11 @@ def _load_lapack() -> None:
     """Lower one LAPACK call, once per process. JAX loads its CPU LAPACK kernels when it first lowers
     one; a program read from disk lowers none, and with jax 0.8.0 its LAPACK calls then crashed the
     process (segmentation fault in the Sec. 6.2 ALM kernel)."""
-    jax.jit(jnp.linalg.cholesky).lower(jax.ShapeDtypeStruct((2, 2), np.float32))
+    try:
+        from jaxlib import lapack  # what JAX's lowering calls; 0.2 s less than lowering a Cholesky
+        lapack.prepare_lapack_call("potrf_ffi", np.dtype(np.float64))
+    except (ImportError, AttributeError):  # another jaxlib layout
+        jax.jit(jnp.linalg.cholesky).lower(jax.ShapeDtypeStruct((2, 2), np.float32))
 
 
 def _weak(x) -> bool:
