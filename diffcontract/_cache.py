@@ -173,6 +173,7 @@ class StoredKernel:
                 self._loaded[key] = None
                 return None
             _write_atomically(path, pickle.dumps((serialized, out_tree)))
+            exported = jax_export.deserialize(serialized)  # what later processes call: one executable for all
         self._loaded[key] = (jax.jit(exported.call, compiler_options=COMPILER_OPTIONS), out_tree)
         return self._loaded[key]
 
