@@ -24,8 +24,8 @@ could look the executable up: about 2.3 s of a 3.4 s one-off ALM solve of Sec. 6
 1.47 s, of which tracing 1.35 s). ``StoredKernel`` keeps each kernel's exported program
 (``jax.export``, StableHLO serialized with flatbuffers) in ``diffcontract-kernels/`` inside the
 compilation cache folder, so a later process deserializes it and compiles it (a cache hit) without
-tracing: the same solve took 0.69 s, the whole process 3.4 -> 2.8 s (``benchmarks/cold_start.py``:
-warm ALM 2.7x -> 1.7x and exact 2.3x -> 1.8x ``import jax``). A stored program is only reused when
+tracing: the same solve took 0.69 s (``benchmarks/cold_start.py``, warm, against ``import jax``: ALM
+2.7x -> 1.8x, exact 2.3x -> 2.2x; the exact solver's host loop traces little). A stored program is only reused when
 everything that shaped it is in its key: the package's source, the JAX version and backend, the
 configuration that changes tracing, the arguments' structure with its static data, their shapes and
 dtypes, and the static arguments; anything else is the plain ``jax.jit``.
