@@ -50,6 +50,7 @@ def test_opt_out(unset_cache_dir, tmp_path, monkeypatch, value):
     monkeypatch.setenv(OPT_OUT, value)
     assert enable_compilation_cache() is None
     assert not jax.config.jax_compilation_cache_dir
+    assert _cache._store_folder() is None  # no kept programs either
 
 
 # --- the kernel store: exported programs kept between processes (StoredKernel) ---
