@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import inspect
 import io
 import os
@@ -47,6 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
+from jax._src import config as jax_config  # trace_context: the flags JAX's own jit cache keys on
+from jax._src.core import trace_state_clean  # False inside a user's jit, even for concrete arguments
 
 OPT_OUT = "DIFFCONTRACT_JAX_CACHE"
 
@@ -84,6 +87,7 @@ COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}  # the module docstrin
 _STORE_FOLDER = "diffcontract-kernels"  # exported kernels, inside JAX's compilation cache folder
 _TRUSTED_MODULES = ("diffcontract", "builtins", "numpy", "jax", "jaxlib", "collections", "enum", "functools",
                     "copyreg", "ml_dtypes")
+_TRACED_LIBRARIES = ("diffcontract", "jax", "jaxlib", "numpy", "ml_dtypes", "optax", "flax", "chex", "scipy")
 
 
 def kernel_jit(fun, *, stored: bool = True, **jit_options):
@@ -106,11 +110,13 @@ def kernel_jit(fun, *, stored: bool = True, **jit_options):
 class StoredKernel:
     """A jitted kernel whose exported program is kept on disk between processes (module docstring).
 
-    Plain ``jax.jit`` (nothing kept) when the cache is off, under a transformation (tracer arguments:
-    the kernel is inlined into the caller's program), when an object in the arguments' structure or
-    static arguments comes from outside ``_TRUSTED_MODULES`` (its code is not in the key: a user's
-    own curve class), or when the program cannot be exported (a host callback) or spans several
-    devices (``shard_map`` over a mesh: its call needs that mesh).
+    Plain ``jax.jit`` (nothing kept) when the cache is off or is not a local folder; inside a user's
+    trace (tracer arguments, or concrete ones under a ``jit``: the kernel is inlined into the caller's
+    program); when an object in the arguments' structure or static arguments comes from outside
+    ``_TRUSTED_MODULES`` (its code is not in the key: a user's own curve class); or when the program
+    cannot be exported (a host callback), spans several devices (``shard_map`` over a mesh: its call
+    needs that mesh), or a program read from disk fails on its first call (the file is removed).
+    For the package's own kernels: the key holds the package's source, not a caller's.
 
     Args:
       fun: the kernel.  jitted: ``fun`` under ``jax.jit`` with the package's compiler options.
@@ -131,8 +137,8 @@ class StoredKernel:
             parameters = []
         self._static_nums = {nums} if isinstance(nums, int) else set(nums)
         self._static_nums |= {parameters.index(n) for n in self._static_names if n in parameters}
-        self._loaded: dict[str, tuple | None] = {}
-        self._keys: dict[tuple, str | None] = {}
+        self._loaded: dict[str, list | None] = {}  # key -> [jitted call, output treedef, verified]
+        self._keys: dict[tuple, str | None] = {}  # call signature -> key, per process
         functools.update_wrapper(self, fun)
 
     def __call__(self, *args, **kwargs):
@@ -140,53 +146,67 @@ class StoredKernel:
         static.update({k: args[k] for k in self._static_nums if k < len(args)})
         dynamic = tuple(a for k, a in enumerate(args) if k not in static)
         leaves, tree = jax.tree_util.tree_flatten((dynamic, {k: v for k, v in kwargs.items() if k not in static}))
-        if any(isinstance(x, jax.core.Tracer) for x in leaves):  # inside a user's jit, grad or vmap: inlined
-            return self._nested(*args, **kwargs)
+        if not trace_state_clean() or any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return self._nested(*args, **kwargs)  # inside a user's jit, grad or vmap: inlined there
         folder = _store_folder()
-        entry = None if folder is None else self._entry(folder, tree, static, leaves)
-        if entry is None:  # the cache is off, or this call cannot be kept (a foreign object, a host callback)
+        key = None if folder is None else self._key(folder, tree, static, leaves)
+        entry = None if key is None else self._loaded[key] if key in self._loaded else self._load(
+            folder / f"{key}.bin", key, tree, static, leaves)
+        if entry is None:  # not kept: the cache is off, a foreign object, a host callback, ...
             return self.jitted(*args, **kwargs)
-        call, out_tree = entry
-        return jax.tree_util.tree_unflatten(out_tree, call(*leaves))
-
-    def _entry(self, folder: Path, tree, static: dict, leaves) -> tuple | None:
-        """The loaded program of this call, or None (not storable). The store key (a pickle and a
-        hash, ~45 us) is computed once per call signature and process: a host loop calls kernels
-        hundreds of times (the exact solver: +35 % on a warm Sec. 6.2 solve before this memo)."""
+        call, out_tree, verified = entry
+        if verified:
+            return jax.tree_util.tree_unflatten(out_tree, call(*leaves))
         try:
-            signature = (folder, tree, tuple(static.items()), tuple(map(_spec, leaves)), _tracing_config())
-            key = self._keys[signature] if signature in self._keys else self._keys.setdefault(
-                signature, _store_key(self._name, tree, static, leaves))
-        except TypeError:  # an unhashable leaf or static value: no memo
-            key = _store_key(self._name, tree, static, leaves)
-        if key is None:
-            return None
-        return self._loaded[key] if key in self._loaded else self._load(folder, key, tree, static, leaves)
+            out = call(*leaves)
+        except Exception:  # a damaged file, or one another platform wrote: never read again
+            self._loaded[key] = None
+            (folder / f"{key}.bin").unlink(missing_ok=True)
+            return self.jitted(*args, **kwargs)
+        entry[2] = True
+        return jax.tree_util.tree_unflatten(out_tree, out)
+
+    def _key(self, folder: Path, tree, static: dict, leaves) -> str | None:
+        """The store key of this call (None: not storable). Its pickle and hash (~45 us) are computed
+        once per call signature and process: a host loop calls kernels hundreds of times (the exact
+        solver: +35 % on a warm Sec. 6.2 solve without this memo)."""
+        config = _tracing_config()
+        try:
+            signature = (folder, tree, tuple(static.items()), tuple(map(_spec, leaves)), config)
+            hash(signature)
+        except TypeError:  # an unhashable static value: no memo
+            return _store_key(self._name, tree, static, leaves, config)
+        if signature not in self._keys:
+            self._keys[signature] = _store_key(self._name, tree, static, leaves, config)
+        return self._keys[signature]
 
     def _cache_size(self) -> int:
         """Compiled executables held (``jax.jit``'s ``_cache_size``, over the plain and stored paths)."""
         return self.jitted._cache_size() + sum(entry[0]._cache_size() for entry in self._loaded.values() if entry)
 
-    def _load(self, folder: Path, key: str, tree, static: dict, leaves) -> tuple | None:
-        """(jitted call of the exported program, output treedef), read from ``folder`` or exported there;
-        None when the kernel cannot be exported."""
-        path = folder / f"{key}.bin"
+    def _load(self, path: Path, key: str, tree, static: dict, leaves) -> list | None:
+        """[jitted call of the exported program, output treedef, verified], read from ``path`` or
+        exported there; None when the kernel cannot be kept."""
+        verified = True
         try:
-            serialized, out_tree = pickle.loads(path.read_bytes())
-            exported = jax_export.deserialize(serialized)
+            digest, payload = pickle.loads(path.read_bytes())
+            if hashlib.sha256(payload).hexdigest() != digest:
+                raise ValueError("damaged")
+            serialized, out_tree = pickle.loads(payload)
+            exported, verified = jax_export.deserialize(serialized), False
             _load_lapack()
         except Exception:  # absent, unreadable or half-written: export afresh
             try:
                 exported, out_tree = self._export(tree, static, leaves)
-                serialized = exported.serialize() if exported.nr_devices == 1 else None
-            except Exception:  # e.g. a host callback, which has no serialized form
-                serialized = None
-            if serialized is None:  # nor has a program over several devices a call without its mesh
+                if exported.nr_devices != 1:  # a program over several devices: its call needs the mesh
+                    raise ValueError("several devices")
+                payload = pickle.dumps((exported.serialize(), out_tree))
+            except Exception:  # a host callback, an output that does not pickle, no flatbuffers, ...
                 self._loaded[key] = None
                 return None
-            _write_atomically(path, pickle.dumps((serialized, out_tree)))
-            exported = jax_export.deserialize(serialized)  # what later processes call: one executable for all
-        self._loaded[key] = (jax.jit(exported.call, compiler_options=COMPILER_OPTIONS), out_tree)
+            _write_atomically(path, pickle.dumps((hashlib.sha256(payload).hexdigest(), payload)))
+            exported = jax_export.deserialize(pickle.loads(payload)[0])  # what later processes call
+        self._loaded[key] = [jax.jit(exported.call, compiler_options=COMPILER_OPTIONS), out_tree, verified]
         return self._loaded[key]
 
     def _export(self, tree, static: dict, leaves):
@@ -208,13 +228,22 @@ class StoredKernel:
         return exported, out_trees[0]
 
 
+def _store_folder() -> Path | None:
+    """The kept programs' folder, inside JAX's compilation cache folder; None when that cache is off or
+    is not a local folder (``gs://...``), or jit is disabled."""
+    folder = jax.config.jax_compilation_cache_dir
+    if not folder or "://" in folder or jax.config.jax_disable_jit:
+        return None
+    return Path(folder) / _STORE_FOLDER
+
+
 @functools.cache
 def _load_lapack() -> None:
-    """Lower one LAPACK call, once per process. JAX loads its CPU LAPACK kernels when it first lowers
-    one; a program read from disk lowers none, and with jax 0.8.0 its LAPACK calls then crashed the
+    """Initialize JAX's CPU LAPACK kernels, once per process. JAX does it when it first lowers a LAPACK
+    call; a program read from disk lowers none, and with jax 0.8.0 its LAPACK calls then crashed the
     process (segmentation fault in the Sec. 6.2 ALM kernel)."""
     try:
-        from jaxlib import lapack  # what JAX's lowering calls; 0.2 s less than lowering a Cholesky
+        from jaxlib import lapack  # what JAX's lowering calls (it loads scipy's LAPACK: ~0.2 s)
         lapack.prepare_lapack_call("potrf_ffi", np.dtype(np.float64))
     except (ImportError, AttributeError):  # another jaxlib layout
         jax.jit(jnp.linalg.cholesky).lower(jax.ShapeDtypeStruct((2, 2), np.float32))
@@ -228,20 +257,18 @@ def _spec(x) -> tuple:
 
 
 def _tracing_config() -> tuple:
-    """The configuration that changes what a kernel traces to."""
-    return tuple(getattr(jax.config, flag) for flag in ("jax_enable_x64", "jax_numpy_rank_promotion",
-                                                       "jax_numpy_dtype_promotion", "jax_default_matmul_precision"))
+    """The configuration a kernel's program depends on: JAX's own trace context (what its jit cache
+    keys on: x64, promotion rules, PRNG flags, default device, ...), less the axis environment (empty
+    outside a trace), and the PRNG implementation."""
+    context = jax_config.trace_context() if hasattr(jax_config, "trace_context") else (
+        jax.config.jax_enable_x64, jax.config.jax_numpy_rank_promotion, jax.config.jax_numpy_dtype_promotion,
+        jax.config.jax_default_matmul_precision, jax.config.jax_threefry_partitionable)
+    return tuple(v for v in context if type(v).__name__ != "AxisEnv") + (jax.config.jax_default_prng_impl,)
 
 
 def _weak(x) -> bool:
     """Whether a leaf is weakly typed (a Python number, or a weak-typed array)."""
     return (isinstance(x, (int, float, complex)) and not isinstance(x, bool)) or bool(getattr(x, "weak_type", False))
-
-
-def _store_folder() -> Path | None:
-    """The exported kernels' folder inside JAX's compilation cache folder; None when that cache is off."""
-    folder = jax.config.jax_compilation_cache_dir
-    return None if not folder else Path(folder) / _STORE_FOLDER
 
 
 class _TrustedPickler(pickle.Pickler):
@@ -255,37 +282,50 @@ class _TrustedPickler(pickle.Pickler):
         return NotImplemented
 
 
-def _store_key(name: str, tree, static: dict, leaves) -> str | None:
+def _store_key(name: str, tree, static: dict, leaves, config: tuple) -> str | None:
     """Hex key of one call (None: not storable, the call stays a plain ``jax.jit``)."""
-    if not all(isinstance(x, (jax.Array, np.ndarray, np.generic, bool, int, float, complex)) for x in leaves):
+    code = _code_fingerprint()
+    if code is None or not all(isinstance(x, (jax.Array, np.ndarray, np.generic, bool, int, float, complex))
+                               for x in leaves):
         return None
     buffer = io.BytesIO()
     try:
         _TrustedPickler(buffer, protocol=4).dump((tree, sorted(static.items(), key=lambda kv: str(kv[0]))))
     except Exception:
         return None
-    config = _tracing_config()
     avals = [(np.shape(x), str(jax.dtypes.result_type(x)), _weak(x)) for x in leaves]
-    text = repr((_source_fingerprint(), jax.__version__, jax.default_backend(), name, config, avals))
+    text = repr((code, jax.default_backend(), name, config, avals))
     return hashlib.sha256(text.encode() + buffer.getvalue()).hexdigest()
 
 
 @functools.cache
-def _source_fingerprint() -> str:
-    """sha256 of the package's Python sources: a changed kernel is never read from the store."""
+def _code_fingerprint() -> str | None:
+    """sha256 of the package's Python sources and of the versions of every library a kernel traces
+    through (a changed kernel or library is never read from the store); None when no source file is
+    found (a zipped or bytecode-only install: the store is off)."""
+    sources = sorted(Path(__file__).parent.rglob("*.py"))
+    if not sources:
+        return None
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
+    for path in sources:
         digest.update(path.read_bytes())
+    for library in _TRACED_LIBRARIES:
+        try:
+            digest.update(f"{library}=={importlib.metadata.version(library)};".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{library} absent;".encode())
     return digest.hexdigest()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file (parallel processes never read half a file)."""
+    temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         os.replace(temporary, path)
-    except OSError:
-        pass  # a read-only cache: the kernel runs, it is only not kept
+    except OSError:  # a read-only or full cache: the kernel runs, it is only not kept
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)

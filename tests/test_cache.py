@@ -4,6 +4,7 @@ the kernel store beside it."""
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 
@@ -90,12 +91,39 @@ def test_a_new_process_reads_the_kernel_without_tracing_it(store):
     assert len(traces) == 4 and len(list(store.glob("*.bin"))) == 4
 
 
-def test_the_store_is_keyed_by_the_package_source(store, monkeypatch):
+def test_the_store_is_keyed_by_the_package_source_and_jax_configuration(store, monkeypatch):
     traces = []
     _counted_kernel(traces)(jnp.ones(3), 2, offset=0.0)
-    monkeypatch.setattr(_cache, "_source_fingerprint", lambda: "an edited package")
+    monkeypatch.setattr(_cache, "_code_fingerprint", lambda: "an edited package or another optax")
     _counted_kernel(traces)(jnp.ones(3), 2, offset=0.0)
     assert len(traces) == 2
+    with jax.numpy_rank_promotion("allow" if jax.config.jax_numpy_rank_promotion != "allow" else "warn"):
+        _counted_kernel(traces)(jnp.ones(3), 2, offset=0.0)  # a flag JAX's own jit cache keys on
+    assert len(traces) == 3
+
+
+def test_a_damaged_or_wrong_file_is_never_used(store):
+    traces = []
+    first = _counted_kernel(traces)(jnp.arange(3.0), 2, offset=0.0)
+    (path,) = store.glob("*.bin")
+    digest, payload = pickle.loads(path.read_bytes())
+    middle = len(payload) // 2
+    flipped = payload[:middle] + bytes([payload[middle] ^ 1]) + payload[middle + 1:]
+    path.write_bytes(pickle.dumps((digest, flipped)))  # one bit changed: its checksum fails
+    assert _counted_kernel(traces)(jnp.arange(3.0), 2, offset=0.0) == first and len(traces) == 2
+    _counted_kernel(traces)(jnp.arange(4.0), 2, offset=0.0)  # a valid program for another shape ...
+    (other,) = set(store.glob("*.bin")) - {path}
+    path.write_bytes(other.read_bytes())  # ... under this call's key: its first call fails
+    assert _counted_kernel(traces)(jnp.arange(3.0), 2, offset=0.0) == first and not path.exists()
+
+
+def test_inside_a_users_jit_the_kernel_is_inlined(store):
+    traces = []
+    kernel = _counted_kernel(traces)
+    # Concrete arguments (closed-over constants) inside a trace: jax.jit refuses compiler options on a
+    # nested jit, so the kernel is the plain nested jit there.
+    total = jax.jit(lambda y: kernel(jnp.arange(3.0), 2, offset=0.0)["sum"] + y)(1.0)
+    assert float(total) == 6.0 and not list(store.glob("*.bin"))
 
 
 @chex.dataclass(frozen=True)
