@@ -85,6 +85,7 @@ def enable_compilation_cache() -> str | None:
 
 COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}  # the module docstring says why
 _STORE_FOLDER = "diffcontract-kernels"  # exported kernels, inside JAX's compilation cache folder
+_STORE_MAX_BYTES = 1 << 30  # past this, the least recently used programs are removed (I = 19: ~18 MB each)
 _TRUSTED_MODULES = ("diffcontract", "builtins", "numpy", "jax", "jaxlib", "collections", "enum", "functools",
                     "copyreg", "ml_dtypes")
 _TRACED_LIBRARIES = ("diffcontract", "jax", "jaxlib", "numpy", "ml_dtypes", "optax", "flax", "chex", "scipy")
@@ -195,6 +196,7 @@ class StoredKernel:
             serialized, out_tree = pickle.loads(payload)
             exported, verified = jax_export.deserialize(serialized), False
             _load_lapack()
+            os.utime(path)  # used: the last to be pruned
         except Exception:  # absent, unreadable or half-written: export afresh
             try:
                 exported, out_tree = self._export(tree, static, leaves)
@@ -205,6 +207,7 @@ class StoredKernel:
                 self._loaded[key] = None
                 return None
             _write_atomically(path, pickle.dumps((hashlib.sha256(payload).hexdigest(), payload)))
+            _prune(path.parent, _STORE_MAX_BYTES)
             exported = jax_export.deserialize(pickle.loads(payload)[0])  # what later processes call
         self._loaded[key] = [jax.jit(exported.call, compiler_options=COMPILER_OPTIONS), out_tree, verified]
         return self._loaded[key]
@@ -315,6 +318,22 @@ def _code_fingerprint() -> str | None:
         except importlib.metadata.PackageNotFoundError:
             digest.update(f"{library} absent;".encode())
     return digest.hexdigest()
+
+
+def _prune(folder: Path, max_bytes: int) -> None:
+    """Remove the least recently used programs in ``folder`` until it holds at most ``max_bytes``
+    (every upgrade of the package or of JAX starts a new set of programs)."""
+    try:
+        files = sorted((entry.stat().st_mtime, entry.stat().st_size, entry.path) for entry in os.scandir(folder)
+                       if entry.name.endswith(".bin"))
+        excess = sum(size for _, size, _ in files) - max_bytes
+        for _, size, path in files:
+            if excess <= 0:
+                break
+            os.remove(path)
+            excess -= size
+    except OSError:  # another process pruned first, or a read-only folder
+        pass
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -117,6 +117,18 @@ def test_a_damaged_or_wrong_file_is_never_used(store):
     assert _counted_kernel(traces)(jnp.arange(3.0), 2, offset=0.0) == first and not path.exists()
 
 
+def test_the_least_recently_used_programs_are_pruned(store, monkeypatch):
+    traces = []
+    for size in (2, 3):
+        _counted_kernel(traces)(jnp.ones(size), 2, offset=0.0)
+    one = max(path.stat().st_size for path in store.glob("*.bin"))
+    monkeypatch.setattr(_cache, "_STORE_MAX_BYTES", 2 * one)
+    oldest = min(store.glob("*.bin"), key=lambda path: path.stat().st_mtime)
+    os.utime(oldest, (0, 0))  # as if written long ago
+    _counted_kernel(traces)(jnp.ones(4), 2, offset=0.0)
+    assert len(list(store.glob("*.bin"))) == 2 and not oldest.exists()
+
+
 def test_inside_a_users_jit_the_kernel_is_inlined(store):
     traces = []
     kernel = _counted_kernel(traces)
