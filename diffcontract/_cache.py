@@ -167,6 +167,12 @@ class StoredKernel:
         entry[2] = True
         return jax.tree_util.tree_unflatten(out_tree, out)
 
+    def __getattr__(self, name: str):
+        """``lower``, ``trace``, ``eval_shape``, ...: those of the plain ``jax.jit``."""
+        if name in ("jitted", "_fun"):  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.jitted, name)
+
     def _key(self, folder: Path, tree, static: dict, leaves) -> str | None:
         """The store key of this call (None: not storable). Its pickle and hash (~45 us) are computed
         once per call signature and process: a host loop calls kernels hundreds of times (the exact

@@ -89,6 +89,7 @@ def test_a_new_process_reads_the_kernel_without_tracing_it(store):
     again(x, 3, offset=1.0)  # a new static value is a new program
     again(jnp.arange(5.0), 2, offset=1.0)  # and so is a new shape
     assert len(traces) == 4 and len(list(store.glob("*.bin"))) == 4
+    assert again.lower(x, 2, offset=1.0).compile()(x, offset=1.0) == first  # jax.jit's stages API
 
 
 def test_the_store_is_keyed_by_the_package_source_and_jax_configuration(store, monkeypatch):
