@@ -51,6 +51,8 @@ from jax import export as jax_export
 from jax._src import config as jax_config  # trace_context: the flags JAX's own jit cache keys on
 from jax._src.core import trace_state_clean  # False inside a user's jit, even for concrete arguments
 
+from ._jit import jit
+
 OPT_OUT = "DIFFCONTRACT_JAX_CACHE"
 
 
@@ -92,16 +94,16 @@ _TRACED_LIBRARIES = ("diffcontract", "jax", "jaxlib", "numpy", "ml_dtypes", "opt
 
 
 def kernel_jit(fun, *, stored: bool = True, **jit_options):
-    """``jax.jit(fun, **jit_options)`` compiled with ``COMPILER_OPTIONS`` (the package's kernels).
+    """``_jit.jit(fun, **jit_options)`` compiled with ``COMPILER_OPTIONS`` (the package's kernels).
 
     Args:
       fun: the kernel.  stored: keep its traced program between processes (``StoredKernel``); False
         for a kernel that closes over values its arguments do not show (a device mesh).
       jit_options: ``jax.jit`` options (``static_argnums``, ``static_argnames``).
     Returns:
-      A callable with ``jax.jit``'s behaviour (``StoredKernel`` when ``stored``).
+      A callable with ``jax.jit``'s behaviour (``StoredKernel`` when ``stored``, else ``_jit.jit``).
     """
-    jitted = jax.jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)
+    jitted = jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)
     if not stored:
         return jitted
     caller = sys._getframe(1)  # the definition site tells two wrappers of one function apart (a vmap)
@@ -128,7 +130,7 @@ class StoredKernel:
     def __init__(self, fun, jitted, jit_options: dict, site: str):
         self.jitted, self._fun = jitted, fun
         # Compiler options are refused on a jit nested in another trace (it is inlined there anyway).
-        self._nested = jax.jit(fun, **jit_options)
+        self._nested = jit(fun, **jit_options)
         self._name = f"{getattr(fun, '__qualname__', type(fun).__name__)}@{site}"
         nums, names = jit_options.get("static_argnums", ()), jit_options.get("static_argnames", ())
         self._static_names = (names,) if isinstance(names, str) else tuple(names)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._cache import kernel_jit
+from ._jit import node_types
 from . import _precision
 from .curves import GeneralizationBound, Linear
 from .curves._base import shown
@@ -240,10 +241,13 @@ class ContractProblem:
     _static = ("conditioning", "type_order")
 
     def tree_flatten(self):
-        return tuple(getattr(self, k) for k in self._leaves), tuple(getattr(self, k) for k in self._static)
+        # The curves' node classes too: look-alike curve classes must make different structures (_jit).
+        curve_classes = node_types(jax.tree_util.tree_structure((self.accuracy, self.valuation)))
+        return (tuple(getattr(self, k) for k in self._leaves),
+                (*(getattr(self, k) for k in self._static), curve_classes))
 
     def _fill(self, aux, children) -> None:
-        for k, v in zip(self._static + self._leaves, (*aux, *children)):
+        for k, v in zip(self._static + self._leaves, (*aux[:len(self._static)], *children)):
             setattr(self, k, v)
 
     @classmethod
@@ -422,8 +426,8 @@ def without_input_order(problem: ContractProblem) -> ContractProblem:
     compile once per input order of the types; given this view, once for all orders. Results
     computed from it are canonical; keep ``problem`` for the ``Solution``.
     """
-    flat, (conditioning, order) = problem.tree_flatten()
-    return ContractProblem.tree_unflatten((conditioning, tuple(range(len(order)))), flat)
+    flat, (conditioning, order, curve_classes) = problem.tree_flatten()
+    return ContractProblem.tree_unflatten((conditioning, tuple(range(len(order))), curve_classes), flat)
 
 
 def batch_size(problem: ContractProblem) -> int | None:

@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "diffcontract"
 #: and is, with the CLI, the top: below the CLI nothing imports it (``from .. import X`` of a name
 #: that is not a module counts as importing ``__init__``).
 LAYERS = {
-    "_precision": 0, "_version": 0, "_progress": 0, "_cache": 0, "numerics": 0, "curves": 0, "data": 0,
+    "_precision": 0, "_version": 0, "_progress": 0, "_jit": 0, "_cache": 0, "numerics": 0, "curves": 0, "data": 0,
     "problem": 1,
     "expectation": 2, "formulation": 2,
     "solvers": 3,

@@ -93,7 +93,7 @@ def optimum(problem: ContractProblem, polish: bool = True) -> np.ndarray:
 
 def canonical(problem: ContractProblem) -> ContractProblem:
     """The same problem with its types given costliest first (identity type order)."""
-    flat, (conditioning, _) = problem.tree_flatten()
+    flat, (conditioning, *_) = problem.tree_flatten()
     return ContractProblem.tree_unflatten((conditioning, tuple(range(problem.num_types))), flat)
 
 

@@ -32,6 +32,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
+from .._jit import jit
 from .. import _precision
 from ..expectation import conditional_weights, enumerate_outcomes
 from ..mechanism import proportional_assignment
@@ -118,7 +119,7 @@ def draw_menu(ax, solution, title: str | None = None):
         # Contributions can span orders of magnitude (scenario 3: 1e2 to 1e4); use a log axis then.
         log_axis = float(np.max(m)) > 20.0 * max(float(np.min(m)), 1e-9)
         grid = np.geomspace(1e-2 * max(float(np.min(m)), 1.0), m_max, 600) if log_axis else np.linspace(0.0, m_max, 600)
-        curve = np.asarray(jax.jit(lambda pr, x: pr.valuation(pr.accuracy(x)))(p, jnp.asarray(grid)))
+        curve = np.asarray(jit(lambda pr, x: pr.valuation(pr.accuracy(x)))(p, jnp.asarray(grid)))
     top = HEADROOM * max(float(np.max(curve)), float(np.max(t)))
     ax.plot(grid, curve, color="black", lw=1.6, label="value of training alone, $v(a(m))$")
     colors = _colors(p.num_types)
@@ -338,10 +339,10 @@ def draw_fits(ax, data, curves: Mapping[str, Any], fit_up_to: float | None = Non
                 label="observed accuracy (mean $\\pm$ 1 std over splits)", zorder=5)
     for name, curve in curves.items():
         with jax.enable_x64(True):
-            values = np.asarray(jax.jit(lambda c, x: c(x))(curve, grid))
+            values = np.asarray(jit(lambda c, x: c(x))(curve, grid))
             (line,) = ax.plot(grid, values, lw=1.6, label=f"fit: {name}")
             if hasattr(curve, "band") and getattr(curve, "num_members", 1) > 1:
-                lo, hi = (np.asarray(b) for b in jax.jit(lambda c, x: c.band(x, coverage))(curve, grid))
+                lo, hi = (np.asarray(b) for b in jit(lambda c, x: c.band(x, coverage))(curve, grid))
                 ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, lw=0,
                                 label=f"{name}: {int(round(100 * coverage))}% band")
     if fit_up_to is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._jit import jit
 from ..curves import FAMILIES
 from ._args import EXIT_OK, FIGURE_FORMATS, writable_file
 
@@ -97,10 +98,10 @@ def cmd_fit_curve(args: argparse.Namespace) -> int:
     metadata["train_rmse"] = float(np.sqrt(result.mse))
 
     with jax.enable_x64(True):
-        fitted = np.asarray(jax.jit(lambda c, x: c(x))(curve, data.sizes))
+        fitted = np.asarray(jit(lambda c, x: c(x))(curve, data.sizes))
         band = None
         if hasattr(ensemble, "band"):
-            band = [np.asarray(b) for b in jax.jit(lambda c, x: c.band(x))(ensemble, data.sizes)]
+            band = [np.asarray(b) for b in jit(lambda c, x: c.band(x))(ensemble, data.sizes)]
     if held_out is not None:
         mask = data.sizes > args.fit_up_to
         metadata["extrapolation_mae"] = float(np.mean(np.abs(fitted[mask] - data.mean[mask])))

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._jit import jit
 from .. import _precision
 from .accuracy import GeneralizationBound, PowerLaw
 from .families import MMF, Exp3, LogPower, Pow4, ScaledAccuracy, Weibull
@@ -160,7 +161,7 @@ def _weighted_mse(curve, x, y, w):
     return jnp.sum(w * (curve(x) - y) ** 2) / jnp.sum(w)
 
 
-@functools.partial(jax.jit, static_argnames=("build", "steps", "polish"))
+@functools.partial(jit, static_argnames=("build", "steps", "polish"))
 def _adam_fit(build, theta0, x, y, w, steps: int, learning_rate, polish: int = 0):
     """Minimize the weighted MSE from each row of ``theta0`` (vmapped; leading axis = runs).
 
@@ -396,7 +397,7 @@ def distill(curve: LearnedAccuracy, components: int = 4, points: int = 256, rest
         widths = curve.min_width + np.exp(np.asarray(curve.log_widths, np.float64))
         z_max = float(np.max(np.asarray(curve.centers, np.float64) + 6.0 * widths))
         x = np.expm1(np.linspace(0.0, max(z_max, 1.0), points))
-        y = np.asarray(jax.jit(lambda c, v: c(v))(curve, jnp.asarray(x)))
+        y = np.asarray(jit(lambda c, v: c(v))(curve, jnp.asarray(x)))
     rng = np.random.default_rng(seed)
     inits = [_learned_init(rng, x[1:], y[1:], components, curve.cap) for _ in range(restarts)]
     rep = lambda arr: jnp.asarray(np.repeat(arr[None], restarts, axis=0))  # noqa: E731

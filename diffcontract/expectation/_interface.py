@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._jit import jit
 from .enumerate import conditional_weights, enumerate_outcomes
 
 
@@ -105,7 +106,7 @@ def moments(m: jnp.ndarray, problem, table) -> Moments:
     return _table_moments(m, problem, table)
 
 
-@jax.jit
+@jit
 def _table_moments(m, problem, table: OutcomeTable) -> Moments:
     """``moments`` over an outcome table. Jitted: a solver kernel calls it dozens of times with one
     signature, and a jitted function is traced and lowered once per signature (``solvers._kkt``)."""

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from .._jit import jit
 from .. import _precision
 from ..expectation import OutcomeTable, with_weights
 from ..problem import ContractProblem, batch_size
@@ -171,7 +172,7 @@ class LearnedMechanism:
             return _solution_leaves(problem, table, learned_contract(params, network, problem, table, *ranges))
 
         def batched(fn):  # vmap over the problems and their padded tables, weighted first
-            return jax.jit(jax.vmap(lambda params, problem, table: fn(params, problem, with_weights(problem, table)),
+            return jit(jax.vmap(lambda params, problem, table: fn(params, problem, with_weights(problem, table)),
                                     in_axes=(None, 0, 0)))
 
         return {"propose": batched(lambda params, problem, table: propose(params, network, problem, table, *ranges)),

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._jit import jit
 from .. import _precision
 from .._progress import steps_with_progress
 from ..expectation import with_weights
@@ -151,7 +152,7 @@ def _pool_with_features(distribution: ProblemDistribution, config: TrainConfig):
     pool = jax.tree_util.tree_map(jnp.asarray, distribution.sample(config.pool, seed=config.seed))
     tables = jax.tree_util.tree_map(jnp.asarray, distribution.tables_for(np.asarray(pool.participants)))
     tables = jax.vmap(with_weights)(pool, tables)
-    features = jax.jit(jax.vmap(lambda prob, tab: problem_features(prob, tab, *ranges)))(pool, tables)
+    features = jit(jax.vmap(lambda prob, tab: problem_features(prob, tab, *ranges)))(pool, tables)
     return pool, tables, features
 
 
@@ -199,7 +200,7 @@ def _block_function(network, optimizer, config: TrainConfig, data: tuple, total_
         stats = (jnp.mean(objective), jnp.mean(violation), jnp.mean(violation <= 0.0))
         return (params, opt_state, lam, rho, count + 1), stats
 
-    @jax.jit
+    @jit
     def block(state, key):
         keys = jax.random.split(key, config.update_every)
         (params, opt_state, lam, rho, count), stats = jax.lax.scan(step, state, keys)

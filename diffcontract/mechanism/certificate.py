@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
+from .._jit import jit
 from .. import _precision
 from ..expectation import enumerate_outcomes
 from ..solvers import _kkt
@@ -75,7 +76,7 @@ class DualityGapBound(NamedTuple):
         return {**self._asdict(), "multipliers": {k: np.asarray(v).tolist() for k, v in self.multipliers.items()}}
 
 
-@jax.jit
+@jit
 def _curve_derivatives(curve, x):
     slope = jax.grad(lambda s: curve(s))
     return jax.vmap(slope)(x), jax.vmap(jax.grad(slope))(x)
@@ -87,7 +88,7 @@ def _derivatives(curve, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return tuple(np.asarray(d) for d in _curve_derivatives(curve, jnp.asarray(x, jnp.float64)))
 
 
-@jax.jit
+@jit
 def _lagrangian_parts(x, problem, counts, m_scale, v_scale):
     """E[a], its gradient, the constraints g >= 0 and their Jacobian at x = (m / m_scale, t / v_scale).
 

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._jit import jit
 from .. import _precision
 from ..expectation import enumerate_outcomes, moments
 from ._record import check_enumerable, check_setting, is_number, json_safe, load_contract
@@ -49,7 +50,7 @@ ACCURACY_ROUNDING = 1e-12  # the same allowance for accuracies in [0, 1] (E[a], 
 SAME_ITEM_RTOL = 1e-9  # items whose m agree to this (relative) are one item: pooled types
 
 
-@functools.partial(jax.jit, static_argnames=("participants", "chunk", "interim"))
+@functools.partial(jit, static_argnames=("participants", "chunk", "interim"))
 def _round_statistics(key, log_p, choice, m, q, share, accuracy, valuation, valid, *, participants, chunk, interim):
     """Sufficient statistics of ``chunk`` rounds (rows beyond ``valid`` are masked out).
 

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
+from .._jit import jit
 from ._record import check_enumerable, check_setting, is_number, load_contract
 
 BISECTION_STEPS = 64  # 2^-64 < float64 spacing at 1: v^{-1} on [0, 1] converged to the last bit
@@ -87,7 +88,7 @@ def conditioning_weights(counts: np.ndarray, prob: np.ndarray, probs: np.ndarray
     raise ValueError(f"conditioning must be 'truncated' or 'interim', got {conditioning!r}")
 
 
-@jax.jit
+@jit
 def _apply(curve, x):
     """curve(x), compiled once per curve kind and shape."""
     return curve(x)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._jit import jit
 from ..expectation import moments
 from ..formulation import binding_rewards, max_violation, residuals
 from ..numerics import nonnegative_least_squares, project_monotone_nonnegative, solve_qp
@@ -71,14 +72,14 @@ def encode(m, t, scales: Scales, constraints: str):
 # function is traced and lowered once per signature, then inlined by XLA. Measured on the Sec. 6.2
 # ALM kernel (2-core CPU): tracing 2.4 -> 2.0 s, lowering 1.1 -> 0.9 s, compilation 6.1 -> 4.8 s,
 # the same result to the last bit.
-@functools.partial(jax.jit, static_argnames="constraints")
+@functools.partial(jit, static_argnames="constraints")
 def objective(x, problem, table, scales: Scales, constraints: str):
     """F(x) = -E[a(n . q m)] (accuracy units, to be minimized)."""
     m, _ = decode(x, problem, scales, constraints)
     return -moments(m, problem, table).expected_accuracy
 
 
-@functools.partial(jax.jit, static_argnames="constraints")
+@functools.partial(jit, static_argnames="constraints")
 def measure(x, problem, table, scales: Scales, constraints: str):
     """(m, t, ``Moments``, ``Residuals``) of the scaled variables x: one pass over the outcomes."""
     m, t = decode(x, problem, scales, constraints)

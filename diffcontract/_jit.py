@@ -1,0 +1,95 @@
+"""``jax.jit`` whose caches tell pytree classes apart.
+
+From jax 0.10.0 (0.8 and 0.9 were right; 0.10.2 still is not), two ``PyTreeDef`` s whose dataclass
+nodes are of *different* classes with the same fields compare equal, although their hashes differ. A
+jitted function's caches (compiled calls, traced programs, the traced bodies of loops) then now and
+again return what was traced for the other class: in CI a user's convex valuation was differentiated
+as the package's ``Linear``; through one jit, about one look-alike class in seven got another class's
+result (tests/test_pytree_classes.py). Two guards, both keyed on ``node_types`` (a tuple of classes
+compares by identity):
+
+- ``jit`` keeps one ``jax.jit`` per tuple of the arguments' node classes, each of a fresh function,
+  so no cache of JAX's holds two classes under one key. Every compiled function of the package is one.
+- ``ContractProblem`` carries its curves' node classes in its auxiliary data, so a structure holding a
+  problem (a user's own jit, a loop's carry) tells curve classes apart.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+_MEMO_SIZE = 4096  # structures whose classes are remembered (a solve meets a few dozen)
+_classes_of: dict = {}  # PyTreeDef -> node classes (a dict compares the full hash, which tells classes apart)
+
+
+def node_types(treedef) -> tuple[type, ...]:
+    """The classes of every node of a structure, leaves excluded, in pre-order.
+
+    Args:
+      treedef: a ``jax.tree_util.PyTreeDef``.
+    Returns:
+      Classes, e.g. (tuple, ContractProblem, GeneralizationBound, Linear).
+    """
+    classes = _classes_of.get(treedef)
+    if classes is None:
+        found, stack = [], [treedef]
+        while stack:
+            node = stack.pop()
+            data = node.node_data()  # (class, auxiliary data); None for a leaf
+            if data is not None:
+                found.append(data[0])
+                stack.extend(reversed(node.children()))
+        if len(_classes_of) >= _MEMO_SIZE:
+            _classes_of.clear()
+        classes = _classes_of[treedef] = tuple(found)
+    return classes
+
+
+class jit:  # noqa: N801  (used as jax.jit is)
+    """``jax.jit(fun, **options)``, one per tuple of the arguments' node classes (module docstring).
+
+    Args:
+      fun: the function.  options: ``jax.jit``'s (``static_argnums``, ``static_argnames``,
+        ``compiler_options``, ...).
+    """
+
+    def __init__(self, fun, **options):
+        self._fun, self._options, self._by_classes = fun, options, {}
+        functools.update_wrapper(self, fun)
+
+    def for_classes(self, classes: tuple[type, ...]):
+        """The ``jax.jit`` of ``fun`` for arguments whose nodes are of ``classes``."""
+        jitted = self._by_classes.get(classes)
+        if jitted is None:
+            fun = self._fun
+
+            @functools.wraps(fun)
+            def one_set_of_classes(*args, **kwargs):  # a fresh function: caches of its own
+                return fun(*args, **kwargs)
+
+            jitted = self._by_classes[classes] = jax.jit(one_set_of_classes, **self._options)
+        return jitted
+
+    def _for(self, args, kwargs):
+        return self.for_classes(node_types(jax.tree_util.tree_structure((args, kwargs))))
+
+    def __call__(self, *args, **kwargs):
+        return self._for(args, kwargs)(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        """``jax.jit(fun).lower``."""
+        return self._for(args, kwargs).lower(*args, **kwargs)
+
+    def trace(self, *args, **kwargs):
+        """``jax.jit(fun).trace``."""
+        return self._for(args, kwargs).trace(*args, **kwargs)
+
+    def eval_shape(self, *args, **kwargs):
+        """``jax.jit(fun).eval_shape``."""
+        return self._for(args, kwargs).eval_shape(*args, **kwargs)
+
+    def _cache_size(self) -> int:
+        """Compiled executables held, over every set of classes."""
+        return sum(jitted._cache_size() for jitted in self._by_classes.values())
