@@ -72,6 +72,14 @@ def test_a_binding_ir_sends_the_simplified_optimum_to_the_full_set(name):
     np.testing.assert_allclose(sol.expected_value, SIMPLIFIED_OPTIMUM_BELOW_FULL_OPTIMUM, rtol=1e-9)  # certified
 
 
+def test_on_a_streaming_backend_the_full_solve_runs_from_the_restart_menu_alone():
+    # The candidate search is skipped there (2 I x 48 menus over every outcome); the optimum is the same.
+    sol = dc.solve(SIMPLIFIED_OPTIMUM_BELOW_FULL, backend="chunked")
+    assert sol.status_name == "converged" and sol.constraints == "full", sol.message
+    assert "from the restart menu alone" in sol.message
+    np.testing.assert_allclose(sol.expected_value, SIMPLIFIED_OPTIMUM_BELOW_FULL_OPTIMUM, rtol=1e-9)  # certified
+
+
 @struct.dataclass
 class BestCandidate(AbstractSolver):
     """A user's solver in one class: it returns its start (the driver's best candidate) and claims no
