@@ -173,7 +173,7 @@ class LearnedMechanism:
 
         def batched(fn):  # vmap over the problems and their padded tables, weighted first
             return jit(jax.vmap(lambda params, problem, table: fn(params, problem, with_weights(problem, table)),
-                                    in_axes=(None, 0, 0)))
+                                in_axes=(None, 0, 0)))
 
         return {"propose": batched(lambda params, problem, table: propose(params, network, problem, table, *ranges)),
                 "first": batched(first), "repair": batched(repaired)}
