@@ -40,6 +40,7 @@ import inspect
 import io
 import os
 import pickle
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -203,7 +204,8 @@ class StoredKernel:
                 raise ValueError("damaged")
             serialized, out_tree = pickle.loads(payload)
             exported, verified = jax_export.deserialize(serialized), False
-            _load_lapack()
+            if _LAPACK_CALL.search(serialized):  # most programs call none: 0.27 s saved in their process
+                _load_lapack()
             os.utime(path)  # used: the last to be pruned
         except Exception:  # absent, unreadable or half-written: export afresh
             try:
@@ -248,11 +250,16 @@ def _store_folder() -> Path | None:
     return Path(folder) / _STORE_FOLDER
 
 
+# A LAPACK call's target in a serialized program (lapack_dpotrf_ffi, ...; jax 0.8-0.10). Names in its
+# debug locations may match too (a function "lapack_solve"): LAPACK is then loaded for nothing.
+_LAPACK_CALL = re.compile(rb"lapack_[sdcz][a-z]")
+
+
 @functools.cache
 def _load_lapack() -> None:
     """Initialize JAX's CPU LAPACK kernels, once per process. JAX does it when it first lowers a LAPACK
     call; a program read from disk lowers none, and with jax 0.8.0 its LAPACK calls then crashed the
-    process (segmentation fault in the Sec. 6.2 ALM kernel)."""
+    process (segmentation fault in the Sec. 6.2 ALM kernel). Called for programs that call LAPACK."""
     try:
         from jaxlib import lapack  # what JAX's lowering calls (it loads scipy's LAPACK: ~0.2 s)
         lapack.prepare_lapack_call("potrf_ffi", np.dtype(np.float64))

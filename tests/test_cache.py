@@ -92,6 +92,19 @@ def test_a_new_process_reads_the_kernel_without_tracing_it(store):
     assert again.lower(x, 2, offset=1.0).compile()(x, offset=1.0) == first  # jax.jit's stages API
 
 
+def test_lapack_is_loaded_only_for_a_program_that_calls_it(store, monkeypatch):
+    loads = []
+    monkeypatch.setattr(_cache, "_load_lapack", lambda: loads.append(1))
+    traces = []
+    for _ in range(2):  # the second kernel reads the program from disk, as a new process does
+        _counted_kernel(traces)(jnp.arange(3.0), 2, offset=0.0)
+    assert len(traces) == 1 and loads == []
+    for _ in range(2):
+        factor = kernel_jit(lambda a: jnp.linalg.cholesky(a))  # a LAPACK call on CPU
+        np.testing.assert_allclose(factor(jnp.eye(2) * 4.0), jnp.eye(2) * 2.0)
+    assert loads == [1]
+
+
 def test_the_store_is_keyed_by_the_package_source_and_jax_configuration(store, monkeypatch):
     traces = []
     _counted_kernel(traces)(jnp.ones(3), 2, offset=0.0)
