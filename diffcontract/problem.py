@@ -26,13 +26,16 @@ from . import _precision
 from .curves import GeneralizationBound, Linear
 from .curves._base import shown
 from .curves.io import ACCURACY, VALUATION, curve_from_dict, curve_to_dict
-from .numerics import golden_section_max
+from .numerics import bisection, golden_section_max
 
 CONDITIONINGS = ("truncated", "interim")
 PROB_SUM_TOL = 1e-9
 MAX_PARTICIPANTS = 2**31 - 1  # N: type counts are int32 arrays on the device
 _RESERVATION_MIN_LENGTH = 16  # types: reservation utilities are computed on at least this many (padded)
 _GOLDEN_STEPS = 200  # golden-section steps of ``reservation``: 0.618^200 ~ 1e-42, the bracket collapses to rounding
+# Bisection steps on the sign of h' in a grid cell of ``reservation`` (log m; the cell is < 1 wide): 2^-64.
+_SLOPE_STEPS = 64
+_FLAT = 1e-12  # relative: h this close to its golden-section maximum is that maximum (a flat top in float64)
 #: Keys of a problem record (``to_dict``); the first five are required.
 RECORD_FIELDS = ("participants", "probs", "costs", "accuracy", "valuation", "quality", "conditioning")
 #: Recorded probabilities within this of their normalization are normalized already (a few ulps).
@@ -163,6 +166,12 @@ def reservation(accuracy, valuation, costs, quality, grid_size: int = 2048, refi
             # Both points afresh every step (reuse=False): the f and m^res every result depends on.
             search = golden_section_max(lambda u: h(jnp.exp(u)), lo, up, _GOLDEN_STEPS, reuse=False)
             m = jnp.exp(0.5 * (search.lower + search.upper))
+            # Compared values locate the argmax only to ~1e-8 relative (h is flat there), and N = 1
+            # pays that at first order (E[v] = sum p v(a(q m_res))): the root of h' is found by
+            # bisection on its sign, kept unless h is lower there beyond rounding (a second local maximum).
+            slope = jax.grad(lambda u: h(jnp.exp(u)))
+            root = jnp.exp(0.5 * sum(bisection(lambda u: slope(u) > 0.0, lo, up, _SLOPE_STEPS)))
+            m = jnp.where(h(root) >= h(m) - _FLAT * jnp.abs(h(m)), root, m)
             return h(m), m
 
         vals, ms = jax.vmap(refine)(best)

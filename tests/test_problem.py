@@ -12,6 +12,7 @@ import pytest
 from flax import struct
 from scipy import optimize
 
+import diffcontract as dc
 from diffcontract import ContractProblem
 from diffcontract.curves import (MMF, Arctan, Exp3, Exponential, GeneralizationBound, LearnedAccuracy, Linear, LogPower,
                                  Pow4, PowerLaw, ScaledAccuracy, Weibull)
@@ -63,6 +64,23 @@ def test_reservation_matches_scipy(two_types):
     # objective is flat at its maximum, so 1e-6 leaves room for the argmax without being loose.
     np.testing.assert_allclose(two_types.reservation_utility, f_ref, rtol=1e-6)
     np.testing.assert_allclose(two_types.reservation_data, m_ref, rtol=1e-6)
+
+
+def test_train_alone_data_is_the_root_of_the_first_order_condition():
+    # v(a(m)) - c m is flat at its maximum, so compared values place m^res only to ~1e-8 relative,
+    # and N = 1 pays that at first order (E[v] = sum_i p_i v(a(m^res_i))). The reference: the root of
+    # 100 a'(m) = c by Brent, bracketed around the scipy maximizer.
+    costs = [0.15, 0.05, 0.02, 0.01, 0.001]
+    problem = ContractProblem(participants=1, probs=np.full(5, 0.2), costs=costs)
+    roots = []
+    for c in costs:
+        near = reservation_reference(c)[1]
+        roots.append(optimize.brentq(lambda m: 100.0 * sgb_slope(m) - c, 0.9 * near, 1.1 * near,
+                                     xtol=1e-15 * near, rtol=8.9e-16))
+    canonical = np.asarray(problem.reservation_data)[np.argsort(problem.type_order)]  # input order
+    np.testing.assert_allclose(canonical, roots, rtol=1e-13)  # float64 roots of one smooth equation
+    value = sum(0.2 * 100.0 * sgb(m) for m in roots)
+    np.testing.assert_allclose(float(dc.solve(problem).expected_value), value, rtol=1e-13)  # float64, exact N = 1
 
 
 def test_reservation_matches_model_figures(two_types):
@@ -120,7 +138,8 @@ def test_reservation_zero_when_training_alone_never_pays():
 # ----------------------------------------------------------------------------- canonical order
 @pytest.mark.parametrize("costs", [[0.01, 0.02, 0.03], [0.02, 0.05, 0.01], [0.03, 0.02, 0.01]])
 def test_types_sorted_costliest_first(costs):
-    probs, quality = [0.1, 0.3, 0.6], [1.0, 2.0, 0.8]
+    # Distinct c / q in every case (f depends on c / q only: q = 2 at c = 0.02 ties c = 0.01 at q = 1).
+    probs, quality = [0.1, 0.3, 0.6], [1.0, 1.5, 0.8]
     problem = ContractProblem(participants=5, probs=probs, costs=costs, quality=quality)
     assert np.all(np.diff(problem.costs) < 0.0)  # c_1 > c_2 > ... > c_I
     # Each type keeps its own probability and quality through the sort.

@@ -238,18 +238,25 @@ def _least_squares_step(jac, rhs):
     return delta + jax.scipy.linalg.cho_solve(factor, jac.T @ (rhs - jac @ delta))
 
 
+@functools.partial(jit, static_argnames="constraints")
+def second_order(x, mu, problem, table, scales, constraints):
+    """(grad F (n,), Hessian of the Lagrangian F - mu . H (n, n), H (n_H,), J_H (n_H, n)) at x: the
+    model both polishes step on, traced and lowered once for both."""
+    H = lambda w: all_constraints(w, problem, table, scales, constraints)  # noqa: E731
+    lagrangian = lambda w: objective(w, problem, table, scales, constraints) - mu @ H(w)  # noqa: E731
+    return (jax.grad(objective)(x, problem, table, scales, constraints), jax.hessian(lagrangian)(x), H(x),
+            jax.jacfwd(H)(x))
+
+
 def _newton_system(z, act, nx: int, args: tuple):
     """Residual and Jacobian of the active-set KKT system at z = (x, mu) (see ``polish``).
 
     The mu-block of the KKT Jacobian is linear (-J^T and the identity on inactive rows), so only the
     x-block needs second derivatives: nx forward-over-reverse passes, not nx + nh.
     """
-    lagrangian = lambda xx, mm: objective(xx, *args) - mm @ all_constraints(xx, *args)  # noqa: E731
     xx, mm = z[:nx], z[nx:]
-    grad_l, hess_l = jax.value_and_grad(lagrangian)(xx, mm), jax.hessian(lagrangian)(xx, mm)
-    h = all_constraints(xx, *args)
-    jac_h = jax.jacfwd(lambda w: all_constraints(w, *args))(xx)
-    r = jnp.concatenate([grad_l[1], jnp.where(act, h, mm)])
+    grad_f, hess_l, h, jac_h = second_order(xx, mm, *args)
+    r = jnp.concatenate([grad_f - jac_h.T @ mm, jnp.where(act, h, mm)])
     top = jnp.concatenate([hess_l, -jac_h.T], axis=1)
     bottom = jnp.concatenate([jnp.where(act[:, None], jac_h, 0.0),
                               jnp.diag(jnp.where(act, 0.0, 1.0)).astype(jac_h.dtype)], axis=1)
@@ -356,20 +363,16 @@ def sqp_polish(x, mu, problem, table, scales, constraints, steps: int = 8, qp_it
     """
     nx = x.shape[0]
     eye = jnp.eye(nx, dtype=x.dtype)
-    F = lambda w: objective(w, problem, table, scales, constraints)  # noqa: E731
-    H = lambda w: all_constraints(w, problem, table, scales, constraints)  # noqa: E731
-
     def step(carry):
         xx, mm, k, _ = carry
-        h, jac = H(xx), jax.jacfwd(H)(xx)
-        hess = jax.hessian(lambda w: F(w) - mm @ H(w))(xx)
+        grad_f, hess, h, jac = second_order(xx, mm, problem, table, scales, constraints)
         hess = 0.5 * (hess + hess.T)
         eig = jnp.linalg.eigvalsh(hess)
         hess = hess + (jnp.maximum(0.0, -eig[0]) + _HESSIAN_SHIFT * (1.0 + jnp.max(jnp.abs(eig)))) * eye
         radius = _STEP_ROOM * jnp.maximum(jnp.abs(xx), _ROOM_FLOOR * jnp.max(jnp.abs(xx)))
         A = jnp.concatenate([jac, eye, -eye])
         b = jnp.concatenate([-h, -radius, -radius])
-        d, z = solve_qp(hess, jax.grad(F)(xx), A, b, qp_iterations)
+        d, z = solve_qp(hess, grad_f, A, b, qp_iterations)
         ok = jnp.all(jnp.isfinite(d)) & jnp.all(jnp.isfinite(z))
         done = (~ok) | (jnp.max(jnp.abs(d)) <= _SQP_ROUNDING * (1.0 + jnp.max(jnp.abs(xx))))
         return (jnp.where(ok, xx + d, xx), jnp.where(ok, z[: h.shape[0]], mm), k + 1, done)
