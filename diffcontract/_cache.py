@@ -204,7 +204,7 @@ class StoredKernel:
                 raise ValueError("damaged")
             serialized, out_tree = pickle.loads(payload)
             exported, verified = jax_export.deserialize(serialized), False
-            if _LAPACK_CALL.search(serialized):  # most programs call none: 0.27 s saved in their process
+            if _LAPACK_CALL.search(serialized):  # most programs call none: ~0.2 s saved in their process
                 _load_lapack()
             os.utime(path)  # used: the last to be pruned
         except Exception:  # absent, unreadable or half-written: export afresh

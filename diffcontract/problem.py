@@ -171,8 +171,9 @@ def reservation(accuracy, valuation, costs, quality, grid_size: int = 2048, refi
             # bisection on its sign, kept unless h is lower there beyond rounding (a second local maximum).
             slope = jax.grad(lambda u: h(jnp.exp(u)))
             root = jnp.exp(0.5 * sum(bisection(lambda u: slope(u) > 0.0, lo, up, _SLOPE_STEPS)))
-            m = jnp.where(h(root) >= h(m) - _FLAT * jnp.abs(h(m)), root, m)
-            return h(m), m
+            best, at_root = h(m), h(root)
+            on_top = at_root >= best - _FLAT * jnp.abs(best)
+            return jnp.where(on_top, at_root, best), jnp.where(on_top, root, m)
 
         vals, ms = jax.vmap(refine)(best)
         k = jnp.argmax(vals)

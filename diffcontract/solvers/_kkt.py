@@ -363,6 +363,7 @@ def sqp_polish(x, mu, problem, table, scales, constraints, steps: int = 8, qp_it
     """
     nx = x.shape[0]
     eye = jnp.eye(nx, dtype=x.dtype)
+
     def step(carry):
         xx, mm, k, _ = carry
         grad_f, hess, h, jac = second_order(xx, mm, problem, table, scales, constraints)

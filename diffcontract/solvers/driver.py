@@ -179,13 +179,17 @@ def _decide(solver, it, violation, tol):
     return decide_status(finite, converged, it.infeasible & (violation > tol), it.out_of_iterations)
 
 
+def _args_scaled_at(solver, problem, table, constraints, m) -> SolveArgs:
+    """``SolveArgs`` with the variable scales of the menu with contributions m ((I,))."""
+    return SolveArgs(problem, table, variable_scales(problem, m, getattr(solver, "scale_octaves", 0)), constraints)
+
+
 def _starts_and_args(solver, problem, table, constraints, warm_start, restart_from):
     """(SolveArgs, batched ``Start``, distinct (k,), any_found) of one solve (jittable)."""
     warm = warm_start is not None
     count = 2 * problem.num_types if solver.starts is None else solver.starts
     menus, distinct, found = distinct_starts(problem, table, 1 if warm else count, constraints)
-    args = SolveArgs(problem, table, variable_scales(problem, menus[0], getattr(solver, "scale_octaves", 0)),
-                     constraints)
+    args = _args_scaled_at(solver, problem, table, constraints, menus[0])
     if restart_from is not None:
         menus = jnp.concatenate([jnp.asarray(restart_from, menus.dtype)[None, :], menus])
         distinct = jnp.concatenate([jnp.ones((1,), bool), distinct])
@@ -295,8 +299,7 @@ _weighted = kernel_jit(with_weights)
 
 def _restart_args(solver, problem, table, constraints, restart_from):
     """(SolveArgs scaled at ``restart_from``, its scaled start point): a solve from one menu (jittable)."""
-    args = SolveArgs(problem, table, variable_scales(problem, restart_from, getattr(solver, "scale_octaves", 0)),
-                     constraints)
+    args = _args_scaled_at(solver, problem, table, constraints, restart_from)
     return args, start_point(solver, restart_from, args, False)
 
 
