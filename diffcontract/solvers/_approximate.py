@@ -48,12 +48,8 @@ def _exact_backend(problem, memory_budget: int):
 def _error_bound(table, m, problem) -> Moments:
     """Bounds on the approximate moments at m (module docstring), as ``Moments`` of floats/arrays."""
     if table.name == "convolution":
-        estimate = table.error_estimate(m, problem)
-        scale = LATTICE_SAFETY
-    else:
-        estimate = table.estimate(m, problem)[1]
-        scale = STANDARD_ERRORS
-    return Moments(*(scale * np.asarray(e, np.float64) for e in estimate))
+        return Moments(*(LATTICE_SAFETY * np.asarray(e, np.float64) for e in table.error_estimate(m, problem)))
+    return Moments(*(STANDARD_ERRORS * np.asarray(e, np.float64) for e in table.estimate(m, problem)[1]))
 
 
 def settle_approximation(solution: Solution, problem, table, feasibility_tol: float, memory_budget: int) -> Solution:

@@ -101,10 +101,8 @@ def _numbers(record: Any, key: str, where: str = "solution record") -> Any:
 
 def _error_bound(record: dict) -> Moments | None:
     """The record's ``error_bound`` as ``Moments``, or None where it has none."""
-    if record.get("error_bound") is None:
-        return None
-    bound = record["error_bound"]
-    return Moments(*(_numbers(bound, key, "error_bound") for key in ERROR_BOUND))
+    bound = record.get("error_bound")
+    return None if bound is None else Moments(*(_numbers(bound, key, "error_bound") for key in ERROR_BOUND))
 
 
 def solution_from_record(record: Any) -> Solution:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+import json
 from typing import Any
 
 import jax
 import numpy as np
 from flax import struct
 
-from ..formulation import Residuals
+from ..formulation import Residuals, max_violation, utilities
 from ..problem import value_unit
 
 
@@ -33,8 +34,6 @@ def menu_fields(problem, m, t, mom, res) -> dict:
     Args: problem; m, t: (I,) menu; mom: its ``Moments``; res: its ``Residuals``. Pure array
     arithmetic (jittable, vmappable); host callers convert the leaves themselves.
     """
-    from ..formulation import max_violation, utilities
-
     u = utilities(m, t, problem.costs)
     return dict(contributions=m, rewards=t, reward_bounds=mom.reward_bounds, expected_accuracy=mom.expected_accuracy,
                 expected_value=mom.expected_value, utilities=u, reservation_utilities=problem.reservation_utility,
@@ -172,17 +171,12 @@ class Solution:
 
     def pooled_groups(self, rtol: float = 1e-6) -> list[list[int]]:
         """Runs of adjacent types (0-based, canonical order) with equal m and t within ``rtol``."""
-        m = np.asarray(self.contributions, dtype=float)
-        t = np.asarray(self.rewards, dtype=float)
-        groups = [[0]]
-        for i in range(1, m.size):
-            same_m = abs(m[i] - m[i - 1]) <= rtol * max(abs(m[i]), abs(m[i - 1]), 1e-300)
-            same_t = abs(t[i] - t[i - 1]) <= rtol * max(abs(t[i]), abs(t[i - 1]), 1e-300)
-            if same_m and same_t:
-                groups[-1].append(i)
-            else:
-                groups.append([i])
-        return groups
+        def same(a):  # (I - 1,) bool: entry i + 1 equals entry i within rtol
+            a = np.asarray(a, dtype=float)
+            return np.abs(np.diff(a)) <= rtol * np.maximum(np.maximum(np.abs(a[1:]), np.abs(a[:-1])), 1e-300)
+
+        breaks = np.flatnonzero(~(same(self.contributions) & same(self.rewards))) + 1
+        return [group.tolist() for group in np.split(np.arange(np.size(self.contributions)), breaks)]
 
     def to_json(self) -> str:
         """This solution's JSON record, as ``diffcontract solve --json`` prints it (``solvers/_record.py``).
@@ -191,8 +185,6 @@ class Solution:
           A JSON object as text: the menu (lists in canonical order), measured figures, status,
           certificate, problem, ``format`` and ``version``; floats written exactly.
         """
-        import json
-
         from ._record import solution_record
 
         return json.dumps(solution_record(self))
@@ -208,8 +200,6 @@ class Solution:
           The ``Solution`` ((I,) fields as float64 arrays; the problem in canonical type order).
           A malformed record raises ValueError naming the field.
         """
-        import json
-
         from ._record import solution_from_record
 
         return solution_from_record(json.loads(text))

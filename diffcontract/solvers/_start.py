@@ -177,8 +177,7 @@ def exclusion_pooled_candidates(problem, table):
       pooled at the largest feasible m0; units of data), (I,) bool (False where no m0 > 0 is
       feasible; that row is then all zeros) and (I,) E[a(n . q m)] of each row.
     """
-    floor = jnp.zeros_like(problem.costs)
-    return _family(problem, _search_table(problem, table), floor)
+    return _family(problem, _search_table(problem, table), jnp.zeros_like(problem.costs))
 
 
 def start_candidates(problem, table, constraints: str = "simplified"):

@@ -23,13 +23,11 @@ import abc
 from typing import Any, ClassVar, NamedTuple
 
 import jax
-import jax.numpy as jnp
 from flax import struct
 
 from .._cache import kernel_jit
 from . import _kkt
 from ._kkt import KKTResiduals, Scales
-from ._solution import Status
 
 
 @struct.dataclass
@@ -133,18 +131,3 @@ def measure_point(x, args: SolveArgs):
     """(E[a], money violation) at the scaled point x (host solvers' and the driver's one compiled check)."""
     return _kkt.value_and_violation(x, *args.kkt_args)
 
-
-def decide_status(finite, converged, infeasible, out_of_iterations):
-    """The ``Status`` of a run from its measured verdicts (jittable; () int32).
-
-    Args:
-      finite: () bool, every variable and residual finite.  converged: () bool, violation and KKT
-      residuals within tolerance.  infeasible: () bool, evidence that no feasible point exists.
-      out_of_iterations: () bool, the iteration budget ran out.
-    Returns:
-      CONVERGED, NONFINITE, INFEASIBLE, MAX_ITERATIONS or STALLED, in that order of precedence.
-    """
-    return jnp.where(converged & finite, Status.CONVERGED,
-                     jnp.where(~finite, Status.NONFINITE,
-                               jnp.where(infeasible, Status.INFEASIBLE,
-                                         jnp.where(out_of_iterations, Status.MAX_ITERATIONS, Status.STALLED))))

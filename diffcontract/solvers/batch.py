@@ -116,27 +116,24 @@ def solve_batch(problems, method: str = "alm", constraints: str = "simplified", 
         return _stack_solutions(sols)
     start = time.perf_counter()
     single = np.flatnonzero(np.asarray(batch.participants).ravel() == 1)
-    rows = np.arange(num)
-    if single.size < num:  # N = 1 members ride along as copies of a solvable member
-        rows[single] = np.setdiff1d(rows, single)[0]
+    singles = {int(k): solve_single_participant(unstack_problem(batch, int(k)), solver.method, constraints,
+                                                solver.feasibility_tol) for k in single}
     replaced = []
-    if single.size < num:
+    if single.size < num:  # N = 1 members ride along as copies of a solvable member
+        rows = np.arange(num)
+        rows[single] = np.setdiff1d(rows, single)[0]
         with _precision.float64():
             solvable = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[rows], jnp.float64), batch)
-            tables = batch_tables(solvable.participants, solvable.num_types, table_length)
-            tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
+            tables = jax.tree_util.tree_map(jnp.asarray, batch_tables(solvable.participants, solvable.num_types,
+                                                                      table_length))
             if warm_start is not None:
                 warm_start = _checked_rows(warm_start, batch, rows)
             sol = _solve_members(solver, solvable, tables, constraints, warm_start, None, devices)
             if constraints == "simplified":
                 sol, replaced = _with_full_fallback(sol, solver, solvable, tables, single, devices)
+        sol = _replace_rows(sol, singles)
     else:
-        sol = _stack_solutions([solve_single_participant(unstack_problem(batch, 0), solver.method, constraints,
-                                                         solver.feasibility_tol)] * num)
-    if single.size:
-        sol = _replace_rows(sol, {int(k): solve_single_participant(unstack_problem(batch, int(k)), solver.method,
-                                                                   constraints, solver.feasibility_tol)
-                                  for k in single})
+        sol = _stack_solutions(list(singles.values()))
     elapsed = time.perf_counter() - start
     log.info("batched %s: %d problems in %.3f s (compilation included on a first call)", solver.method, num, elapsed)
     note = f"; {single.size} N = 1 members: the reservation menu (solvers/_single.py)" if single.size else ""
@@ -157,8 +154,7 @@ def _checked_rows(warm_start, batch, rows):
     warm = np.asarray(warm_start, dtype=np.float64)
     if warm.ndim != 2 or warm.shape[0] != rows.size:
         raise ValueError(f"warm_start must have shape ({rows.size}, I), got {warm.shape}")
-    checked = [check_menu(row, unstack_problem(batch, k)) for k, row in enumerate(warm)]
-    return jnp.stack([checked[k] for k in rows])
+    return jnp.stack([check_menu(row, unstack_problem(batch, k)) for k, row in enumerate(warm)])[rows]
 
 
 def _with_full_fallback(sol: Solution, solver, batch64, tables: OutcomeTable, exclude,
@@ -169,8 +165,7 @@ def _with_full_fallback(sol: Solution, solver, batch64, tables: OutcomeTable, ex
     members = np.setdiff1d(np.flatnonzero(status != Status.CONVERGED), exclude)
     if members.size == 0:
         return sol, []
-    take = lambda a: jnp.asarray(np.asarray(a)[members])  # noqa: E731
-    sub, sub_tables = jax.tree_util.tree_map(take, batch64), OutcomeTable(take(tables.counts), take(tables.valid))
+    sub, sub_tables = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[members]), (batch64, tables))
     restart_from = jnp.asarray(restart_menu(np.asarray(sol.contributions)[members]))
     full = _solve_members(solver, sub, sub_tables, "full", None, restart_from, devices)
     rows = {}

@@ -210,10 +210,9 @@ def complete_information_kernel(problem: ContractProblem, table, grid_size: int 
     slope = jnp.sum(load, axis=1)  # (K,)
     offset = load @ f  # (K,)
 
-    def g(A, sl, off):
-        """h(A) - A for A of any shape broadcast against sl, off."""
-        pooled = jnp.maximum(sl * valuation(A) - off, 0.0)
-        return accuracy(pooled) - A
+    def g(A):
+        """(K,) h(A) - A for A: (K,) accuracies, one per outcome."""
+        return accuracy(jnp.maximum(slope * valuation(A) - offset, 0.0)) - A
 
     # Lower bracket: the training-alone accuracy of the present type with the largest f.
     f_present = jnp.where(present, f[None, :], -jnp.inf)
@@ -226,11 +225,11 @@ def complete_information_kernel(problem: ContractProblem, table, grid_size: int 
     a_lo = jnp.where(valid, jnp.minimum(a_lo, a_max), 0.0)
     width = a_max - a_lo  # (K,)
 
-    A = _largest_root(lambda A: g(A, slope, offset), a_lo, width, grid_size, bracket_tol)
+    A = _largest_root(g, a_lo, width, grid_size, bracket_tol)
 
     value = valuation(A)
     m = jnp.where(present, jnp.maximum(value[:, None] - f[None, :], 0.0) / c[None, :], 0.0)  # (K, I)
-    residual = g(A, slope, offset)
+    residual = g(A)
     finite = jnp.isfinite(A) & jnp.isfinite(value) & jnp.all(jnp.isfinite(m), axis=1) & jnp.isfinite(residual)
     ok = (finite & (residual >= -FIXED_POINT_TOL)
           & (value >= f_max - FIXED_POINT_TOL * (1.0 + jnp.abs(f_max))))
@@ -267,10 +266,6 @@ def _padded_tables(participants: tuple, num_types: int, length: int | None) -> O
     return tables
 
 
-def _to_numpy(result: CompleteInformation) -> CompleteInformation:
-    return jax.tree_util.tree_map(np.asarray, result)
-
-
 def solve_complete_information(problem: ContractProblem, grid_size: int = GRID_SIZE,
                                bracket_tol: float = BRACKET_TOL) -> CompleteInformation:
     """Complete-information benchmark of one problem (float64; builds the outcome table).
@@ -293,7 +288,7 @@ def solve_complete_information(problem: ContractProblem, grid_size: int = GRID_S
         table = OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid))
         problem64 = without_input_order(jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem))
         result = _kernel_jit(problem64, table, grid_size=grid_size, bracket_tol=bracket_tol)
-        result = _to_numpy(jax.block_until_ready(result))
+        result = jax.tree_util.tree_map(np.asarray, result)  # waits for the device
     rows = slice(0, problem.num_outcomes)
     return result.replace(**{name: getattr(result, name)[rows] for name in _PER_OUTCOME})
 
@@ -315,19 +310,16 @@ def solve_complete_information_batch(problems, grid_size: int = GRID_SIZE, brack
       ``CompleteInformation`` with numpy leaves and a leading batch axis B: per-outcome fields
       (B, K_max[, I]), expectations (B,) or (B, I).
     """
-    if isinstance(problems, ContractProblem) and batch_size(problems) is not None:
-        batch = problems
-    elif isinstance(problems, ContractProblem):
-        batch = stack_problems([problems])
-    else:
-        batch = stack_problems(problems)
+    if isinstance(problems, ContractProblem) and batch_size(problems) is None:
+        problems = [problems]
+    batch = problems if isinstance(problems, ContractProblem) else stack_problems(problems)
     with _precision.float64():
         ns = tuple(int(n) for n in np.asarray(batch.participants).ravel())
         tables = _padded_tables(ns, batch.num_types, None if table_length is None else int(table_length))
         tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
         batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), batch)
         result = _batched_kernel(batch64, tables, grid_size, bracket_tol)
-        return _to_numpy(jax.block_until_ready(result))
+        return jax.tree_util.tree_map(np.asarray, result)
 
 
 __all__ = ["BRACKET_TOL", "CompleteInformation", "FIXED_POINT_TOL", "GRID_SIZE", "complete_information_kernel",

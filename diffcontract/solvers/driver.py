@@ -49,7 +49,7 @@ from ._approximate import APPROXIMATE, settle_approximation
 from ._single import solve_single_participant
 from ._solution import Certificate, Solution, Status, menu_fields, value_scale
 from ._start import REWARDS, best_candidate, start_candidates
-from .base import AbstractSolver, SolveArgs, Start, decide_status, iterate, measure_point
+from .base import AbstractSolver, SolveArgs, Start, iterate, measure_point
 
 log = logging.getLogger(__name__)
 
@@ -157,26 +157,22 @@ def best_run(values, converged):
     return jnp.where(jnp.isfinite(top), jnp.argmax(score >= top - _TIE), 0)
 
 
-def build_solution(args: SolveArgs, it, status, iterations, method: str, certified: bool = True) -> Solution:
-    """The ``Solution`` of the end point ``it`` (``base.Iterate``), measured in money and data units."""
-    m, t, mom, res = _kkt.measure(it.x, *args.kkt_args)
-    cert = Certificate(multipliers=_kkt.multiplier_record(it.multipliers, args.scales, args.constraints),
-                       stationarity=it.kkt.stationarity, complementarity=it.kkt.complementarity) if certified else None
-    return Solution(problem=args.problem, **menu_fields(args.problem, m, t, mom, res), status=status,
-                    iterations=iterations, wall_time=0.0, certificate=cert, method=method,
-                    constraints=args.constraints, backend="", message="")
-
-
 def _decide(solver, it, violation, tol):
     """The one status decision of every solver, from the end point's measured violation (money) and
-    the solver's verdicts; ``tol`` the accepted violation, money."""
+    the solver's verdicts (``base.Iterate``); ``tol`` the accepted violation, money. Without a claim of
+    optimality: NONFINITE, FEASIBLE or INFEASIBLE; else CONVERGED (the solver's verdict and the measured
+    violation), NONFINITE, INFEASIBLE (the solver's evidence and a violation above ``tol``),
+    MAX_ITERATIONS or STALLED, in that order of precedence. () int32, jittable."""
     finite = jnp.all(jnp.isfinite(it.x)) & jnp.isfinite(violation)
+    feasible = violation <= tol
     if not solver.claims_optimality:
         return jnp.where(~finite, Status.NONFINITE,
-                         jnp.where((violation <= tol) & ~it.infeasible, Status.FEASIBLE, Status.INFEASIBLE))
-    converged = it.converged & (violation <= tol)
+                         jnp.where(feasible & ~it.infeasible, Status.FEASIBLE, Status.INFEASIBLE))
     finite = finite & jnp.isfinite(it.kkt.stationarity)
-    return decide_status(finite, converged, it.infeasible & (violation > tol), it.out_of_iterations)
+    return jnp.where(it.converged & feasible & finite, Status.CONVERGED,
+                     jnp.where(~finite, Status.NONFINITE,
+                               jnp.where(it.infeasible & ~feasible, Status.INFEASIBLE,
+                                         jnp.where(it.out_of_iterations, Status.MAX_ITERATIONS, Status.STALLED))))
 
 
 def _args_scaled_at(solver, problem, table, constraints, m) -> SolveArgs:
@@ -270,9 +266,15 @@ def _as_arrays(it):
 
 
 def _finish(solver, args: SolveArgs, it, iterations) -> Solution:
-    """The ``Solution`` of the chosen run with its status: one pass over the outcomes."""
-    sol = build_solution(args, it, Status.STALLED, iterations, solver.method, solver.claims_optimality)
-    return sol.replace(status=_decide(solver, it, sol.max_violation, solver.feasibility_tol * args.scales.value))
+    """The ``Solution`` of the chosen run ``it`` (``base.Iterate``) with its status, measured in money and data
+    units: one pass over the outcomes."""
+    m, t, mom, res = _kkt.measure(it.x, *args.kkt_args)
+    fields = menu_fields(args.problem, m, t, mom, res)
+    cert = Certificate(multipliers=_kkt.multiplier_record(it.multipliers, args.scales, args.constraints),
+                       stationarity=it.kkt.stationarity, complementarity=it.kkt.complementarity)
+    return Solution(problem=args.problem, **fields, iterations=iterations, wall_time=0.0, method=solver.method,
+                    status=_decide(solver, it, fields["max_violation"], solver.feasibility_tol * args.scales.value),
+                    certificate=cert if solver.claims_optimality else None, constraints=args.constraints, backend="")
 
 
 def _phase_one(solver, args: SolveArgs, it, violation: float, x_start):
@@ -350,13 +352,12 @@ def run(problem, solver: AbstractSolver, constraints: str = "simplified", backen
     log.debug("%s on the %s set, backend %s (I = %d, N = %d): %s after %d iterations, max violation %.2e",
               solver.method, constraints, plan.backend, problem.num_types, problem.num_participants,
               Status(sol.status).name.lower(), sol.iterations, sol.max_violation)
-    if sol.status == Status.CONVERGED and constraints == "simplified" and warm_start is None and restart_from is None:
-        sol = _binding_ir_check(problem, solver, sol, backend, backend_options)
-    if (sol.status not in (Status.CONVERGED, Status.INEXACT) and constraints == "simplified" and warm_start is None
-            and restart_from is None):
-        log.info("%s: the simplified set gave %s; solving on the full set", solver.method,
-                 Status(sol.status).name.lower())
-        sol = _full_fallback(problem, solver, sol, backend, backend_options)
+    if constraints == "simplified" and warm_start is None and restart_from is None:
+        if sol.status == Status.CONVERGED:
+            sol = _binding_ir_check(problem, solver, sol, backend, backend_options)
+        elif sol.status != Status.INEXACT:
+            log.info("%s: the simplified set gave %s; solving on the full set", solver.method, sol.status_name)
+            sol = _full_fallback(problem, solver, sol, backend, backend_options)
     return sol.replace(wall_time=time.perf_counter() - start)
 
 

@@ -58,8 +58,7 @@ def _stacked(x, args: SolveArgs):
     _, _, mom, res = _kkt.measure(x, *args.kkt_args)
     parts = [-mom.expected_accuracy[None], _kkt.constraint_vector(res, args.constraints, args.scales.value)]
     if args.constraints != "full":
-        m = x * args.scales.data
-        parts.append(jnp.diff(m) / jnp.max(args.scales.data))
+        parts.append(jnp.diff(x * args.scales.data) / jnp.max(args.scales.data))
     return jnp.concatenate(parts), max_violation(res)
 
 
@@ -142,10 +141,10 @@ class SLSQP(AbstractSolver):
         except StopIteration:
             result = None
         if settled:
-            end = (settled["x"], count, 0, f"settled: violation and stationarity <= {self.settled_tol:g}")
+            x, nit, exit_code = settled["x"], count, 0
+            message = f"settled: violation and stationarity <= {self.settled_tol:g}"
         else:
-            end = (result.x, int(result.nit), int(result.status), str(result.message))
-        x, nit, exit_code, message = end
+            x, nit, exit_code, message = result.x, int(result.nit), int(result.status), str(result.message)
         state = {**state, "runs": state["runs"] + 1, "iterations": state["iterations"] + nit, "exit": exit_code,
                  "message": message}
         state.update(self._measure(args, state, x))
@@ -171,8 +170,7 @@ class SLSQP(AbstractSolver):
         x0 = np.maximum(np.asarray(x0, np.float64), 0.0)
         g0 = evaluate(x0)[2]
         y0 = np.append(x0, max(0.0, -float(np.min(g0))) if g0.size else 0.0)
-        unit = np.zeros(y0.size)
-        unit[-1] = 1.0
+        unit = np.eye(y0.size)[-1]  # the gradient of s
         found = optimize.minimize(
             lambda y: float(y[-1]), y0, jac=lambda y: unit, method="SLSQP", bounds=[(0.0, None)] * y0.size,
             constraints=[{"type": "ineq", "fun": lambda y: evaluate(y[:-1])[2] + y[-1],
