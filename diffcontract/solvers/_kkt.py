@@ -33,7 +33,6 @@ from ..expectation import moments
 from ..formulation import binding_rewards, max_violation, residuals
 from ..numerics import nonnegative_least_squares, project_monotone_nonnegative, solve_qp
 
-CONSTRAINT_SETS = ("simplified", "full")
 HOST_ACTIVE_TOL = 1e-7  # scaled slack under which a constraint enters the host certificate's NNLS
 _REGULARIZATION = 1e-13  # x the largest diagonal of J^T J: Levenberg-Marquardt term of a least-squares step
 _HESSIAN_SHIFT = 1e-8  # x (1 + largest |eigenvalue|): the SQP model Hessian's least eigenvalue
@@ -177,20 +176,24 @@ def kkt_residuals(x, mu, problem, table, scales, constraints) -> KKTResiduals:
     )
 
 
+def _stationarity_system(x, active, problem, table, scales, constraints):
+    """(J_A^T (n, n_G + n_B): the gradients of the ``active`` constraints of H as columns, zeros for
+    the others; grad F (n,)) at x: stationarity asks J_A^T mu = grad F."""
+    grad = jax.grad(objective)(x, problem, table, scales, constraints)
+    jac = jax.jacfwd(lambda w: all_constraints(w, problem, table, scales, constraints))(x)
+    return jnp.where(active[:, None], jac, 0.0).T, grad
+
+
 def least_squares_multipliers(x, active, problem, table, scales, constraints):
     """(n_G + n_B,) least-squares multipliers of the ``active`` constraints of H = (G, B) at x (zeros off
     them; may be negative where the active set is wrong: the ALM's first estimate)."""
-    grad = jax.grad(objective)(x, problem, table, scales, constraints)
-    jac_h = jax.jacfwd(lambda w: all_constraints(w, problem, table, scales, constraints))(x)
-    mu = jnp.linalg.lstsq(jnp.where(active[:, None], jac_h, 0.0).T, grad)[0]
+    mu = jnp.linalg.lstsq(*_stationarity_system(x, active, problem, table, scales, constraints))[0]
     return jnp.where(active, mu, 0.0)
 
 
 def certificate_multipliers(x, active, mu_guess, problem, table, scales, constraints):
     """Non-negative multipliers of the active constraints at x that best satisfy stationarity."""
-    grad = jax.grad(objective)(x, problem, table, scales, constraints)
-    jac = jax.jacfwd(lambda w: all_constraints(w, problem, table, scales, constraints))(x)
-    A = jnp.where(active[:, None], jac, 0.0).T
+    A, grad = _stationarity_system(x, active, problem, table, scales, constraints)
     return jnp.where(active, nonnegative_least_squares(A, grad, jnp.where(active, mu_guess, 0.0)), 0.0)
 
 
@@ -205,19 +208,13 @@ def host_certificate(grad, g, jac, bounds_active, active_tol: float = HOST_ACTIV
       (lambda (n_g,) zeros off A, mu (n,) bound multipliers, stationarity, complementarity).
     """
     from scipy import optimize  # imported where used: not on every import of the package
-    active = np.flatnonzero(g <= active_tol)
-    bound_idx = np.flatnonzero(bounds_active)
-    cols = [jac[active].T] if active.size else []
-    if bound_idx.size:
-        cols.append(np.eye(grad.size)[:, bound_idx])
+    active, bound_idx = np.flatnonzero(g <= active_tol), np.flatnonzero(bounds_active)
+    A = np.concatenate([jac[active].T, np.eye(grad.size)[:, bound_idx]], axis=1)
+    coef = optimize.nnls(A, grad, maxiter=50 * A.shape[1])[0] if A.shape[1] else np.zeros(0)
     lam, mu = np.zeros(g.size), np.zeros(grad.size)
-    resid = grad
-    if cols:
-        A = np.concatenate(cols, axis=1)
-        coef, _ = optimize.nnls(A, grad, maxiter=50 * A.shape[1])
-        lam[active] = coef[: active.size]
-        mu[bound_idx] = coef[active.size:]
-        resid = grad - A @ coef
+    lam[active] = coef[: active.size]
+    mu[bound_idx] = coef[active.size:]
+    resid = grad - A @ coef
     stationarity = float(np.max(np.abs(resid)) / (1.0 + np.max(np.abs(grad))))
     complementarity = float(np.max(np.abs(lam * g))) if g.size else 0.0
     return lam, mu, stationarity, complementarity
@@ -263,6 +260,13 @@ def _newton_system(z, act, nx: int, args: tuple):
     return r, jnp.concatenate([top, bottom], axis=0)
 
 
+def _step_room(x):
+    """(n,) how far each variable may move in one polish step: half its magnitude, floored at a tenth of
+    the largest (so a variable near 0 can still grow). This keeps the iterate where the model is valid,
+    and near the solution steps are full (still quadratic)."""
+    return _STEP_ROOM * jnp.maximum(jnp.abs(x), _ROOM_FLOOR * jnp.max(jnp.abs(x)))
+
+
 def _newton(z, act, nx: int, args: tuple, newton_steps: int):
     """Damped Newton on the active set ``act`` from z = (x, mu), stopping once a full step moves nothing
     beyond rounding (quadratic convergence reached)."""
@@ -271,12 +275,8 @@ def _newton(z, act, nx: int, args: tuple, newton_steps: int):
         zz, k, _ = carry
         r, jac = _newton_system(zz, act, nx, args)
         delta = _least_squares_step(jac, -r)
-        # Damping: no variable moves by more than half its magnitude (floored at a tenth of the
-        # largest, so a variable near 0 can still grow) in one step; this keeps the iterate
-        # where the model is valid, and near the solution steps are full (still quadratic).
-        dx, xx = delta[:nx], zz[:nx]
-        room = _STEP_ROOM * jnp.maximum(jnp.abs(xx), _ROOM_FLOOR * jnp.max(jnp.abs(xx)))
-        alpha = jnp.minimum(1.0, jnp.min(jnp.where(jnp.abs(dx) > 0, room / jnp.abs(dx), jnp.inf)))
+        dx = delta[:nx]  # damped: no variable moves beyond its ``_step_room``
+        alpha = jnp.minimum(1.0, jnp.min(jnp.where(jnp.abs(dx) > 0, _step_room(zz[:nx]) / jnp.abs(dx), jnp.inf)))
         alpha = jnp.where(jnp.isfinite(alpha) & (alpha > 0), alpha, 1.0)
         z_new = zz + alpha * delta
         ok = jnp.all(jnp.isfinite(z_new))
@@ -292,15 +292,13 @@ def _update_active(z, act, nx: int, args: tuple):
     constraint; if none is violated, drop the active constraint with the most negative multiplier;
     an active set Newton could not satisfy (e.g. the budgets of two pooled types with different
     bounds, both guessed active) is inconsistent: release its slackest member."""
-    xx, mm = z[:nx], z[nx:]
-    h = all_constraints(xx, *args)
-    tol = _ACTIVE_SET_TOL
+    h = all_constraints(z[:nx], *args)
     violation = jnp.where(act, 0.0, -h)
     worst = jnp.argmax(violation)
-    negative = jnp.where(act, mm, jnp.inf)
+    negative = jnp.where(act, z[nx:], jnp.inf)
     most_negative = jnp.argmin(negative)
-    add = violation[worst] > tol
-    drop = (~add) & (negative[most_negative] < -tol)
+    add = violation[worst] > _ACTIVE_SET_TOL
+    drop = (~add) & (negative[most_negative] < -_ACTIVE_SET_TOL)
     slack = jnp.where(act, h, -jnp.inf)
     slackest = jnp.argmax(slack)
     release = (~add) & (~drop) & (slack[slackest] > _INCONSISTENT_SLACK)
@@ -370,7 +368,7 @@ def sqp_polish(x, mu, problem, table, scales, constraints, steps: int = 8, qp_it
         hess = 0.5 * (hess + hess.T)
         eig = jnp.linalg.eigvalsh(hess)
         hess = hess + (jnp.maximum(0.0, -eig[0]) + _HESSIAN_SHIFT * (1.0 + jnp.max(jnp.abs(eig)))) * eye
-        radius = _STEP_ROOM * jnp.maximum(jnp.abs(xx), _ROOM_FLOOR * jnp.max(jnp.abs(xx)))
+        radius = _step_room(xx)
         A = jnp.concatenate([jac, eye, -eye])
         b = jnp.concatenate([-h, -radius, -radius])
         d, z = solve_qp(hess, grad_f, A, b, qp_iterations)

@@ -104,13 +104,11 @@ class ALM(AbstractSolver):
         z = jnp.log(start.x)
         if args.constraints != "full":
             z = isotonic_regression(z)
-        kkt_none = _kkt.KKTResiduals(*(jnp.asarray(jnp.inf, dtype) for _ in range(4)))
-        false = jnp.asarray(False)
-        return ALMState(z=z, lam=lam, rho=jnp.asarray(self.penalty_init, dtype), violation=jnp.asarray(jnp.inf, dtype),
-                        outer=jnp.asarray(0), x=start.x, mu=jnp.zeros((num_g + start.x.shape[0],), dtype), kkt=kkt_none,
-                        polished=false, converged=false, lr=jnp.asarray(self.learning_rate, dtype),
-                        steps=jnp.asarray(0), stuck=jnp.asarray(0), long_blocks=jnp.asarray(start.primary),
-                        polish_first=jnp.asarray(start.polish_first))
+        inf, zero = jnp.asarray(jnp.inf, dtype), jnp.asarray(0)
+        return ALMState(z=z, lam=lam, rho=jnp.asarray(self.penalty_init, dtype), violation=inf, outer=zero, x=start.x,
+                        mu=jnp.zeros((num_g + start.x.shape[0],), dtype), kkt=_kkt.KKTResiduals(inf, inf, inf, inf),
+                        converged=jnp.asarray(False), lr=jnp.asarray(self.learning_rate, dtype), steps=zero, stuck=zero,
+                        long_blocks=jnp.asarray(start.primary), polish_first=jnp.asarray(start.polish_first))
 
     def step(self, args: SolveArgs, state: "ALMState") -> "ALMState":
         # A warm start near the optimum is polished before any descent: no inner steps in iteration 0.
@@ -118,11 +116,11 @@ class ALM(AbstractSolver):
         z, lam, rho, violation, lr = jax.lax.cond(
             skip, lambda s: (s.z, s.lam, s.rho, s.violation, s.lr), lambda s: self._update(args, s), state)
         steps = state.steps + jnp.where(skip, 0, self._block_steps(args, state))
-        x, mu, kkt, polished, converged = self._attempt(args, z, lam)
+        x, mu, kkt, converged = self._attempt(args, z, lam)
         hopeless = ((rho >= self.penalty_max) & (violation > self.active_tol)
                     & (violation > _STALL_RATIO * state.violation))
         return state._replace(z=z, lam=lam, rho=rho, violation=violation, outer=state.outer + 1, x=x, mu=mu, kkt=kkt,
-                              polished=polished, converged=converged, lr=lr, steps=steps,
+                              converged=converged, lr=lr, steps=steps,
                               stuck=jnp.where(hopeless, state.stuck + 1, 0))
 
     def terminate(self, args: SolveArgs, state: "ALMState"):
@@ -130,9 +128,9 @@ class ALM(AbstractSolver):
                 | (state.stuck >= self.infeasible_patience))
 
     def postprocess(self, args: SolveArgs, state: "ALMState") -> Iterate:
-        return Iterate(x=state.x, value=-_kkt.objective(state.x, *args.kkt_args), multipliers=state.mu, kkt=state.kkt, converged=state.converged,
-                       out_of_iterations=state.outer >= self.max_outer, infeasible=state.rho >= self.penalty_max,
-                       iterations=state.steps)
+        return Iterate(x=state.x, value=-_kkt.objective(state.x, *args.kkt_args), multipliers=state.mu, kkt=state.kkt,
+                       converged=state.converged, out_of_iterations=state.outer >= self.max_outer,
+                       infeasible=state.rho >= self.penalty_max, iterations=state.steps)
 
     # --- one outer iteration -------------------------------------------------------------------
     def _block_steps(self, args, state):
@@ -187,34 +185,29 @@ class ALM(AbstractSolver):
         binding = (_kkt.all_constraints(xs, *args.kkt_args) <= self.active_tol) & (mus > _MULTIPLIER_POSITIVE)
         binding = binding | jnp.concatenate([jnp.zeros((num_g,), bool),
                                              _kkt.simple_constraints(xs, args.constraints) <= _BOUND_ACTIVE])
-        xn, mun, actn = _kkt.polish(xs, mus, binding, *args.kkt_args, newton_steps=self.newton_steps,
-                                    rounds=self.polish_rounds)
-        ok = jnp.all(jnp.isfinite(xn)) & jnp.all(jnp.isfinite(mun))
-        xn, mun, actn = jnp.where(ok, xn, xs), jnp.where(ok, mun, mus), jnp.where(ok, actn, binding)
-        sqp, newton = _certify(args, xs, mus, binding), _certify(args, xn, mun, actn)
-        return jax.tree_util.tree_map(lambda a, c: jnp.where(newton[3] <= sqp[3], a, c), newton, sqp)
+        newton = _kkt.polish(xs, mus, binding, *args.kkt_args, newton_steps=self.newton_steps,
+                             rounds=self.polish_rounds)
+        ok = jnp.all(jnp.isfinite(newton[0])) & jnp.all(jnp.isfinite(newton[1]))
+        sqp, newton = _certify(args, xs, mus, binding), _certify(args, *_where(ok, newton, (xs, mus, binding)))
+        return _where(newton[3] <= sqp[3], newton, sqp)
 
     def _attempt(self, args, z, lam):
-        """Snap, polish, certify: (x, mu, kkt, polished, converged)."""
+        """Snap, polish, certify: (x, mu, kkt, converged)."""
         x = self._snap(args, z)
-        mu0 = jnp.maximum(_kkt.least_squares_multipliers(x, self._guess_active(args, x, lam), *args.kkt_args), 0.0)
-        kkt0 = _kkt.kkt_residuals(x, mu0, *args.kkt_args)
+        mu = jnp.maximum(_kkt.least_squares_multipliers(x, self._guess_active(args, x, lam), *args.kkt_args), 0.0)
+        kkt = _kkt.kkt_residuals(x, mu, *args.kkt_args)
         if self.polish:
             xp, mup, kktp, score = self._polish(args, x, lam)
-            better = score < _score(kkt0)
-            x, mu = jnp.where(better, xp, x), jnp.where(better, mup, mu0)
-            kkt = jax.tree_util.tree_map(lambda a, c: jnp.where(better, a, c), kktp, kkt0)
-        else:
-            mu, kkt, better = mu0, kkt0, jnp.asarray(False)
+            x, mu, kkt = _where(score < _score(kkt), (xp, mup, kktp), (x, mu, kkt))
         violation = _kkt.money_violation(x, *args.kkt_args)
         converged = ((violation <= self.feasibility_tol * args.scales.value) & (kkt.stationarity <= self.kkt_tol)
                      & (kkt.complementarity <= self.kkt_tol) & jnp.all(jnp.isfinite(x)))
-        return x, jnp.maximum(mu, 0.0), kkt, better, converged
+        return x, jnp.maximum(mu, 0.0), kkt, converged
 
 
 class ALMState(NamedTuple):
     """One ALM run: z log scaled variables; lam, rho multipliers and penalty; violation the scaled max
-    violation of G; x, mu, kkt, polished, converged the latest polished candidate and its certificate;
+    violation of G; x, mu, kkt, converged the latest polished candidate and its certificate;
     lr the Adam step; steps inner steps taken; stuck outer iterations at penalty_max without progress;
     long_blocks, polish_first the start's flags (``Start``)."""
 
@@ -226,7 +219,6 @@ class ALMState(NamedTuple):
     x: jnp.ndarray
     mu: jnp.ndarray
     kkt: _kkt.KKTResiduals
-    polished: jnp.ndarray
     converged: jnp.ndarray
     lr: jnp.ndarray
     steps: jnp.ndarray
@@ -277,6 +269,11 @@ def _lbfgs_block(solver: ALM, args, z, lam, rho, lr, num_steps):
         return jnp.where(jnp.all(jnp.isfinite(w_new)), w_new, w), opt_state
 
     return jax.lax.fori_loop(0, num_steps, inner, (z, lbfgs.init(z)))[0], lr
+
+
+def _where(condition, a, b):
+    """The pytree a where ``condition`` (a () bool) holds, else b."""
+    return jax.tree_util.tree_map(lambda u, v: jnp.where(condition, u, v), a, b)
 
 
 def _score(kkt):

@@ -43,7 +43,7 @@ from ..expectation.planner import ProblemTooLarge
 from ..formulation import least_rewards, residuals
 from ..problem import without_input_order
 from ._solution import FEASIBILITY_TOL, Solution, Status, host_menu_fields, value_scale
-from .global_bounds import BoundData, bound_boxes, exact_terms, piece_slacks, reward_pieces
+from .global_bounds import BoundData, bound_boxes, exact_terms, piece_slacks, reward_pieces, value_and_violation
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,10 @@ class BranchAndBound:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
                 raise ValueError(f"global option {name} must be a finite number > 0, got {value!r}")
-        for name in ("max_nodes", "batch_size"):
+        for name, least in (("max_nodes", 1), ("batch_size", 1), ("local_searches", 0)):
             value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"global option {name} must be an integer >= 1, got {value!r}")
-        if not (isinstance(self.local_searches, int) and self.local_searches >= 0):
-            raise ValueError(f"global option local_searches must be an integer >= 0, got {self.local_searches!r}")
+            if not (isinstance(value, int) and value >= least):
+                raise ValueError(f"global option {name} must be an integer >= {least}, got {value!r}")
 
 
 def check_boundable(problem) -> float:
@@ -96,20 +94,12 @@ def check_boundable(problem) -> float:
 
 
 def _bound_data(problem, table, x_c: float, allowance: float = 0.0) -> BoundData:
-    counts = jnp.asarray(table.counts) * problem.quality[None, :]
     num = problem.num_types
-    return BoundData(counts=counts, prob=table.prob, weights=table.weights, costs=problem.costs,
-                     reservation=problem.reservation_utility, concave_from=jnp.asarray(x_c),
-                     allowance=jnp.asarray(allowance),
+    return BoundData(counts=jnp.asarray(table.counts) * problem.quality[None, :], prob=table.prob,
+                     weights=table.weights, costs=problem.costs, reservation=problem.reservation_utility,
+                     concave_from=jnp.asarray(x_c), allowance=jnp.asarray(allowance),
                      pieces=reward_pieces(problem.costs), budget_multipliers=jnp.zeros((num, num)), monotone_multipliers=jnp.zeros(num - 1),
                      accuracy=problem.accuracy, valuation=problem.valuation)
-
-
-def _violation(m, data: BoundData) -> tuple[float, float]:
-    """(F(m), max(0, T(m) - tbar(m)) money) of a monotone m."""
-    value, tbar = exact_terms(jnp.asarray(m), data)
-    need = least_rewards(jnp.asarray(m), data.costs, data.reservation)
-    return float(value), float(jnp.maximum(jnp.max(need - tbar), 0.0))
 
 
 def fitted_multipliers(m, data: BoundData) -> tuple[np.ndarray, np.ndarray]:
@@ -121,8 +111,8 @@ def fitted_multipliers(m, data: BoundData) -> tuple[np.ndarray, np.ndarray]:
     """
     from scipy.optimize import nnls
 
-    m = jnp.asarray(m)
-    num, m_np = m.shape[0], np.asarray(m)
+    m_np = np.asarray(m)
+    num, m = m_np.size, jnp.asarray(m)
     grad_f = np.asarray(jax.grad(lambda z: exact_terms(z, data)[0])(m))
     slack = lambda z: piece_slacks(exact_terms(z, data)[1], z, data).reshape(-1)  # noqa: E731
     slack_m, jac = np.asarray(slack(m)), np.asarray(jax.jacobian(slack)(m))
@@ -131,11 +121,9 @@ def fitted_multipliers(m, data: BoundData) -> tuple[np.ndarray, np.ndarray]:
     pieces = np.flatnonzero(slack_m <= _ACTIVE_RTOL * money)
     monotone = np.flatnonzero(np.diff(m_np) <= _ACTIVE_RTOL * scale)
     floor = np.flatnonzero(m_np <= _ACTIVE_RTOL * scale)
-    diff = np.diff(np.eye(num), axis=0)
-    columns = [jac[k] for k in pieces] + [diff[k] for k in monotone] + [np.eye(num)[i] for i in floor]
-    if not columns:
+    matrix = np.concatenate([jac[pieces], np.diff(np.eye(num), axis=0)[monotone], np.eye(num)[floor]]).T
+    if not matrix.size:
         return np.zeros((num, num)), np.zeros(num - 1)
-    matrix = np.stack(columns, axis=1)
     norms = np.maximum(np.linalg.norm(matrix, axis=0), 1e-300)
     y, _ = nnls(matrix / norms, -grad_f)
     y = y / norms
@@ -182,12 +170,11 @@ class _Search:
         self.pruned = -np.inf  # the largest upper bound of a box discarded by bound (not by infeasibility)
         self.nodes, self.rounds, self.searches = 0, 0, 0
         self.heap, self.counter = [], itertools.count()
-        num = problem.num_types
         f, c = np.asarray(problem.reservation_utility), np.asarray(problem.costs)
         top = float(np.asarray(problem.valuation(problem.accuracy.a_max)))
         hi = np.minimum.accumulate(np.maximum((top - f) / c, 0.0)[::-1])[::-1]
         self.width = np.maximum(hi, 1e-300)
-        self._push(np.inf, np.zeros(num), hi)
+        self._push(np.inf, np.zeros(problem.num_types), hi)
 
     def _push(self, upper, lo, hi):
         heapq.heappush(self.heap, (-float(upper), next(self.counter), lo, hi))
@@ -204,7 +191,7 @@ class _Search:
         """Take monotone ``m`` as the incumbent if it is feasible and better; refit multipliers at KKT points."""
         if m is None:
             return False
-        value, violation = _violation(m, self.data)
+        value, violation = map(float, value_and_violation(jnp.asarray(m), self.data))
         if violation > self.tol or value <= self.lower:
             return False
         self.lower, self.best = value, np.asarray(m, np.float64)
@@ -213,29 +200,27 @@ class _Search:
             self.data = self.data.replace(budget_multipliers=jnp.asarray(lam), monotone_multipliers=jnp.asarray(rho))
         return True
 
-    def _children(self, boxes):
-        los, his, parents = [], [], []
-        for upper, lo, hi in boxes:
-            side = int(np.argmax((hi - lo) / self.width))
-            middle = 0.5 * (lo[side] + hi[side])
-            left_hi, right_lo = hi.copy(), lo.copy()
-            left_hi[side], right_lo[side] = middle, middle
-            los += [lo, right_lo]
-            his += [left_hi, hi]
-            parents += [upper, upper]
-        return np.stack(los), np.stack(his), np.asarray(parents)
+    def _children(self, uppers, lo, hi):
+        """Each box (rows of lo, hi) halved along its widest side relative to the root box: the children
+        (left, right of box 0, then of box 1, ...) and their parents' upper bounds."""
+        rows, side = np.arange(len(lo)), np.argmax((hi - lo) / self.width, axis=1)
+        left_hi, right_lo = hi.copy(), lo.copy()
+        left_hi[rows, side] = right_lo[rows, side] = 0.5 * (lo[rows, side] + hi[rows, side])
+        shape = (2 * lo.shape[0], lo.shape[1])
+        return (np.stack([lo, right_lo], axis=1).reshape(shape), np.stack([left_hi, hi], axis=1).reshape(shape),
+                np.repeat(uppers, 2))
 
     def round(self) -> None:
         """Pop the best boxes, split them, bound the children, update the incumbent and the heap."""
         threshold, boxes = self._threshold(), []
         while self.heap and len(boxes) < self.options.batch_size and -self.heap[0][0] > threshold:
-            neg_upper, _, lo, hi = heapq.heappop(self.heap)
-            boxes.append((-neg_upper, lo, hi))
+            boxes.append(heapq.heappop(self.heap))
         if not boxes:
             self.pruned = max(self.pruned, self.upper)
             self.heap.clear()
             return
-        lo, hi, parents = self._children(boxes)
+        neg_uppers, _, lo, hi = zip(*boxes)
+        lo, hi, parents = self._children(-np.asarray(neg_uppers), np.stack(lo), np.stack(hi))
         count, size = len(lo), 2 * self.options.batch_size
         pad = lambda a: np.concatenate([a, np.repeat(a[:1], size - count, axis=0)])  # noqa: E731
         anchor = self.best if self.best is not None else 0.5 * self.width
@@ -285,18 +270,12 @@ class _Search:
         return "gap" if self.best is not None else "empty"
 
 
-_STATUS = {"gap": Status.CONVERGED, "nodes": Status.MAX_ITERATIONS, "time": Status.MAX_ITERATIONS,
-           "empty": Status.INFEASIBLE}
-
-
-def _message(search: _Search, why: str, gap: float) -> str:
-    head = (f"global: {search.nodes} boxes in {search.rounds} rounds, {search.searches} local searches; "
-            f"bounds [{search.lower:.12g}, {search.upper:.12g}] on E[a], relative gap {gap:.3g}")
-    tails = {"gap": f"within gap_tol {search.options.gap_tol:g}: a certified global optimum of the full set",
-             "nodes": f"stopped at max_nodes = {search.options.max_nodes}",
-             "time": f"stopped at time_limit = {search.options.time_limit:g} s",
-             "empty": "every box was pruned as infeasible: the full constraint set is empty (a proof)"}
-    return f"{head}; {tails[why]}"
+#: Why a search stopped -> its status (before the measured checks) and its message's end (``BranchAndBound`` fields).
+_ENDINGS = {"gap": (Status.CONVERGED, "within gap_tol {gap_tol:g}: a certified global optimum of the full set"),
+            "nodes": (Status.MAX_ITERATIONS, "stopped at max_nodes = {max_nodes}"),
+            "time": (Status.MAX_ITERATIONS, "stopped at time_limit = {time_limit:g} s"),
+            "empty": (Status.INFEASIBLE,
+                      "every box was pruned as infeasible: the full constraint set is empty (a proof)")}
 
 
 def _solution(problem64, canonical, table, search: _Search, fallback, why: str) -> Solution:
@@ -308,11 +287,14 @@ def _solution(problem64, canonical, table, search: _Search, fallback, why: str) 
     fields = host_menu_fields(canonical, m, t, mom, res)
     upper = search.upper
     gap = (upper - search.lower) / max(abs(search.lower), 1e-300) if search.best is not None else np.inf
-    status = _STATUS[why] if why != "gap" or gap <= search.options.gap_tol else Status.MAX_ITERATIONS
-    if status == Status.CONVERGED and fields["max_violation"] > search.tol:
-        status = Status.MAX_ITERATIONS  # never claim what the measured residuals do not show
+    status, ending = _ENDINGS[why]
+    if status == Status.CONVERGED and (not gap <= search.options.gap_tol or fields["max_violation"] > search.tol):
+        status = Status.MAX_ITERATIONS  # never claim what the measured gap and residuals do not show
+    message = (f"global: {search.nodes} boxes in {search.rounds} rounds, {search.searches} local searches; bounds "
+               f"[{search.lower:.12g}, {upper:.12g}] on E[a], relative gap {gap:.3g}; "
+               + ending.format(**dataclasses.asdict(search.options)))
     return Solution(problem=problem64, **fields, status=int(status), iterations=search.rounds, wall_time=0.0,
-                    method="global", constraints="full", backend="enumerate", message=_message(search, why, gap),
+                    method="global", constraints="full", backend="enumerate", message=message,
                     upper_bound=float(upper), gap=float(gap), nodes=int(search.nodes))
 
 
@@ -354,8 +336,7 @@ def solve_global(problem, options: BranchAndBound | None = None) -> Solution:
         firsts = first_incumbents(canonical)
         for m in firsts:
             search.offer(m, kkt=True)
-        first = next((m for m in firsts if m is not None), None)
+        fallback = next((m for m in firsts if m is not None), np.asarray(canonical.reservation_data))
         why = search.run(start + options.time_limit)
-        fallback = first if first is not None else np.asarray(canonical.reservation_data)
         sol = _solution(problem64, canonical, table, search, fallback, why)
     return sol.replace(wall_time=time.perf_counter() - start)

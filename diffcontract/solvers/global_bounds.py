@@ -115,6 +115,12 @@ def exact_terms(m: jnp.ndarray, data: BoundData) -> tuple[jnp.ndarray, jnp.ndarr
     return data.prob @ acc, data.valuation(acc) @ data.weights
 
 
+def value_and_violation(m: jnp.ndarray, data: BoundData) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(F(m) (), max(0, max_i T_i(m) - tbar_i(m)) () money) of a monotone m, T = ``least_rewards``."""
+    value, tbar = exact_terms(m, data)
+    return value, jnp.maximum(jnp.max(least_rewards(m, data.costs, data.reservation) - tbar), 0.0)
+
+
 def _chord_over(fn, x, low, high, knee):
     """Concave (affine) over-estimate of a non-decreasing ``fn`` concave on [knee, inf), on [low, high].
 
@@ -197,10 +203,9 @@ def ascend(m0, lo, hi, data: BoundData, steps: int = ASCENT_STEPS) -> jnp.ndarra
     """
     hessian = jax.hessian(lagrangian)(m0, lo, hi, data)
     step = 1.0 / jnp.maximum(jnp.max(jnp.sum(jnp.abs(hessian), axis=1)), 1e-300)
-    gradient = jax.grad(lagrangian)
 
     def body(_, m):
-        return jnp.clip(m + step * gradient(m, lo, hi, data), lo, hi)
+        return jnp.clip(m + step * jax.grad(lagrangian)(m, lo, hi, data), lo, hi)
 
     return lax.fori_loop(0, steps, body, m0)
 
@@ -227,9 +232,7 @@ def bound_box(lo, hi, incumbent, data: BoundData) -> BoxBound:
     upper = jnp.minimum(value_hi, lagrange)
     upper = jnp.where(empty, -jnp.inf, upper + ROUNDING_MARGIN * jnp.maximum(1.0, jnp.abs(upper)))
     points = jnp.stack([near, centre, lo])
-    values, tbars = jax.vmap(exact_terms, in_axes=(0, None))(points, data)
-    needs = jax.vmap(least_rewards, in_axes=(0, None, None))(points, data.costs, data.reservation)
-    violations = jnp.maximum(jnp.max(needs - tbars, axis=1), 0.0)
+    values, violations = jax.vmap(value_and_violation, in_axes=(0, None))(points, data)
     best = jnp.argmax(jnp.where(violations <= 0.0, values, -jnp.inf) - violations)
     return BoxBound(upper, lo, hi, points[best], values[best], violations[best])
 
