@@ -208,13 +208,19 @@ def host_certificate(grad, g, jac, bounds_active, active_tol: float = HOST_ACTIV
       (lambda (n_g,) zeros off A, mu (n,) bound multipliers, stationarity, complementarity).
     """
     from scipy import optimize  # imported where used: not on every import of the package
-    active, bound_idx = np.flatnonzero(g <= active_tol), np.flatnonzero(bounds_active)
-    A = np.concatenate([jac[active].T, np.eye(grad.size)[:, bound_idx]], axis=1)
-    coef = optimize.nnls(A, grad, maxiter=50 * A.shape[1])[0] if A.shape[1] else np.zeros(0)
+    active = np.flatnonzero(g <= active_tol)
+    bound_idx = np.flatnonzero(bounds_active)
+    cols = [jac[active].T] if active.size else []
+    if bound_idx.size:
+        cols.append(np.eye(grad.size)[:, bound_idx])
     lam, mu = np.zeros(g.size), np.zeros(grad.size)
-    lam[active] = coef[: active.size]
-    mu[bound_idx] = coef[active.size:]
-    resid = grad - A @ coef
+    resid = grad
+    if cols:
+        A = np.concatenate(cols, axis=1)
+        coef, _ = optimize.nnls(A, grad, maxiter=50 * A.shape[1])
+        lam[active] = coef[: active.size]
+        mu[bound_idx] = coef[active.size:]
+        resid = grad - A @ coef
     stationarity = float(np.max(np.abs(resid)) / (1.0 + np.max(np.abs(grad))))
     complementarity = float(np.max(np.abs(lam * g))) if g.size else 0.0
     return lam, mu, stationarity, complementarity

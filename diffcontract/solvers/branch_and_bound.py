@@ -121,9 +121,10 @@ def fitted_multipliers(m, data: BoundData) -> tuple[np.ndarray, np.ndarray]:
     pieces = np.flatnonzero(slack_m <= _ACTIVE_RTOL * money)
     monotone = np.flatnonzero(np.diff(m_np) <= _ACTIVE_RTOL * scale)
     floor = np.flatnonzero(m_np <= _ACTIVE_RTOL * scale)
-    matrix = np.concatenate([jac[pieces], np.diff(np.eye(num), axis=0)[monotone], np.eye(num)[floor]]).T
-    if not matrix.size:
+    columns = [*jac[pieces], *np.diff(np.eye(num), axis=0)[monotone], *np.eye(num)[floor]]
+    if not columns:
         return np.zeros((num, num)), np.zeros(num - 1)
+    matrix = np.stack(columns, axis=1)
     norms = np.maximum(np.linalg.norm(matrix, axis=0), 1e-300)
     y, _ = nnls(matrix / norms, -grad_f)
     y = y / norms
