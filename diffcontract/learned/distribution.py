@@ -66,12 +66,10 @@ class ProblemDistribution:
         rng = np.random.default_rng(seed)
         lo, hi = self.participants
         participants = rng.integers(lo, hi + 1, size=count)
-        probs = rng.dirichlet(np.full(self.num_types, self.concentration), size=count)
-        probs = np.maximum(probs, self.prob_floor)
+        probs = np.maximum(rng.dirichlet(np.full(self.num_types, self.concentration), size=count), self.prob_floor)
         probs /= probs.sum(axis=1, keepdims=True)
-        costs = self._costs(rng, count)
-        return problem_grid(participants, probs, costs, accuracy=self.accuracy, valuation=self.valuation,
-                            conditioning=self.conditioning)
+        return problem_grid(participants, probs, self._costs(rng, count), accuracy=self.accuracy,
+                            valuation=self.valuation, conditioning=self.conditioning)
 
     def _costs(self, rng: np.random.Generator, count: int) -> np.ndarray:
         a, b = self.log10_costs

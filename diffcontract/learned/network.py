@@ -71,15 +71,13 @@ def problem_features(problem, table, participants_range: tuple, log10_cost_range
     n = (jnp.asarray(problem.participants, dtype) - lo) / max(hi - lo, 1) * 2.0 - 1.0
     a, b = log10_cost_range
     logc = (jnp.log10(problem.costs) - 0.5 * (a + b)) / (0.5 * (b - a))
-    f = problem.reservation_utility / value_unit(problem)
     m_ref = data_reference(problem)
-    m_res = problem.reservation_data / m_ref
     # The pooled frontier: for j = 0..I-1 costliest types excluded, the largest feasible common
     # m0 of the rest and its E[a] (``solvers/_start.py``); 0 where none is feasible.
     menus, found, value = exclusion_pooled_candidates(problem, table) if candidates is None else candidates
     pooled = jnp.where(found, jnp.log(jnp.maximum(menus[:, -1] / m_ref, 1e-12)) / 10.0, -3.0)
-    pooled_value = jnp.where(found, value, 0.0)
-    return jnp.concatenate([n[None], problem.probs, logc, f, m_res, pooled, pooled_value])
+    return jnp.concatenate([n[None], problem.probs, logc, problem.reservation_utility / value_unit(problem),
+                            problem.reservation_data / m_ref, pooled, jnp.where(found, value, 0.0)])
 
 
 def decode_contributions(logits: jnp.ndarray, problem) -> jnp.ndarray:

@@ -144,15 +144,11 @@ def _scaled_anchor(m, problem, table):
     multiplied by s, made monotone by a running max. The network's typical error is one type's
     level (a cheap type over- or under-contributing), which one such rescaling undoes.
     """
-    masks = jnp.concatenate([jnp.eye(m.shape[0], dtype=m.dtype), _tails(m.shape[0], m.dtype)])  # (2I, I)
+    # (2I, I) masks: type i alone (row i), types i..I (row I + i)
+    masks = jnp.concatenate([jnp.eye(m.shape[0], dtype=m.dtype), jnp.triu(jnp.ones((m.shape[0],) * 2, m.dtype))])
     best, score = _best_feasible(_rescalings(m, masks, jnp.geomspace(0.05, 20.0, SCALE_FACTORS).astype(m.dtype)),
                                  problem, table)
     return best, jnp.isfinite(score)
-
-
-def _tails(num: int, dtype) -> jnp.ndarray:
-    """(I, I) masks: row i selects types i..I."""
-    return (jnp.arange(num)[None, :] >= jnp.arange(num)[:, None]).astype(dtype)
 
 
 def _rescalings(m, masks, factors) -> jnp.ndarray:
@@ -249,7 +245,8 @@ def improve(repaired: Repaired, problem, table, candidates=None) -> Repaired:
 
     start_score = jnp.where(repaired.feasible, _feasible_value(repaired.m, problem, table), -jnp.inf)
     best, best_score = keep_better(repaired.m, start_score, menus, found)
+    tails = jnp.triu(jnp.ones((num, num), dtype))  # row i: types i..I
     for lo, hi in IMPROVE_ROUNDS:
         factors = jnp.geomspace(lo, hi, IMPROVE_FACTORS).astype(dtype)
-        best, best_score = keep_better(best, best_score, _rescalings(best, _tails(num, dtype), factors))
+        best, best_score = keep_better(best, best_score, _rescalings(best, tails, factors))
     return Repaired.of(best, problem, table, repaired.blend, repaired.safe_found)

@@ -34,9 +34,10 @@ from .._jit import jit
 from .. import _precision
 from .._progress import steps_with_progress
 from ..expectation import with_weights
+from ..problem import batch_size, value_unit
+from ..solvers import Status, solve_batch
 from .distribution import ProblemDistribution
 from .mechanism import LearnedMechanism
-from ..problem import value_unit
 from .network import MechanismNetwork, data_reference, decode_contributions, problem_features
 from .repair import learned_constraints
 
@@ -120,9 +121,6 @@ def _alm_targets(pool, distribution: ProblemDistribution, progress: bool):
     stops). Multipliers are those of G = (budget, IR_2..I) / (v(1) - v(0)) against -E[a], the
     training Lagrangian's own scaling (the ``Solution`` stores them divided by v(1) - v(0)).
     """
-    from ..problem import batch_size
-    from ..solvers import Status, solve_batch
-
     size = batch_size(pool)
     logs, ok, lams = [], [], []
     starts = range(0, size, TARGET_CHUNK)
@@ -162,13 +160,10 @@ def _loss(params, network, margin, minibatch, lam_b, rho, weight):
     minibatch: (problems, weighted tables, features, target log(m*/m_ref), has a target) of B problems.
     """
     batch, tabs, feats, targets_b, has_b = minibatch
-    terms = jax.vmap(lambda p, prob, tab, feat: _constraint_terms(p, network, prob, tab, feat),
-                     in_axes=(None, 0, 0, 0))
-    objective, g = terms(params, batch, tabs, feats)
+    objective, g = jax.vmap(lambda *one: _constraint_terms(params, network, *one))(batch, tabs, feats)
     shifted = jnp.maximum(0.0, lam_b - rho * (g - margin))
     penalty = jnp.sum(shifted**2 - lam_b**2, axis=1) / (2.0 * rho)
-    logits = jax.vmap(lambda f: network.apply({"params": params}, f))(feats)
-    m = jax.vmap(decode_contributions)(logits, batch)
+    m = jax.vmap(lambda f, prob: decode_contributions(network.apply({"params": params}, f), prob))(feats, batch)
     m_ref = jax.vmap(data_reference)(batch)
     log_m = jnp.log(jnp.maximum(m / m_ref[:, None], TARGET_FLOOR))
     imitation = jnp.where(has_b, jnp.sum((log_m - targets_b) ** 2, axis=1), 0.0)
@@ -253,22 +248,17 @@ def train_mechanism(distribution: ProblemDistribution = ProblemDistribution(), c
                                 total_steps)
         state = (params, optimizer.init(params), lam, jnp.asarray(config.penalty_init, jnp.float64),
                  jnp.asarray(0.0, jnp.float64))
-        rows = []  # per block: step, mean -E[a], mean violation, feasible share, rho
-        keys = []
-        for _ in range(blocks):  # the same key sequence as splitting block by block
+        def train_block(b: int) -> tuple:
+            """Block b: (step, mean -E[a], mean violation, feasible share, rho); one key split off per block."""
+            nonlocal state, key
             key, sub = jax.random.split(key)
-            keys.append(sub)
+            state, stats = block(state, sub)
+            row = ((b + 1) * config.update_every, *(float(v) for v in stats), float(state[3]))
+            log.debug("block %d: E[a] %.4f, violation %.1e, feasible share %.2f", b, -row[1], row[2], row[3])
+            return row
 
-        def train_block(b: int):
-            nonlocal state
-            state, stats = block(state, keys[b])
-            rows.append(((b + 1) * config.update_every, *(float(v) for v in stats), float(state[3])))
-            log.debug("block %d: E[a] %.4f, violation %.1e, feasible share %.2f", b, -rows[-1][1], rows[-1][2],
-                      rows[-1][3])
-
-        for _ in steps_with_progress(train_block, [config.update_every] * blocks, "training mechanism",
-                                     unit="step", enabled=progress):
-            pass
+        rows = list(steps_with_progress(train_block, [config.update_every] * blocks, "training mechanism",
+                                        unit="step", enabled=progress))
         params = jax.tree_util.tree_map(np.asarray, state[0])
     history = dict(zip(("step", "objective", "violation", "feasible_share", "rho"), map(np.asarray, zip(*rows))))
     history["seconds"] = time.perf_counter() - start

@@ -78,7 +78,7 @@ class DualityGapBound(NamedTuple):
 
 @jit
 def _curve_derivatives(curve, x):
-    slope = jax.grad(lambda s: curve(s))
+    slope = jax.grad(curve)
     return jax.vmap(slope)(x), jax.vmap(jax.grad(slope))(x)
 
 
@@ -160,7 +160,6 @@ def duality_gap_report(solution: Any) -> tuple[DualityGapBound | None, str]:
     """``duality_gap_bound`` and, when it is None, the reason."""
     contract = load_contract(solution)
     problem = contract.problem
-    m_star, t_star = contract.m, contract.t  # float64
     N, num = problem.num_participants, problem.num_types
     c, q, f = (np.asarray(x, np.float64) for x in (problem.costs, problem.quality, problem.reservation_utility))
     with _precision.float64():
@@ -169,13 +168,13 @@ def duality_gap_report(solution: Any) -> tuple[DualityGapBound | None, str]:
     x_c, reason = concavity_threshold(problem, float(N * np.max(q * m_upper)))
     if x_c is None:
         return None, reason
-    least = N * float(np.min(q * m_star))
+    least = N * float(np.min(q * contract.m))
     if least < x_c:
         return None, (f"the solution pools as little as N min_i q_i m_i = {least:.6g} units of data, below "
                       f"x_c = {x_c:.6g} where the accuracy curve becomes concave")
 
-    m_scale, v_scale = max(float(np.max(m_star)), 1.0), v1 - v0
-    x_np = np.concatenate([m_star / m_scale, t_star / v_scale])
+    m_scale, v_scale = max(float(np.max(contract.m)), 1.0), v1 - v0
+    x_np = np.concatenate([contract.m / m_scale, contract.t / v_scale])
     with _precision.float64():
         problem64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem)
         counts = jnp.asarray(enumerate_outcomes(N, num), jnp.float64)

@@ -54,8 +54,6 @@ def enumerate_counts(participants: int, num_types: int) -> np.ndarray:
     The I - 1 bars sit at positions b_1 < ... < b_{I-1} of N + I - 1 slots; n_k is the number of
     stars between bars k - 1 and k.
     """
-    if num_types == 1:
-        return np.array([[participants]], dtype=np.int64)
     slots = participants + num_types - 1
     count = math.comb(slots, num_types - 1)
     bars = np.fromiter(itertools.chain.from_iterable(itertools.combinations(range(slots), num_types - 1)),
@@ -155,9 +153,7 @@ def reservation_lower_bound(accuracy, valuation, cost: float, quality: float, ca
         res = optimize.minimize_scalar(lambda m: -float(gain(m)[0]), bounds=(lo, hi), method="bounded",
                                        options={"xatol": BRENT_XTOL * hi})
         found.append(-float(res.fun))
-    cands = np.asarray([c for c in candidates if np.isfinite(c) and c > 0.0], dtype=np.float64)
-    if cands.size:
-        found.extend(gain(cands).tolist())
+    found.extend(float(gain(m)[0]) for m in candidates if np.isfinite(m) and m > 0.0)
     return max(0.0, max(x for x in found if np.isfinite(x)))
 
 
@@ -219,8 +215,8 @@ class VerificationReport(NamedTuple):
                 "reward_bounds": self.reward_bounds.tolist(), "realized_rewards": self.realized_rewards.tolist(),
                 "reservation_utility": self.reservation.tolist(), "expected_accuracy": self.expected_accuracy,
                 "expected_value": self.expected_value, "num_outcomes": self.num_outcomes,
-                "total_probability": self.total_probability, "reported_minus_verified": {
-                    k: (np.asarray(v).tolist() if np.ndim(v) else float(v)) for k, v in self.reported.items()}}
+                "total_probability": self.total_probability,
+                "reported_minus_verified": {k: np.asarray(v).tolist() for k, v in self.reported.items()}}
 
     def summary(self) -> str:
         """Readable text: one line per family, then each violation."""
@@ -305,9 +301,8 @@ def verify(solution: Any, tol: float = 1e-6) -> VerificationReport:
     val = evaluate(problem.valuation, acc)
     tbar = weights.T @ val
     ex_post, realized = _proportional_assignment(problem.valuation, counts, weights, acc, val, tbar, t)
-    reservation_data = np.asarray(problem.reservation_data)
-    f = np.array([reservation_lower_bound(problem.accuracy, problem.valuation, c[i], q[i],
-                                          candidates=(float(reservation_data[i]),)) for i in range(num)])
+    f = np.array([reservation_lower_bound(problem.accuracy, problem.valuation, c_i, q_i, candidates=(float(m_res),))
+                  for c_i, q_i, m_res in zip(c, q, np.asarray(problem.reservation_data))])
     u = realized - c * m
     ic = u[:, None] - (realized[None, :] - c[:, None] * m[None, :])
     np.fill_diagonal(ic, 0.0)
