@@ -23,6 +23,9 @@ from ..solvers import Status, solve_batch, solve_complete_information_batch
 SEC61_COSTS = (0.02, 0.01)
 SEC61_PARTICIPANTS = tuple(range(2, 101, 2))
 SEC61_P1 = tuple(np.linspace(0.01, 0.99, 30))
+#: The fields of a batched ``Solution`` a ``SweepResult`` keeps.
+_SOLUTION_FIELDS = ("contributions", "rewards", "utilities", "information_rents", "reservation_utilities",
+                    "expected_value", "status", "max_violation")
 
 
 class SweepResult(NamedTuple):
@@ -81,6 +84,7 @@ def two_type_sweep(costs: Sequence[float] = SEC61_COSTS, participants: Sequence[
     length = bucket_length(num_outcomes(int(ns.max()), 2))
     chunk_size = max(1, min(int(chunk_size), num))
     starts = range(0, num, chunk_size)
+    sizes = [min(chunk_size, num - lo) for lo in starts]
 
     def solve_chunk(k: int):
         lo = starts[k]
@@ -92,24 +96,17 @@ def two_type_sweep(costs: Sequence[float] = SEC61_COSTS, participants: Sequence[
         t0 = time.perf_counter()
         ci = solve_complete_information_batch(chunk, table_length=length)
         timings["complete"] += time.perf_counter() - t0
-        keep = slice(0, min(chunk_size, num - lo))
-        return (jax.tree_util.tree_map(lambda a: np.asarray(a)[keep], sol.replace(problem=None)),
-                (np.asarray(ci.expected_value)[keep], np.asarray(ci.status)[keep]))
+        arrays = {name: getattr(sol, name) for name in _SOLUTION_FIELDS}
+        arrays.update(complete_value=ci.expected_value, complete_status=ci.status)
+        return {name: np.asarray(a)[:sizes[k]] for name, a in arrays.items()}
 
-    sizes = [min(chunk_size, num - lo) for lo in starts]
     pieces = list(steps_with_progress(solve_chunk, sizes, "Sec. 6.1 sweep", enabled=progress))
-
-    def grid(values) -> np.ndarray:  # the chunks' values on the (N, p_1) grid
-        values = np.concatenate(values)
-        return values.reshape(grid_n.shape + values.shape[1:])
-
-    fields = {name: grid([getattr(sol, name) for sol, _ in pieces]) for name in (
-        "contributions", "rewards", "utilities", "information_rents", "reservation_utilities", "expected_value",
-        "status", "max_violation")}
-    complete_value = grid([value for _, (value, _) in pieces])
-    return SweepResult(participants=ns, p1=ps, costs=np.asarray(costs, float), complete_value=complete_value,
-                       information_cost=complete_value - fields["expected_value"],
-                       complete_status=grid([status for _, (_, status) in pieces]), timings=timings, **fields)
+    fields = {}
+    for name in pieces[0]:  # the chunks' values on the (N, p_1) grid
+        values = np.concatenate([piece[name] for piece in pieces])
+        fields[name] = values.reshape(grid_n.shape + values.shape[1:])
+    return SweepResult(participants=ns, p1=ps, costs=np.asarray(costs, float), timings=timings,
+                       information_cost=fields["complete_value"] - fields["expected_value"], **fields)
 
 
 def status_summary(status: np.ndarray) -> dict[str, int]:

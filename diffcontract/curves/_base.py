@@ -21,24 +21,12 @@ def shown(value: Any) -> str:
     return repr(value)
 
 
-def check_positive_scalar(owner: str, name: str, value: Any) -> float:
-    """Return ``value`` as a float, or raise naming ``owner.name`` if not finite and > 0."""
+def _number(value: Any) -> float | None:
+    """``value`` as a float, or None when it is not a number."""
     try:
-        x = float(np.asarray(value))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{owner}.{name} must be a finite positive number, got {shown(value)}") from err
-    if not math.isfinite(x) or x <= 0.0:
-        raise ValueError(f"{owner}.{name} must be a finite positive number, got {shown(value)}")
-    return x
-
-
-def _check_floor(owner: str, a_0: Any, a_opt: float) -> None:
-    try:
-        value = float(a_0)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{owner}.a_0 must be a number in [0, a_opt], got {shown(a_0)}") from err
-    if not 0.0 <= value <= a_opt:
-        raise ValueError(f"{owner}.a_0 must be in [0, a_opt] = [0, {a_opt}], got {shown(a_0)}")
+        return float(np.asarray(value))
+    except (TypeError, ValueError):
+        return None
 
 
 class ParametricCurve:
@@ -53,17 +41,22 @@ class ParametricCurve:
     def validate(self) -> None:
         """Host-side check of the parameters; raises ValueError naming ``Class.field``."""
         owner = type(self).__name__
-        fields = sorted(dataclasses.fields(self), key=lambda f: callable(getattr(self, f.name)))
-        for f in fields:
+        for f in sorted(dataclasses.fields(self), key=lambda f: callable(getattr(self, f.name))):
             value = getattr(self, f.name)
             if callable(value):
                 getattr(value, "validate", lambda: None)()
-            elif f.name == "a_0":
-                _check_floor(owner, value, float(np.asarray(self.a_opt)))
-            else:
-                x = check_positive_scalar(owner, f.name, value)
-                if f.name == "a_opt" and x > 1.0:
-                    raise ValueError(f"{owner}.a_opt must be in (0, 1], got {shown(x)}")
+                continue
+            x = _number(value)
+            if f.name == "a_0":
+                a_opt = float(np.asarray(self.a_opt))
+                if x is None:
+                    raise ValueError(f"{owner}.a_0 must be a number in [0, a_opt], got {shown(value)}")
+                if not 0.0 <= x <= a_opt:
+                    raise ValueError(f"{owner}.a_0 must be in [0, a_opt] = [0, {a_opt}], got {shown(value)}")
+            elif x is None or not math.isfinite(x) or x <= 0.0:
+                raise ValueError(f"{owner}.{f.name} must be a finite positive number, got {shown(value)}")
+            elif f.name == "a_opt" and x > 1.0:
+                raise ValueError(f"{owner}.a_opt must be in (0, 1], got {shown(x)}")
 
 
 #: Relative margin added to a computed inflection or zero crossing in ``concave_from``: the declared

@@ -32,10 +32,11 @@ from flax import struct
 from ._base import CONCAVITY_MARGIN, ParametricCurve, SaturatingCurve, concavity_start, safe_positive
 
 
-def _hill_inflection(x_half, d) -> float:
-    """Where x^d / (x^d + x_half^d) turns concave: 0 for d <= 1, else x_half ((d - 1) / (d + 1))^(1 / d)."""
+def _inflection(scale, d, shift: float = 1.0) -> float:
+    """0 for d <= 1, else scale ((d - 1) / (d + shift))^(1 / d): where the Hill function x^d / (x^d + scale^d)
+    (shift 1) or the Weibull 1 - exp(-(x / scale)^d) (shift 0) turns concave, plus ``CONCAVITY_MARGIN``."""
     d = float(d)
-    return 0.0 if d <= 1.0 else float(x_half) * ((d - 1.0) / (d + 1.0)) ** (1.0 / d) * (1.0 + CONCAVITY_MARGIN)
+    return 0.0 if d <= 1.0 else float(scale) * ((d - 1.0) / (d + shift)) ** (1.0 / d) * (1.0 + CONCAVITY_MARGIN)
 
 
 def _log_sigmoid_term(x: jnp.ndarray, x_half, d) -> jnp.ndarray:
@@ -117,7 +118,7 @@ class MMF(SaturatingCurve):
 
     def concave_from(self) -> float:
         """Host side: the Hill function's inflection (0 for d <= 1)."""
-        return _hill_inflection(self.x_half, self.d)
+        return _inflection(self.x_half, self.d)
 
 
 @struct.dataclass
@@ -137,7 +138,7 @@ class LogPower(SaturatingCurve):
 
     def concave_from(self) -> float:
         """Host side: the Hill function's inflection (0 for d <= 1)."""
-        return _hill_inflection(self.x_half, self.d)
+        return _inflection(self.x_half, self.d)
 
 
 @struct.dataclass
@@ -185,5 +186,4 @@ class Weibull(SaturatingCurve):
 
     def concave_from(self) -> float:
         """Host side: the Weibull inflection x_scale ((d - 1) / d)^(1 / d) (0 for d <= 1)."""
-        d = float(self.d)
-        return 0.0 if d <= 1.0 else float(self.x_scale) * ((d - 1.0) / d) ** (1.0 / d) * (1.0 + CONCAVITY_MARGIN)
+        return _inflection(self.x_scale, self.d, shift=0.0)

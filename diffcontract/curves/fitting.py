@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -86,16 +86,12 @@ def _parametric(name: str, cls, init) -> CurveFamily:
     return CurveFamily(name, len(dataclasses.fields(cls)), functools.partial(_parametric_build, cls), init)
 
 
-def _pow3_init(rng, x, y):
+def _power_init(shifted: bool, rng, x, y):
+    """(a_opt, b, c[, d]) of ``PowerLaw`` (``Pow4`` when ``shifted``), through the first point."""
     a, c = _top(rng, y), rng.uniform(0.2, 1.0)
-    b = max(a - y[0], 1e-3) * x[0] ** c  # through the first point
-    return np.array([_logit(a), math.log(b), math.log(c)])
-
-
-def _pow4_init(rng, x, y):
-    a, c, d = _top(rng, y), rng.uniform(0.2, 1.0), x[0] * rng.uniform(0.05, 2.0)
+    d = x[0] * rng.uniform(0.05, 2.0) if shifted else 0.0
     b = max(a - y[0], 1e-3) * (x[0] + d) ** c
-    return np.array([_logit(a), math.log(b), math.log(c), math.log(d)])
+    return np.array([_logit(a), math.log(b), math.log(c)] + ([math.log(d)] if shifted else []))
 
 
 def _sigmoidal_init(d_low, d_high, rng, x, y):
@@ -147,8 +143,8 @@ def _sgb_init(rng, x, y):
 
 FAMILIES: dict[str, CurveFamily] = {f.name: f for f in (
     CurveFamily("sgb", 3, _sgb_build, _sgb_init),
-    _parametric("pow3", PowerLaw, _pow3_init),
-    _parametric("pow4", Pow4, _pow4_init),
+    _parametric("pow3", PowerLaw, functools.partial(_power_init, False)),
+    _parametric("pow4", Pow4, functools.partial(_power_init, True)),
     _parametric("mmf", MMF, functools.partial(_sigmoidal_init, 0.3, 1.5)),
     _parametric("logpower", LogPower, _logpower_init),
     _parametric("exp3", Exp3, _exp3_init),
@@ -204,12 +200,20 @@ def _adam_fit(build, theta0, x, y, w, steps: int, learning_rate, polish: int = 0
     return jax.vmap(one)(theta0, x, y, w)
 
 
-def _pad(curves: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(B, n_max) sizes, accuracies and weights; padding repeats the last size with weight 0."""
-    n = max(len(s) for s, _, _ in curves)
-    padded = [(np.pad(s, (0, n - len(s)), mode="edge"), np.pad(a, (0, n - len(s))), np.pad(w, (0, n - len(s))))
-              for s, a, w in curves]
-    return tuple(map(np.stack, zip(*padded)))
+def _fit_runs(build, inits: list, x: np.ndarray, y: np.ndarray, w: np.ndarray, steps: int, learning_rate,
+              polish: int):
+    """``_adam_fit`` in float64 from each start of ``inits``, curve by curve (R = B runs per curve).
+
+    Args:
+      build: theta -> curve. inits: R starting thetas (arrays or tuples of arrays), grouped by curve.
+      x, y: (B, n) data of the B curves. w: (R, n) weights of each run.
+    Returns:
+      (theta, mse) with the leading run axis R.
+    """
+    rep = lambda arr: jnp.asarray(np.repeat(arr, len(inits) // x.shape[0], axis=0))  # noqa: E731
+    with _precision.float64():
+        theta0 = jax.tree_util.tree_map(lambda *t: jnp.asarray(np.stack(t)), *inits)
+        return _adam_fit(build, theta0, rep(x), rep(y), jnp.asarray(w), steps, learning_rate, polish)
 
 
 WEIGHTINGS = ("uniform", "inverse_variance")
@@ -227,7 +231,9 @@ def _weights(item, n: int, weighting: str) -> np.ndarray:
     return w / np.mean(w)
 
 
-def _as_pairs(data, weighting: str = "uniform") -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _as_pairs(data, weighting: str) -> tuple:
+    """(pairs, x, y, w): each curve's (sizes, accuracy), and (B, n_max) sizes, accuracies and weights,
+    padded by repeating the last size with weight 0."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     out = []
@@ -239,7 +245,10 @@ def _as_pairs(data, weighting: str = "uniform") -> list[tuple[np.ndarray, np.nda
         if np.any(sizes <= 0) or not np.all(np.isfinite(acc)):
             raise ValueError("sizes must be > 0 and accuracies finite")
         out.append((sizes, acc, _weights(item, sizes.size, weighting)))
-    return out
+    n = max(s.size for s, _, _ in out)
+    padded = [(np.pad(s, (0, n - s.size), mode="edge"), np.pad(a, (0, n - s.size)), np.pad(w, (0, n - s.size)))
+              for s, a, w in out]
+    return [(s, a) for s, a, _ in out], *map(np.stack, zip(*padded))
 
 
 def _host(tree):
@@ -270,14 +279,12 @@ def fit_family_batch(family: str | CurveFamily, data, restarts: int = 8, steps: 
       ``FitResult`` whose curve leaves have a leading axis B (``unstack_curve(result.curve, b)``).
     """
     fam = FAMILIES[family] if isinstance(family, str) else family
-    pairs = _as_pairs(data, weighting)
+    pairs, x, y, w = _as_pairs(data, weighting)
     rng = np.random.default_rng(seed)
-    x, y, m = _pad(pairs)
-    theta0 = np.stack([fam.init(rng, s, a) for s, a, _ in pairs for _ in range(restarts)])
-    rep = lambda arr: np.repeat(arr, restarts, axis=0)  # noqa: E731
+    inits = [fam.init(rng, s, a) for s, a in pairs for _ in range(restarts)]
+    fitted = _fit_runs(fam.build, inits, x, y, np.repeat(w, restarts, axis=0), steps, learning_rate, polish)
+    theta, mse = _best(*fitted, len(pairs))
     with _precision.float64():
-        theta, mse = _best(*_adam_fit(fam.build, jnp.asarray(theta0), jnp.asarray(rep(x)), jnp.asarray(rep(y)),
-                                      jnp.asarray(rep(m)), steps, learning_rate, polish), len(pairs))
         return FitResult(_host(jax.vmap(fam.build)(jnp.asarray(theta))), mse)
 
 
@@ -353,20 +360,15 @@ def fit_learned_batch(data, members: int = 8, components: int = 3, steps: int = 
       ``FitResult``: a batched ``LearnedAccuracy`` (leaves (B, M, K) and (B, M)) and (B,) the
       ensemble mean's weighted MSE on the data.
     """
-    pairs = _as_pairs(data, weighting)
+    pairs, x, y, m = _as_pairs(data, weighting)
     rng = np.random.default_rng(seed)
-    x, y, m = _pad(pairs)
-    inits = [_learned_init(rng, s, a, components, cap) for s, a, _ in pairs for _ in range(members)]
-    theta0 = tuple(map(np.stack, zip(*inits)))
+    inits = [_learned_init(rng, s, a, components, cap) for s, a in pairs for _ in range(members)]
     w = np.repeat(m, members, axis=0)
     if bootstrap:
         w = w * rng.exponential(1.0, size=w.shape)  # normalized exponentials = Dirichlet(1) weights
-    rep = lambda arr: np.repeat(arr, members, axis=0)  # noqa: E731
+    theta, _ = _fit_runs(_member_build(min_width, cap), inits, x, y, w, steps, learning_rate, polish)
+    leaves = [np.asarray(t).reshape((len(pairs), members) + np.shape(t)[1:]) for t in theta]
     with _precision.float64():
-        theta, _ = _adam_fit(_member_build(min_width, cap), tuple(jnp.asarray(t) for t in theta0),
-                             jnp.asarray(rep(x)), jnp.asarray(rep(y)), jnp.asarray(w), steps, learning_rate, polish)
-        b = len(pairs)
-        leaves = [np.asarray(t).reshape((b, members) + np.shape(t)[1:]) for t in theta]
         curve = LearnedAccuracy(*leaves, cap=cap, min_width=min_width)
         pred = np.asarray(jax.vmap(lambda c, xs: c(xs))(curve, jnp.asarray(x)))
     mse = np.sum(m * (pred - y) ** 2, axis=1) / np.sum(m, axis=1)
@@ -400,9 +402,7 @@ def distill(curve: LearnedAccuracy, components: int = 4, points: int = 256, rest
         y = np.asarray(jit(lambda c, v: c(v))(curve, jnp.asarray(x)))
     rng = np.random.default_rng(seed)
     inits = [_learned_init(rng, x[1:], y[1:], components, curve.cap) for _ in range(restarts)]
-    rep = lambda arr: jnp.asarray(np.repeat(arr[None], restarts, axis=0))  # noqa: E731
-    with _precision.float64():  # data and starts become float64 arrays here, not float32 ones outside x64
-        theta0 = tuple(jnp.asarray(t) for t in map(np.stack, zip(*inits)))
-        leaves, mse = _best(*_adam_fit(_member_build(curve.min_width, curve.cap), theta0, rep(x), rep(y),
-                                       rep(np.ones_like(x)), steps, learning_rate, polish), 1)
+    fitted = _fit_runs(_member_build(curve.min_width, curve.cap), inits, x[None], y[None],
+                       np.ones((restarts, points)), steps, learning_rate, polish)
+    leaves, mse = _best(*fitted, 1)
     return FitResult(_host(LearnedAccuracy(*leaves, cap=curve.cap, min_width=curve.min_width)), float(mse[0]))

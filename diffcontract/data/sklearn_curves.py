@@ -50,8 +50,7 @@ def _check_names(dataset: str, learner: str) -> None:
 def _load(dataset: str):
     from sklearn import datasets
 
-    loaders = {"digits": datasets.load_digits, "breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine}
-    x, y = loaders[dataset](return_X_y=True)
+    x, y = getattr(datasets, f"load_{dataset}")(return_X_y=True)  # dataset is one of DATASETS
     return x.astype(np.float64), y
 
 
