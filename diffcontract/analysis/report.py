@@ -7,14 +7,6 @@ import numpy as np
 from ..solvers._record import solution_record  # noqa: F401  (analysis.solution_record: one record, Solution.to_json's)
 
 
-def _groups_label(groups: list[list[int]], num: int) -> list[str]:
-    label = [""] * num
-    for g, members in enumerate(groups, start=1):
-        for i in members:
-            label[i] = f"G{g}" + ("*" if len(members) > 1 else "")
-    return label
-
-
 def fixed(value, decimals: int = 4) -> str:
     """``value`` with ``decimals`` decimals, never "-0.0000": rounding noise below the last digit
     (a binding constraint's -1e-13 utility) prints as 0."""
@@ -28,8 +20,8 @@ def solution_table(solution) -> str:
     Pooled types share a group label marked with ``*``.
     """
     p = solution.problem
-    groups = solution.pooled_groups()
-    label = _groups_label(groups, p.num_types)
+    label = {i: f"G{g}" + ("*" if len(group) > 1 else "")  # type -> its group, pooled ones starred
+             for g, group in enumerate(solution.pooled_groups(), start=1) for i in group}
     head = f"{'type':>4} {'cost c':>10} {'prob p':>7} {'f (resv.)':>10} {'m (data)':>12} {'t (reward)':>11} {'t_bar':>10} {'utility':>10} {'rent':>10} {'pool':>5}"
     rows = [head, "-" * len(head)]
     for i in range(p.num_types):
@@ -37,7 +29,7 @@ def solution_table(solution) -> str:
                    solution.utilities[i], solution.information_rents[i]]
         widths = (10, 12, 11, 10, 10, 10)
         cells = " ".join(f"{fixed(x):>{w}}" for x, w in zip(numbers, widths))
-        rows.append(f"{i + 1:>4} {float(p.costs[i]):>10.5g} {float(p.probs[i]):>7.4g} {cells} {label[i]:>5}")
+        rows.append(f"{i + 1:>4} {float(p.costs[i]):>10.5g} {float(p.probs[i]):>7.4g} {cells} {label.get(i, ''):>5}")
     rows.append(
         f"E[v(a)] = {float(solution.expected_value):.10g}   E[a] = {float(solution.expected_accuracy):.10g}   "
         f"max violation = {float(solution.max_violation):.2e}   status = {solution.status_name}   "
