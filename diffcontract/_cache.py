@@ -171,7 +171,7 @@ class StoredKernel:
         return jax.tree_util.tree_unflatten(out_tree, out)
 
     def __getattr__(self, name: str):
-        """``lower``, ``trace``, ``eval_shape``, ...: those of the plain ``jax.jit``."""
+        """``lower`` and the rest: those of the plain jit (``_jit.jit``)."""
         if name in ("jitted", "_fun"):  # not set yet (copy, unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.jitted, name)
@@ -278,9 +278,7 @@ def _tracing_config() -> tuple:
     """The configuration a kernel's program depends on: JAX's own trace context (what its jit cache
     keys on: x64, promotion rules, PRNG flags, default device, ...), less the axis environment (empty
     outside a trace), and the PRNG implementation."""
-    context = jax_config.trace_context() if hasattr(jax_config, "trace_context") else (
-        jax.config.jax_enable_x64, jax.config.jax_numpy_rank_promotion, jax.config.jax_numpy_dtype_promotion,
-        jax.config.jax_default_matmul_precision, jax.config.jax_threefry_partitionable)
+    context = jax_config.trace_context()  # present in every supported JAX (>= 0.8)
     return tuple(v for v in context if type(v).__name__ != "AxisEnv") + (jax.config.jax_default_prng_impl,)
 
 

@@ -21,9 +21,9 @@ import functools
 import jax
 
 _MEMO_SIZE = 4096  # structures whose classes are remembered (a solve meets a few dozen)
-_classes_of: dict = {}  # PyTreeDef -> node classes (a dict compares the full hash, which tells classes apart)
 
 
+@functools.lru_cache(maxsize=_MEMO_SIZE)  # keyed on the full hash as well, which tells classes apart
 def node_types(treedef) -> tuple[type, ...]:
     """The classes of every node of a structure, leaves excluded, in pre-order.
 
@@ -32,19 +32,14 @@ def node_types(treedef) -> tuple[type, ...]:
     Returns:
       Classes, e.g. (tuple, ContractProblem, GeneralizationBound, Linear).
     """
-    classes = _classes_of.get(treedef)
-    if classes is None:
-        found, stack = [], [treedef]
-        while stack:
-            node = stack.pop()
-            data = node.node_data()  # (class, auxiliary data); None for a leaf
-            if data is not None:
-                found.append(data[0])
-                stack.extend(reversed(node.children()))
-        if len(_classes_of) >= _MEMO_SIZE:
-            _classes_of.clear()
-        classes = _classes_of[treedef] = tuple(found)
-    return classes
+    found, stack = [], [treedef]
+    while stack:
+        node = stack.pop()
+        data = node.node_data()  # (class, auxiliary data); None for a leaf
+        if data is not None:
+            found.append(data[0])
+            stack.extend(reversed(node.children()))
+    return tuple(found)
 
 
 class jit:  # noqa: N801  (used as jax.jit is)
@@ -59,8 +54,9 @@ class jit:  # noqa: N801  (used as jax.jit is)
         self._fun, self._options, self._by_classes = fun, options, {}
         functools.update_wrapper(self, fun)
 
-    def for_classes(self, classes: tuple[type, ...]):
-        """The ``jax.jit`` of ``fun`` for arguments whose nodes are of ``classes``."""
+    def _for(self, args, kwargs):
+        """The ``jax.jit`` of ``fun`` for these arguments' node classes (made on first use)."""
+        classes = node_types(jax.tree_util.tree_structure((args, kwargs)))
         jitted = self._by_classes.get(classes)
         if jitted is None:
             fun = self._fun
@@ -72,23 +68,12 @@ class jit:  # noqa: N801  (used as jax.jit is)
             jitted = self._by_classes[classes] = jax.jit(one_set_of_classes, **self._options)
         return jitted
 
-    def _for(self, args, kwargs):
-        return self.for_classes(node_types(jax.tree_util.tree_structure((args, kwargs))))
-
     def __call__(self, *args, **kwargs):
         return self._for(args, kwargs)(*args, **kwargs)
 
     def lower(self, *args, **kwargs):
         """``jax.jit(fun).lower``."""
         return self._for(args, kwargs).lower(*args, **kwargs)
-
-    def trace(self, *args, **kwargs):
-        """``jax.jit(fun).trace``."""
-        return self._for(args, kwargs).trace(*args, **kwargs)
-
-    def eval_shape(self, *args, **kwargs):
-        """``jax.jit(fun).eval_shape``."""
-        return self._for(args, kwargs).eval_shape(*args, **kwargs)
 
     def _cache_size(self) -> int:
         """Compiled executables held, over every set of classes."""

@@ -26,7 +26,6 @@ def steps_with_progress(work: Callable[[int], object], sizes: Sequence[int], des
     """
     from tqdm.auto import tqdm
 
-    total = int(sum(sizes))
     with tqdm(total=1, desc=f"{desc}: compiling + first {sizes[0]} {unit}(s)", disable=not enabled,
               bar_format="{desc}: {elapsed}") as first:
         result = work(0)
@@ -34,7 +33,7 @@ def steps_with_progress(work: Callable[[int], object], sizes: Sequence[int], des
     yield result
     if len(sizes) == 1:
         return
-    with tqdm(total=total, initial=int(sizes[0]), desc=desc, unit=unit, disable=not enabled) as bar:
+    with tqdm(total=int(sum(sizes)), initial=int(sizes[0]), desc=desc, unit=unit, disable=not enabled) as bar:
         for k in range(1, len(sizes)):
             result = work(k)
             bar.update(int(sizes[k]))

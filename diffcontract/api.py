@@ -56,9 +56,13 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
         solver, constraints = learned.solver(), "full"  # its contracts carry the full set's least rewards
     if method == "global" and solver is None:
         solution = _solve_global(problem, constraints, backend, warm_start, options)
-    else:
+    else:  # a KKT solver's (or the learned mechanism's) solve through the driver
+        if isinstance(warm_start, str):
+            if warm_start != "learned":
+                raise ValueError(f"warm_start must be contributions or 'learned', got {warm_start!r}")
+            warm_start = _mechanism(mechanism).warm_start(problem)
         solver = solver if solver is not None else solver_for(method, options)
-        solution = _solve_local(problem, solver, constraints, backend, backend_options, warm_start, mechanism, notes)
+        solution = run(problem, solver, constraints, backend, backend_options, warm_start=warm_start, notes=notes)
     if welfare:
         from .analysis.welfare import welfare as welfare_of
 
@@ -66,15 +70,6 @@ def solve(problem, method: str = "exact", constraints: str = "simplified", throw
     if throw and int(solution.status) != Status.CONVERGED:
         raise SolveError(solution)
     return solution
-
-
-def _solve_local(problem, solver, constraints, backend, backend_options, warm_start, mechanism, notes) -> Solution:
-    """A KKT solver's (or the learned mechanism's) solve through the driver."""
-    if isinstance(warm_start, str):
-        if warm_start != "learned":
-            raise ValueError(f"warm_start must be contributions or 'learned', got {warm_start!r}")
-        warm_start = _mechanism(mechanism).warm_start(problem)
-    return run(problem, solver, constraints, backend, backend_options, warm_start=warm_start, notes=notes)
 
 
 def _solve_global(problem, constraints: str, backend: str, warm_start, options: dict) -> Solution:

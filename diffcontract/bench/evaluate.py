@@ -23,18 +23,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..api import METHODS, solve  # METHODS: those of ``diffcontract.solve``, which the harness knows by name
 from .measure import measure_contract
 from .report import COLUMNS, BenchReport
 from .suites import Suite, certified_accuracy
 
-#: Methods of ``diffcontract.solve`` the harness knows by name.
-METHODS = ("exact", "alm", "learned", "global")
-
 
 def method_mechanism(method: str, **options) -> Callable:
     """The mechanism ``problem -> diffcontract.solve(problem, method=method, **options)``."""
-    from ..api import solve
-
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     return lambda problem: solve(problem, method=method, **options)
@@ -76,12 +72,11 @@ def _score(problem, record: dict, contract, seconds: float) -> dict:
     m, t = contract_menu(contract, problem.num_types)
     measures = measure_contract(problem, m, t)
     optimum, upper = certified_accuracy(record), float(record["certified"]["upper_bound"])
-    status = getattr(contract, "status_name", "")
     return {"expected_accuracy": measures.expected_accuracy, "optimum": optimum,
             "gap": (optimum - measures.expected_accuracy) / optimum,
             "bound_gap": (upper - measures.expected_accuracy) / upper, "budget": measures.budget, "ir": measures.ir,
             "ic": measures.ic, "max_violation": measures.max_violation, "max_regret": float(np.max(measures.regret)),
-            "seconds": seconds, "status": status}
+            "seconds": seconds, "status": getattr(contract, "status_name", "")}
 
 
 def evaluate(mechanism: Callable, suite: Suite, name: str = "", progress: bool = False) -> BenchReport:

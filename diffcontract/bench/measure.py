@@ -45,7 +45,7 @@ def measure_contract(problem, m, t) -> ContractMeasures:
     u = t - c * m
     others = t[None, :] - c[:, None] * m[None, :]
     np.fill_diagonal(others, -np.inf)
-    best_lie = np.max(others, axis=1) if m.size > 1 else np.full_like(u, -np.inf)
+    best_lie = np.max(others, axis=1)  # -inf for a single type: no one to claim to be
     regret = np.maximum(np.maximum(best_lie - u, f - u), 0.0)
     budget, ir = float(np.max(np.maximum(t - tbar, 0.0))), float(np.max(np.maximum(f - u, 0.0)))
     ic = float(np.max(np.maximum(best_lie - u, 0.0)))

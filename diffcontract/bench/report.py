@@ -33,6 +33,10 @@ class BenchReport:
     def column(self, key: str) -> np.ndarray:
         return np.asarray([row[key] for row in self.rows], dtype=np.float64)
 
+    def feasible(self) -> np.ndarray:
+        """(problems,) bool: answered, with every violation <= ``FEASIBLE_TOL`` (a refused row's NaN is not)."""
+        return self.column("max_violation") <= FEASIBLE_TOL
+
     @property
     def aggregate(self) -> dict:
         """Problems answered (not refused) and feasible (``FEASIBLE_TOL``); median and max gap, the share
@@ -41,7 +45,7 @@ class BenchReport:
         the first call (compilation included) and the median of the others, and problems per second."""
         gap, seconds = self.column("gap"), self.column("seconds")
         answered = ~np.isnan(self.column("expected_accuracy"))
-        feasible = answered & (np.nan_to_num(self.column("max_violation"), nan=np.inf) <= FEASIBLE_TOL)
+        feasible = self.feasible()
         rest = seconds[1:] if seconds.size > 1 else seconds
         worst = lambda key: float(np.max(self.column(key)[answered])) if answered.any() else float("nan")  # noqa: E731
         return {"problems": len(self.rows), "answered": int(answered.sum()),
@@ -96,7 +100,7 @@ def plot_gaps(reports: list, path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6.0, 3.6))
     for report in reports:
-        feasible = np.nan_to_num(report.column("max_violation"), nan=np.inf) <= FEASIBLE_TOL
+        feasible = report.feasible()
         gap = np.sort(np.where(feasible, np.clip(report.column("gap"), 1e-16, None), np.inf))
         label = report.mechanism + ("" if feasible.all() else f" ({int((~feasible).sum())} infeasible)")
         ax.step(gap, np.arange(1, gap.size + 1) / gap.size, where="post", label=label)

@@ -53,8 +53,8 @@ class Suite:
     def __len__(self) -> int:
         return len(self.problems)
 
-    def head(self, count: int) -> "Suite":
-        """The first ``count`` problems (a quick run of a large suite)."""
+    def head(self, count: int | None) -> "Suite":
+        """The first ``count`` problems (a quick run of a large suite); all of them for None."""
         return dataclasses.replace(self, problems=self.problems[:count], records=self.records[:count])
 
 

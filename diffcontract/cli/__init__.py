@@ -45,17 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 class _StderrHandler(logging.StreamHandler):
     """A handler writing to whatever ``sys.stderr`` is at each record (test runners swap it)."""
 
-    def __init__(self):
-        super().__init__()
-        self.setFormatter(logging.Formatter("diffcontract: %(levelname)s: %(name)s: %(message)s"))
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value):
-        pass
+    def emit(self, record):
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
@@ -64,7 +56,9 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     logger = logging.getLogger("diffcontract")
     logger.setLevel(level)
     if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
-        logger.addHandler(_StderrHandler())
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("diffcontract: %(levelname)s: %(name)s: %(message)s"))
+        logger.addHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,10 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProblemTooLarge as err:
         print(f"diffcontract {args.command}: refused: {err}", file=sys.stderr)
         return EXIT_TOO_LARGE
-    except ValueError as err:
-        print(f"diffcontract {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as err:  # a file a user named could not be read or written
+    except (ValueError, OSError) as err:  # OSError: a file a user named could not be read or written
         print(f"diffcontract {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

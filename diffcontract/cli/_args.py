@@ -8,6 +8,7 @@ Errors are ``ValueError`` naming the field; ``cli.main`` turns them into ``EXIT_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import tempfile
@@ -15,8 +16,12 @@ from typing import Any
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_BAD_INPUT, EXIT_TOO_LARGE = 0, 1, 2, 3
 
-CONFIG_KEYS = {"participants", "probs", "costs", "quality", "conditioning", "accuracy", "valuation", "method", "constraints",
-               "backend", "backend_options"}
+#: Keys of a ``--config`` file; all but ``backend_options`` are flags of ``solve`` too.
+CONFIG_KEYS = ("participants", "probs", "costs", "quality", "conditioning", "accuracy", "valuation", "method",
+               "constraints", "backend", "backend_options")
+#: A setting that neither the config nor a flag gives.
+DEFAULTS = {"accuracy": "sgb", "valuation": "linear", "conditioning": "truncated", "method": "exact",
+            "constraints": "simplified", "backend": "auto", "backend_options": {}}
 FIGURE_FORMATS = ("png", "pdf", "svg")
 LIST_FLAGS = ("--probs", "--costs", "--quality")  # comma-separated numbers: a leading minus is a value, not a flag
 _NUMBER_LIST = re.compile(r"^-[0-9.][0-9eE.+\-]*(,[-+]?[0-9.][0-9eE.+\-]*)*,?$")
@@ -93,10 +98,8 @@ def backend_options(pairs: list[str] | None, seed: int | None) -> dict[str, Any]
 
 def _number_or_text(text: str):
     for kind in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return kind(text)
-        except ValueError:
-            pass
     return text
 
 
@@ -148,34 +151,29 @@ def problem_from_args(args: argparse.Namespace):
     from ..curves import valuation_from_spec
     from ..problem import ContractProblem
 
-    cfg: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        cfg = _load_config(args.config)
-        unknown = set(cfg) - CONFIG_KEYS
-        if unknown:
-            raise ValueError(f"config: unknown key(s) {sorted(unknown)}; allowed {sorted(CONFIG_KEYS)}")
-    for key in ("probs", "costs", "quality"):
-        if getattr(args, key, None) is not None:
-            cfg[key] = float_list(key, getattr(args, key))
-    for key in ("participants", "conditioning", "accuracy", "valuation", "method", "constraints", "backend"):
-        if getattr(args, key, None) is not None:
-            cfg[key] = getattr(args, key)
+    cfg: dict[str, Any] = _load_config(args.config) if args.config else {}
+    unknown = set(cfg) - set(CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"config: unknown key(s) {sorted(unknown)}; allowed {sorted(CONFIG_KEYS)}")
+    for key in CONFIG_KEYS[:-1]:  # the flags, which win
+        value = getattr(args, key)
+        if value is not None:
+            cfg[key] = float_list(key, value) if f"--{key}" in LIST_FLAGS else value
     for key in ("participants", "probs", "costs"):
         if key not in cfg:
             raise ValueError(f"{key} is required (flag --{key} or key in --config)")
-    options = cfg.get("backend_options", {})
-    if not isinstance(options, dict):
-        raise ValueError(f"config: backend_options must be a table, got {options!r}")
-    options = {**options, **backend_options(getattr(args, "backend_option", None), getattr(args, "seed", None))}
+    cfg = {**DEFAULTS, **cfg}
+    if not isinstance(cfg["backend_options"], dict):
+        raise ValueError(f"config: backend_options must be a table, got {cfg['backend_options']!r}")
+    options = {**cfg["backend_options"], **backend_options(args.backend_option, args.seed)}
     problem = ContractProblem(
         participants=cfg["participants"],
         probs=cfg["probs"],
         costs=cfg["costs"],
-        accuracy=accuracy_from_arg(cfg.get("accuracy", "sgb")),
-        valuation=valuation_from_spec(cfg.get("valuation", "linear")),
+        accuracy=accuracy_from_arg(cfg["accuracy"]),
+        valuation=valuation_from_spec(cfg["valuation"]),
         quality=cfg.get("quality"),
-        conditioning=cfg.get("conditioning", "truncated"),
+        conditioning=cfg["conditioning"],
     )
-    settings = {"method": cfg.get("method", "exact"), "constraints": cfg.get("constraints", "simplified"),
-                "backend": cfg.get("backend", "auto"), "backend_options": options}
-    return problem, settings
+    settings = {key: cfg[key] for key in ("method", "constraints", "backend")}
+    return problem, {**settings, "backend_options": options}

@@ -16,13 +16,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.suite not in SUITES:
         raise ValueError(f"--suite must be one of {sorted(SUITES)}, got {args.suite!r}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not (methods or args.network):
+    if not set(methods) <= set(METHODS) or not (methods or args.network):
         raise ValueError(f"--methods must be a comma-separated subset of {list(METHODS)}, got {args.methods!r}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    suite = load_suite(args.suite)
-    suite = suite.head(args.limit) if args.limit else suite
+    suite = load_suite(args.suite).head(args.limit)
     mechanisms = [(m, method_mechanism(m)) for m in methods]
     for path in args.network or []:
         from ..learned import load_mechanism

@@ -74,37 +74,30 @@ def cmd_fit_curve(args: argparse.Namespace) -> int:
         data = load_source(args.source)
     except (ModuleNotFoundError, FileNotFoundError) as err:
         raise ValueError(f"source: {err}") from err
-    fit_part, held_out = data, None
-    if args.fit_up_to is not None:
-        keep = data.sizes <= args.fit_up_to
-        if keep.sum() < 3:
-            raise ValueError(f"--fit-up-to {args.fit_up_to:g} leaves {int(keep.sum())} sizes to fit; need >= 3")
-        fit_part, held_out = data._take(keep), (data._take(~keep) if (~keep).any() else None)
+    keep = np.ones(data.sizes.shape, bool) if args.fit_up_to is None else data.sizes <= args.fit_up_to
+    if args.fit_up_to is not None and keep.sum() < 3:
+        raise ValueError(f"--fit-up-to {args.fit_up_to:g} leaves {int(keep.sum())} sizes to fit; need >= 3")
+    fit_part, held_out = data._take(keep), ~keep  # held_out: (sizes,) where the extrapolation error is measured
 
     metadata: dict[str, Any] = {"source": data.key, "model": args.model, "unit": "samples",
                                 "samples_per_unit": args.samples_per_unit, "sizes": data.sizes, "mean": data.mean,
                                 "std": data.std, "fit_sizes": fit_part.sizes}
-    if args.model == "learned":
-        result = fit_learned(fit_part, members=args.members, components=args.components, seed=args.seed)
-        ensemble = result.curve
-        curve = ensemble
-        if args.distill:
-            curve = distill(ensemble, components=args.distill, seed=args.seed).curve
-            metadata["ensemble"] = curve_to_dict(ensemble)
-    else:
-        result = fit_family(args.model, fit_part, seed=args.seed)
-        ensemble = curve = result.curve
+    result = (fit_learned(fit_part, members=args.members, components=args.components, seed=args.seed)
+              if args.model == "learned" else fit_family(args.model, fit_part, seed=args.seed))
+    ensemble = curve = result.curve
+    if args.model == "learned" and args.distill:
+        curve = distill(ensemble, components=args.distill, seed=args.seed).curve
+        metadata["ensemble"] = curve_to_dict(ensemble)
     saved = curve if args.samples_per_unit == 1.0 else ScaledAccuracy(curve, args.samples_per_unit)
     metadata["train_rmse"] = float(np.sqrt(result.mse))
 
     with jax.enable_x64(True):
         fitted = np.asarray(jit(lambda c, x: c(x))(curve, data.sizes))
-        band = None
+        band = []  # (2, sizes) the ensemble's 5 % and 95 % band, when it has one
         if hasattr(ensemble, "band"):
             band = [np.asarray(b) for b in jit(lambda c, x: c.band(x))(ensemble, data.sizes)]
-    if held_out is not None:
-        mask = data.sizes > args.fit_up_to
-        metadata["extrapolation_mae"] = float(np.mean(np.abs(fitted[mask] - data.mean[mask])))
+    if held_out.any():
+        metadata["extrapolation_mae"] = float(np.mean(np.abs(fitted[held_out] - data.mean[held_out])))
     path = save_curve(args.out, saved, metadata)
 
     if args.plot:
@@ -115,22 +108,20 @@ def cmd_fit_curve(args: argparse.Namespace) -> int:
               "a_max": float(np.asarray(curve.a_max)), "train_rmse": metadata["train_rmse"],
               "extrapolation_mae": metadata.get("extrapolation_mae"), "sizes": data.sizes.tolist(),
               "observed": data.mean.tolist(), "fitted": fitted.tolist()}
-    if band is not None:
+    if band:
         record["band"] = [b.tolist() for b in band]
     if args.json:
         print(json.dumps(record))
         return EXIT_OK
     print(f"{data.key}: {args.model} curve fitted on {fit_part.sizes.size} of {data.sizes.size} sizes "
           f"(x in samples; saved with {args.samples_per_unit:g} samples per unit of data)")
-    head = f"{'size':>8} {'observed':>9} {'fitted':>8}" + (f" {'band 5%':>8} {'band 95%':>8}" if band is not None else "")
-    print(head)
+    print(f"{'size':>8} {'observed':>9} {'fitted':>8}" + (f" {'band 5%':>8} {'band 95%':>8}" if band else ""))
     for i, s in enumerate(data.sizes):
-        mark = "" if held_out is None or s <= args.fit_up_to else "  (held out)"
         row = f"{s:8.0f} {data.mean[i]:9.4f} {fitted[i]:8.4f}"
-        if band is not None:
+        if band:
             row += f" {band[0][i]:8.4f} {band[1][i]:8.4f}"
-        print(row + mark)
+        print(row + ("  (held out)" if held_out[i] else ""))
     print(f"a_max = {record['a_max']:.4f}   train RMSE = {record['train_rmse']:.4g}"
-          + (f"   extrapolation MAE = {record['extrapolation_mae']:.4g}" if held_out is not None else ""))
+          + (f"   extrapolation MAE = {record['extrapolation_mae']:.4g}" if held_out.any() else ""))
     print(f"saved: {path}")
     return EXIT_OK

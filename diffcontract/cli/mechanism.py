@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import sys
 
 from ._args import EXIT_NOT_CONVERGED, EXIT_OK
@@ -12,11 +13,7 @@ from ._args import EXIT_NOT_CONVERGED, EXIT_OK
 def read_solution_record(path: str) -> dict:
     """A solution record (``diffcontract solve --json`` output) from a file, or stdin for ``-``."""
     try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+        text = sys.stdin.read() if path == "-" else pathlib.Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ValueError(f"solution file not found: {path!r}") from err
     except (OSError, UnicodeDecodeError) as err:

@@ -18,20 +18,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
     problem, settings = problem_from_args(args)
     method = settings["method"]
-    options = {}
-    if getattr(args, "mechanism", None) is not None:
-        if method != "learned" and getattr(args, "warm_start", None) is None:
-            raise ValueError("--mechanism needs --method learned or --warm-start learned")
-        options["mechanism"] = args.mechanism
-    if getattr(args, "warm_start", None) is not None:
-        if method != "alm":
-            raise ValueError(f"--warm-start needs --method alm, got --method {method}")
-        options["warm_start"] = args.warm_start
+    flags = ("mechanism", "warm_start", "gap_tol", "time_limit")  # options of some methods only
+    options = {flag: getattr(args, flag) for flag in flags if getattr(args, flag) is not None}
+    if "mechanism" in options and method != "learned" and "warm_start" not in options:
+        raise ValueError("--mechanism needs --method learned or --warm-start learned")
+    if "warm_start" in options and method != "alm":
+        raise ValueError(f"--warm-start needs --method alm, got --method {method}")
     for flag in ("gap_tol", "time_limit"):
-        if getattr(args, flag, None) is not None:
-            if method != "global":
-                raise ValueError(f"--{flag.replace('_', '-')} needs --method global, got --method {method}")
-            options[flag] = getattr(args, flag)
+        if flag in options and method != "global":
+            raise ValueError(f"--{flag.replace('_', '-')} needs --method global, got --method {method}")
     log.info("solving: I = %d types, N = %d participants, method %s, constraints %s, backend %s",
              problem.num_types, problem.num_participants, method, settings["constraints"], settings["backend"])
     solution = solve(problem, method=method, constraints=settings["constraints"], backend=settings["backend"],
@@ -39,7 +34,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     log.info("%s: status %s after %s iterations, %.3f s", method, solution.status_name, solution.iterations,
              solution.wall_time)
     extra = {}
-    if getattr(args, "sensitivities", False):
+    if args.sensitivities:
         from ..analysis.report import sensitivity_record
 
         extra = sensitivity_record(problem, solution)
