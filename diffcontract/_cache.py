@@ -71,9 +71,8 @@ def enable_compilation_cache() -> str | None:
       The folder used, or None when the cache was left as it was (opted out, already set, or the
       folder cannot be created).
     """
-    if os.environ.get(OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
-    if jax.config.jax_compilation_cache_dir:
+    opted_out = os.environ.get(OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off")
+    if opted_out or jax.config.jax_compilation_cache_dir:
         return None
     try:
         folder = cache_dir() / "jax"

@@ -93,12 +93,10 @@ def plot_gaps(reports: list, path: str) -> None:
     """Figure: the distribution of gaps to the certified optimum, one curve per mechanism (an ECDF on a
     log axis; gaps below 1e-16 drawn at 1e-16; an infeasible or refused contract never arrives, so a
     curve ends at its feasible share)."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the user's backend and figures stay as they are
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    fig = Figure(figsize=(6.0, 3.6))
+    ax = fig.subplots()
     for report in reports:
         feasible = report.feasible()
         gap = np.sort(np.where(feasible, np.clip(report.column("gap"), 1e-16, None), np.inf))
@@ -112,4 +110,3 @@ def plot_gaps(reports: list, path: str) -> None:
     ax.legend(loc="center", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    plt.close(fig)

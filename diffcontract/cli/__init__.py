@@ -52,9 +52,8 @@ class _StderrHandler(logging.StreamHandler):
 
 def configure_logging(verbose: int, quiet: bool) -> None:
     """One stderr handler on the ``"diffcontract"`` logger at the level ``-v``/``-q`` ask for."""
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logger = logging.getLogger("diffcontract")
-    logger.setLevel(level)
+    logger.setLevel(logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
     if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("diffcontract: %(levelname)s: %(name)s: %(message)s"))
