@@ -21,6 +21,15 @@ import jax.numpy as jnp
 from jax import lax
 
 
+def _path_lengths(costs: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
+    """(I,) sum_{k<i} costs_k (m_{k+1} - m_k), money: the reward increments of a chain of local ICs.
+
+    Args:
+      costs: (I-1,) the cost that prices each step.  m: (I,) contributions, units of data.
+    """
+    return jnp.concatenate([jnp.zeros((1,), m.dtype), jnp.cumsum(costs * jnp.diff(m))])
+
+
 def binding_rewards(m: jnp.ndarray, costs: jnp.ndarray, reservation_utility: jnp.ndarray) -> jnp.ndarray:
     r"""Rewards t of the simplified constraint set, as a linear function of m.
 
@@ -32,8 +41,7 @@ def binding_rewards(m: jnp.ndarray, costs: jnp.ndarray, reservation_utility: jnp
     Returns:
       (I,) t, money.
     """
-    increments = costs[1:] * jnp.diff(m)
-    return reservation_utility[0] + costs[0] * m[0] + jnp.concatenate([jnp.zeros((1,), m.dtype), jnp.cumsum(increments)])
+    return reservation_utility[0] + costs[0] * m[0] + _path_lengths(costs[1:], m)
 
 
 def least_rewards(m: jnp.ndarray, costs: jnp.ndarray, reservation_utility: jnp.ndarray) -> jnp.ndarray:
@@ -60,9 +68,7 @@ def least_rewards(m: jnp.ndarray, costs: jnp.ndarray, reservation_utility: jnp.n
       (I,) t, money.
     """
     lower = reservation_utility + costs * m
-    zero = jnp.zeros((1,), m.dtype)
-    down = jnp.concatenate([zero, jnp.cumsum(costs[1:] * jnp.diff(m))])
-    up = jnp.concatenate([zero, jnp.cumsum(costs[:-1] * jnp.diff(m))])
+    down, up = _path_lengths(costs[1:], m), _path_lengths(costs[:-1], m)
     from_below = lax.cummax(lower - down) + down
     from_above = lax.cummax(lower - up, reverse=True) + up
     return jnp.maximum(from_below, from_above)

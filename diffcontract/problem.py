@@ -113,12 +113,10 @@ def _check_curve(name: str, curve: Any, domain: np.ndarray, lower: float | None 
                              f"leaf {leaf!r} in {curve!r}")
     values = np.asarray(_evaluate_curve(curve, jnp.asarray(domain)), dtype=np.float64)
     if not np.all(np.isfinite(values)):
-        bad = domain[~np.isfinite(values)][0]
-        raise ValueError(f"{name} returns a non-finite value at {shown(bad)}")
+        raise ValueError(f"{name} returns a non-finite value at {shown(domain[~np.isfinite(values)][0])}")
     drops = np.diff(values) < -1e-12 * max(1.0, float(np.max(np.abs(values))))
     if np.any(drops):
-        where = domain[1:][drops][0]
-        raise ValueError(f"{name} must be non-decreasing, but it decreases near {where:.6g}")
+        raise ValueError(f"{name} must be non-decreasing, but it decreases near {domain[1:][drops][0]:.6g}")
     if lower is not None and np.min(values) < lower - 1e-12:
         raise ValueError(f"{name} must be >= {lower}, got {np.min(values):.6g}")
     if upper is not None and np.max(values) > upper + 1e-12:
@@ -155,8 +153,7 @@ def reservation(accuracy, valuation, costs, quality, grid_size: int = 2048, refi
         # overflow instead; f ~ v(a_max) there, the supremum of training alone at a vanishing cost.
         log_m_max = jnp.log(jnp.finfo(jnp.result_type(c)).max) - 1.0 - jnp.log(jnp.maximum(q, 1.0))
         hi = jnp.minimum(jnp.log(valuation(1.0)) - jnp.log(c) + 1.0, log_m_max)
-        logs = jnp.linspace(jnp.log(1e-6), hi, grid_size)
-        grid = jnp.exp(logs)
+        grid = jnp.exp(jnp.linspace(jnp.log(1e-6), hi, grid_size))
         values = h(grid)
         _, best = jax.lax.top_k(values, refinements)
 
@@ -410,8 +407,7 @@ def problem_grid(participants, probs, costs, accuracy: Any = None, valuation: An
     template = ContractProblem(int(n[0]), p[0], c[0], accuracy=accuracy, valuation=valuation, quality=q[0],
                                conditioning=conditioning)
     order = np.argsort(-c, axis=1, kind="stable")
-    take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
-    c, p, q = take(c), take(p), take(q)
+    c, p, q = (np.take_along_axis(a, order, axis=1) for a in (c, p, q))
     f, m_res = _host_reservation(template.accuracy, template.valuation, c, q)
     # Shared curves: every leaf gets a leading batch axis, (B,) + leaf.shape (array leaves too).
     curves = jax.tree_util.tree_map(

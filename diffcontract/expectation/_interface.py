@@ -111,9 +111,7 @@ def _table_moments(m, problem, table: OutcomeTable) -> Moments:
     """``moments`` over an outcome table. Jitted: a solver kernel calls it dozens of times with one
     signature, and a jitted function is traced and lowered once per signature (``solvers._kkt``)."""
     prob, weights = outcome_weights(problem, table)
-    pooled = jnp.asarray(table.counts, dtype=prob.dtype) @ (problem.quality * m)
-    acc = problem.accuracy(pooled)
-    val = problem.valuation(acc)
+    acc, val, _, _ = curve_values(problem, jnp.asarray(table.counts, dtype=prob.dtype) @ (problem.quality * m), False)
     return Moments(prob @ acc, prob @ val, val @ weights)
 
 

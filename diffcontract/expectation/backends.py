@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import inspect
 
+import jax
 import jax.numpy as jnp
 
-from ._interface import OutcomeTable, outcome_table
+from ._interface import outcome_table
 from .chunked import ChunkedEnumeration
 from .convolution import LatticeConvolution
 from .montecarlo import MonteCarlo
@@ -36,8 +37,7 @@ LATTICE_RTOL = 1e-11
 
 def resolve_backend(backend: str, participants: int, num_types: int, memory_budget: float | None = None) -> str:
     """The concrete backend name for ``backend`` ("auto" resolved by ``planner.plan_backend``)."""
-    check_backend_name(backend)
-    return plan_backend(backend, participants, num_types, memory_budget=memory_budget).backend
+    return plan_backend(check_backend_name(backend), participants, num_types, memory_budget=memory_budget).backend
 
 
 def check_backend_name(backend) -> str:
@@ -73,8 +73,7 @@ def make_backend(problem, backend: str = "auto", *, chunk_size: int | None = Non
                         bins=bins, samples=samples)
     name = plan.backend
     if name == "enumerate":
-        table = outcome_table(n, num, length="bucket")
-        return plan, OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid))
+        return plan, jax.tree_util.tree_map(jnp.asarray, outcome_table(n, num, length="bucket"))
     if name == "chunked":
         sizes = {} if chunk_size is None else {"chunk_size": int(chunk_size)}
         return plan, ChunkedEnumeration(n, num, devices=int(devices), **sizes)

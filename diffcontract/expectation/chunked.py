@@ -28,12 +28,11 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import gammaln
 import numpy as np
 from flax import struct
 
 from ._interface import Moments, add_problem_tangent, curve_values, moment_sums_zeros
-from .enumerate import presence_weights
+from .enumerate import log_pmf, num_outcomes, presence_weights
 from .product import product_sums, uses_product
 
 DEFAULT_CHUNK = 1 << 15
@@ -42,10 +41,8 @@ _COMPARE_ALL_MAX = 256  # binomial-table rows up to which unranking compares aga
 
 def _binomial_table(participants: int, num_types: int) -> np.ndarray:
     """(N+I-1, I) table C(b, j) for b = 0..N+I-2 and j = 0..I-1 (exact integers, int64)."""
-    slots = participants + num_types - 1
-    columns = [np.ones(slots, np.int64), np.arange(slots, dtype=np.int64)]
-    columns += [np.array([math.comb(b, j) for b in range(slots)], dtype=np.int64) for j in range(2, num_types)]
-    return np.stack(columns[:num_types], axis=1)
+    columns = [[math.comb(b, j) for b in range(participants + num_types - 1)] for j in range(num_types)]
+    return np.array(columns, dtype=np.int64).T
 
 
 def unrank_outcomes(ranks: jnp.ndarray, participants: int, num_types: int) -> jnp.ndarray:
@@ -68,17 +65,13 @@ def unrank_outcomes(ranks: jnp.ndarray, participants: int, num_types: int) -> jn
     # compare_all is one vectorized pass (fastest for short tables) but holds a (B, N + I - 1)
     # comparison; past _COMPARE_ALL_MAX slots a binary search keeps unranking O(B) in memory.
     method = "compare_all" if binom.shape[0] <= _COMPARE_ALL_MAX else "scan"
-    for j in range(num_types - 1, 0, -1):
-        if j == 1:  # C(b, 1) = b: the last bar is the remaining rank itself
-            bars.append(remaining)
-            break
+    for j in range(num_types - 1, 1, -1):
         b = jnp.searchsorted(binom[:, j], remaining, side="right", method=method) - 1
         remaining = remaining - binom[b, j]
         bars.append(b)
-    bars = jnp.stack(bars[::-1], axis=1).astype(jnp.int32)  # (B, I-1), increasing
-    top = participants + num_types - 2
-    edges = jnp.concatenate([jnp.full((ranks.shape[0], 1), -1, jnp.int32), bars,
-                             jnp.full((ranks.shape[0], 1), top + 1, jnp.int32)], axis=1)
+    # C(b, 1) = b: the first bar is the remaining rank itself.
+    bars = jnp.stack([remaining] + bars[::-1], axis=1).astype(jnp.int32)  # (B, I-1), increasing
+    edges = jnp.pad(bars, ((0, 0), (1, 1)), constant_values=((0, 0), (-1, participants + num_types - 1)))
     return jnp.diff(edges, axis=1) - 1
 
 
@@ -111,7 +104,7 @@ class ChunkedEnumeration:
 
     @property
     def num_outcomes(self) -> int:
-        return math.comb(self.participants + self.num_types - 1, self.num_types - 1)
+        return num_outcomes(self.participants, self.num_types)
 
     @property
     def num_chunks(self) -> int:
@@ -138,11 +131,9 @@ class ChunkedEnumeration:
         valid = ranks < self.num_outcomes
         counts_int = unrank_outcomes(jnp.where(valid, ranks, 0), self.participants, self.num_types)
         counts = counts_int.astype(dtype)
-        # log P(n) = log N! - sum_i log n_i! + sum_i n_i log p_i, as the enumeration backend computes it
-        # (a table of log k! for k <= N was an O(N) constant in every compiled kernel: 8 MB at N = 10^6).
-        log_prob = (gammaln(self.participants + 1.0) - jnp.sum(gammaln(counts + 1.0), axis=1)
-                    + counts @ jnp.log(problem.probs))
-        prob = jnp.where(valid, jnp.exp(log_prob), 0.0)
+        # log P(n) by lgamma, as the enumeration backend computes it (a table of log k! for k <= N was
+        # an O(N) constant in every compiled kernel: 8 MB at N = 10^6).
+        prob = jnp.where(valid, jnp.exp(log_pmf(counts, problem.probs, self.participants)), 0.0)
         return counts, prob, presence_weights(prob, counts, problem.probs, self.participants, problem.conditioning)
 
 

@@ -47,8 +47,7 @@ def _outcomes_cached(participants: int, num_types: int) -> np.ndarray:
     # Stars and bars: n is a placement of I - 1 bars among N + I - 1 slots; lexicographic order of the
     # bars is lexicographic order of n, and n_j is the gap between consecutive bars.
     bars = _lex_combinations(participants + num_types - 1, num_types - 1)
-    edges = np.concatenate([np.full((len(bars), 1), -1, np.int32), bars,
-                            np.full((len(bars), 1), participants + num_types - 1, np.int32)], axis=1)
+    edges = np.pad(bars, ((0, 0), (1, 1)), constant_values=((0, 0), (-1, participants + num_types - 1)))
     out = np.ascontiguousarray(np.diff(edges, axis=1) - 1, dtype=np.int32)
     out.setflags(write=False)
     return out

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ._interface import Moments, OutcomeTable, moments
+from ._interface import Moments, OutcomeTable, curve_values, moments
 from .enumerate import presence_weights
 
 
@@ -50,10 +50,8 @@ def sample_outcomes(key, probs: jnp.ndarray, participants: int, samples: int) ->
 
 def _summands(counts, m, problem):
     """Per-sample summands (acc (S,), val (S,), tbar terms (S, I))."""
-    n = problem.participants
-    acc = problem.accuracy(counts @ (problem.quality * m))
-    val = problem.valuation(acc)
-    return acc, val, presence_weights(val, counts, problem.probs, n, problem.conditioning)
+    acc, val, _, _ = curve_values(problem, counts @ (problem.quality * m), False)
+    return acc, val, presence_weights(val, counts, problem.probs, problem.participants, problem.conditioning)
 
 
 @struct.dataclass

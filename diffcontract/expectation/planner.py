@@ -158,18 +158,6 @@ def _mib(num_bytes: float) -> str:
     return f"{num_bytes / (1 << 20):,.0f} MiB"
 
 
-def _refusal(name: str, participants: int, num_types: int, outcomes: int, peak: int, budget: int) -> str | None:
-    """Why ``name`` cannot take (N, I) within ``budget``, or None."""
-    size = f"N = {participants} participants with I = {num_types} types ({outcomes:.3g} outcomes)"
-    if name == "chunked" and outcomes > CHUNKED_LIMIT:
-        return (f"backend 'chunked': {size} is above its limit of {CHUNKED_LIMIT:.3g} outcomes (one exact pass "
-                f"would take over a day)")
-    if peak > budget:
-        return (f"backend {name!r}: {size} needs about {_mib(peak)}, above the memory budget of {_mib(budget)} "
-                f"(set backend option memory_budget, in bytes, or ${BUDGET_ENV})")
-    return None
-
-
 def _largest_lattice(participants: int, num_types: int, budget: int, bins: int | None) -> int | None:
     """The largest power-of-2 bins whose lattice fits ``budget`` and the FFT cap (``bins`` itself if given).
 
@@ -202,10 +190,16 @@ def _plan_of(name: str, participants: int, num_types: int, budget: int, options:
                 f"errors)")
     sizes = {key: int(options[key]) for key in ("chunk_size", "samples") if options.get(key) is not None}
     peak, seconds = estimate(name, participants, num_types, bins=max_bins or 64, **sizes)
-    refusal = _refusal(name, participants, num_types, outcomes, peak, budget)
-    if refusal is not None:
-        alternatives = "'convolution' (to ~1e-8) or 'montecarlo' (unbiased, with standard errors), or 'auto'"
-        raise ProblemTooLarge(f"{refusal}; use backend {alternatives}")
+    # Refused: the part before ";" is the reason "auto" quotes when it falls back to the next backend.
+    size = f"N = {participants} participants with I = {num_types} types ({outcomes:.3g} outcomes)"
+    alternatives = "use backend 'convolution' (to ~1e-8) or 'montecarlo' (unbiased, with standard errors), or 'auto'"
+    if name == "chunked" and outcomes > CHUNKED_LIMIT:
+        raise ProblemTooLarge(f"backend 'chunked': {size} is above its limit of {CHUNKED_LIMIT:.3g} outcomes (one "
+                              f"exact pass would take over a day); {alternatives}")
+    if peak > budget:
+        raise ProblemTooLarge(f"backend {name!r}: {size} needs about {_mib(peak)}, above the memory budget of "
+                              f"{_mib(budget)} (set backend option memory_budget, in bytes, or ${BUDGET_ENV}); "
+                              f"{alternatives}")
     # The reason depends on (N, I) and the options only, not on the memory free at the time.
     return BackendPlan(name, outcomes, int(peak), float(seconds), budget,
                        f"{reason}; estimated peak {_mib(peak)}, ~{seconds:.2g} s a pass", max_bins)

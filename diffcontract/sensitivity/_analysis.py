@@ -63,8 +63,7 @@ _cached_table = functools.lru_cache(maxsize=64)(outcome_table)  # numpy tables, 
 def table(participants: int, num_types: int) -> OutcomeTable:
     """The (bucket-padded) enumeration table of (N, I) as device arrays (host-cached)."""
     # Padded to the shape ladder of ``bucket_length``: problems with nearby N share compilations.
-    tab = _cached_table(participants, num_types, length="bucket")
-    return OutcomeTable(jnp.asarray(tab.counts), jnp.asarray(tab.valid))
+    return jax.tree_util.tree_map(jnp.asarray, _cached_table(participants, num_types, length="bucket"))
 
 
 def host_eval(point: KKTPoint, problem, tab) -> dict:

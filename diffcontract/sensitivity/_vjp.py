@@ -16,9 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._cache import kernel_jit
 from .. import _precision
-from ..problem import ContractProblem, reservation
+from ..problem import ContractProblem, _reservation_jit
 from ..solvers import _kkt, solve_exact
 from ..solvers.driver import check_constraints
 from ._analysis import SensitivityError, analyze, constraint_names, direction_flags, table
@@ -133,9 +132,6 @@ def _backward(spec: _Spec, residuals, cotangent):
     return ravel_pytree(theta)[1](grad), jnp.zeros_like(point.reservation_data)
 
 
-_reservation = kernel_jit(reservation)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _optimal(spec: _Spec, theta: Parameters, reservation_data):
     return _forward(spec, theta, reservation_data)[0]
@@ -189,7 +185,7 @@ def optimal_contract(problem: ContractProblem, *, constraints: str = "simplified
                  float(active_tol), tuple(sorted(solver_options.items())))
     theta = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), parameters(problem))
     # m^res is not differentiated (envelope theorem): no derivative of the golden-section search.
-    _, m_res = _reservation(*jax.lax.stop_gradient((theta.accuracy, theta.valuation, theta.costs, theta.quality)))
+    _, m_res = _reservation_jit(*jax.lax.stop_gradient((theta.accuracy, theta.valuation, theta.costs, theta.quality)))
     return _optimal(spec, theta, jax.lax.stop_gradient(m_res))
 
 
