@@ -104,8 +104,7 @@ def _forward(spec: _Spec, theta: Parameters, reservation_data):
     num = spec.num_types
     shapes = tuple(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype, _ in spec.results(ravel_pytree(theta)[0].size))
     host = functools.partial(_host_solve, spec)
-    leaves = jax.tree_util.tree_leaves((theta, reservation_data))
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((theta, reservation_data))):
         x, mu, active, flags, status, sc = jax.pure_callback(host, shapes, theta, reservation_data,
                                                              vmap_method="sequential")
     else:
