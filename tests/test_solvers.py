@@ -6,6 +6,10 @@ As optimistix's tests run one test over every minimiser: the solvers are paramet
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import ClassVar
 
 import jax.numpy as jnp
@@ -78,6 +82,25 @@ def test_on_a_streaming_backend_the_full_solve_runs_from_the_restart_menu_alone(
     assert sol.status_name == "converged" and sol.constraints == "full", sol.message
     assert "from the restart menu alone" in sol.message
     np.testing.assert_allclose(sol.expected_value, SIMPLIFIED_OPTIMUM_BELOW_FULL_OPTIMUM, rtol=1e-9)  # certified
+
+
+def test_the_restart_menu_alone_on_a_backend_sharded_over_two_devices():
+    # The restart's arguments come from a one-device program (committed to that device); the sharded
+    # scan must still take them (it refused them once: "incompatible devices", here and under
+    # jax.distributed). A fresh interpreter: the forced device count is read when JAX starts.
+    code = f"""
+import json
+import diffcontract as dc
+problem = dc.ContractProblem.from_dict(json.loads({json.dumps(SIMPLIFIED_OPTIMUM_BELOW_FULL.to_dict())!r}))
+sol = dc.solve(problem, backend="chunked", backend_options={{"devices": 2, "chunk_size": 16}})
+print(sol.status_name, repr(float(sol.expected_value)), "restart menu alone" in sol.message)
+"""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    status, value, alone = out.stdout.split()
+    assert (status, alone) == ("converged", "True")
+    np.testing.assert_allclose(float(value), SIMPLIFIED_OPTIMUM_BELOW_FULL_OPTIMUM, rtol=1e-9)  # certified
 
 
 @struct.dataclass

@@ -230,7 +230,9 @@ def _host_solve(solver: AbstractSolver, problem, table, constraints, warm_start,
     Returns (Solution, notes)."""
     table = _weighted(problem, table)
     if restart_from is not None and warm_start is None and not isinstance(table, OutcomeTable):
-        args, x = _host_restart(solver, problem, table, constraints, restart_from)  # no candidate search
+        # No candidate search. Host copies: a one-device program's results are committed to this process's
+        # device, which a kernel sharded over several processes' devices refuses (jax.distributed).
+        args, x = jax.tree_util.tree_map(np.asarray, _host_restart(solver, problem, table, constraints, restart_from))
         run = _as_arrays(iterate(solver, args, Start(np.asarray(x), True, False)))
         if bool(run.converged):
             return _host_finish(solver, args, run, int(run.iterations)), ["from the restart menu alone (streaming backend)"]
