@@ -41,8 +41,10 @@ _COMPARE_ALL_MAX = 256  # binomial-table rows up to which unranking compares aga
 
 def _binomial_table(participants: int, num_types: int) -> np.ndarray:
     """(N+I-1, I) table C(b, j) for b = 0..N+I-2 and j = 0..I-1 (exact integers, int64)."""
-    columns = [[math.comb(b, j) for b in range(participants + num_types - 1)] for j in range(num_types)]
-    return np.array(columns, dtype=np.int64).T
+    slots = participants + num_types - 1  # columns 0 and 1 in closed form: at I = 2 the table has N + 1 rows
+    columns = [np.ones(slots, np.int64), np.arange(slots, dtype=np.int64)]
+    columns += [np.array([math.comb(b, j) for b in range(slots)], dtype=np.int64) for j in range(2, num_types)]
+    return np.stack(columns[:num_types], axis=1)
 
 
 def unrank_outcomes(ranks: jnp.ndarray, participants: int, num_types: int) -> jnp.ndarray:
