@@ -29,10 +29,24 @@ tracing: the same solve took 0.69 s (``benchmarks/cold_start.py``, warm, against
 everything that shaped it is in its key: the package's source, the JAX version and backend, the
 configuration that changes tracing, the arguments' structure with its static data, their shapes and
 dtypes, and the static arguments; anything else is the plain ``jax.jit``.
+
+Light kernels. Most of a first process's time is LLVM optimizing kernels that then run for
+milliseconds: the Sec. 6.2 ALM kernel compiles in 5.5-7.7 s at XLA's default backend optimization
+level and in 2.8-3.5 s at level 0, and runs in 26-38 ms against 55 ms (alternating runs on the
+2-core CPU; at I = 9, N = 10: 9.1 s -> 3.7 s to compile, 1.6 s -> 2.6 s to run). A solve (one
+problem, a batch, the complete-information benchmark, a sensitivity) whose pass over the outcomes
+is estimated at ``LIGHT_PASS_SECONDS`` or less runs its kernels under ``light_kernels``, which
+compiles them with ``LIGHT_OPTIONS``: a few hundred passes
+then cost at most ~60 ms more, and the first process saves seconds. Level 0 rounds differently
+from the default (no fused multiply-adds): results agree to the solvers' tolerances, not bit for
+bit, and each level is its own entry in the compilation cache. ``kernel_jit(..., light=True)``
+marks a kernel that is small whatever the problem (the reservation utilities).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import importlib.metadata
@@ -86,6 +100,9 @@ def enable_compilation_cache() -> str | None:
 
 
 COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}  # the module docstring says why
+LIGHT_OPTIONS = {**COMPILER_OPTIONS, "xla_backend_optimization_level": 0}  # "Light kernels" above
+LIGHT_PASS_SECONDS = 2.5e-4  # an estimated pass at or under this: light kernels ("Light kernels")
+_LIGHT = contextvars.ContextVar("diffcontract_light_kernels", default=False)
 _STORE_FOLDER = "diffcontract-kernels"  # exported kernels, inside JAX's compilation cache folder
 _STORE_MAX_BYTES = 1 << 30  # past this, the least recently used programs are removed (I = 19: ~18 MB each)
 _TRUSTED_MODULES = ("diffcontract", "builtins", "numpy", "jax", "jaxlib", "collections", "enum", "functools",
@@ -93,21 +110,38 @@ _TRUSTED_MODULES = ("diffcontract", "builtins", "numpy", "jax", "jaxlib", "colle
 _TRACED_LIBRARIES = ("diffcontract", "jax", "jaxlib", "numpy", "ml_dtypes", "optax", "flax", "chex", "scipy")
 
 
-def kernel_jit(fun, *, stored: bool = True, **jit_options):
+@contextlib.contextmanager
+def light_kernels(seconds_per_pass: float = 0.0):
+    """Within this context the package's stored kernels compile with ``LIGHT_OPTIONS`` when one pass
+    over the outcomes is estimated at ``LIGHT_PASS_SECONDS`` or less (module docstring).
+
+    Args:
+      seconds_per_pass: the caller's estimate (``BackendPlan.seconds_per_pass``, ``planner.pass_seconds``),
+        seconds; the default 0 always compiles light kernels, ``math.inf`` never.
+    """
+    token = _LIGHT.set(seconds_per_pass <= LIGHT_PASS_SECONDS)
+    try:
+        yield
+    finally:
+        _LIGHT.reset(token)
+
+
+def kernel_jit(fun, *, stored: bool = True, light: bool | None = None, **jit_options):
     """``_jit.jit(fun, **jit_options)`` compiled with ``COMPILER_OPTIONS`` (the package's kernels).
 
     Args:
       fun: the kernel.  stored: keep its traced program between processes (``StoredKernel``); False
-        for a kernel that closes over values its arguments do not show (a device mesh).
+        for a kernel that closes over values its arguments do not show (a device mesh; always
+        compiled with ``COMPILER_OPTIONS``).  light: True compiles it with ``LIGHT_OPTIONS`` always,
+        None as ``light_kernels`` says at each call.
       jit_options: ``jax.jit`` options (``static_argnums``, ``static_argnames``).
     Returns:
       A callable with ``jax.jit``'s behaviour (``StoredKernel`` when ``stored``, else ``_jit.jit``).
     """
-    jitted = jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)
     if not stored:
-        return jitted
+        return jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)
     caller = sys._getframe(1)  # the definition site tells two wrappers of one function apart (a vmap)
-    return StoredKernel(fun, jitted, jit_options, f"{caller.f_globals.get('__name__')}:{caller.f_lineno}")
+    return StoredKernel(fun, jit_options, f"{caller.f_globals.get('__name__')}:{caller.f_lineno}", light)
 
 
 class StoredKernel:
@@ -122,13 +156,15 @@ class StoredKernel:
     For the package's own kernels: the key holds the package's source, not a caller's.
 
     Args:
-      fun: the kernel.  jitted: ``fun`` under ``jax.jit`` with the package's compiler options.
-      jit_options: its ``static_argnums`` / ``static_argnames``.  site: "module:line" of the
-        definition (two wrappers of one function, e.g. a ``vmap``, are different kernels).
+      fun: the kernel.  jit_options: its ``static_argnums`` / ``static_argnames``.  site: "module:line"
+        of the definition (two wrappers of one function, e.g. a ``vmap``, are different kernels).
+      light: True: always compiled with ``LIGHT_OPTIONS``; None: as ``light_kernels`` says.
     """
 
-    def __init__(self, fun, jitted, jit_options: dict, site: str):
-        self.jitted, self._fun = jitted, fun
+    def __init__(self, fun, jit_options: dict, site: str, light: bool | None = None):
+        self._fun, self._light = fun, light
+        self.jitted = jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)
+        self._light_jitted = jit(fun, compiler_options=LIGHT_OPTIONS, **jit_options)
         # Compiler options are refused on a jit nested in another trace (it is inlined there anyway).
         self._nested = jit(fun, **jit_options)
         self._name = f"{getattr(fun, '__qualname__', type(fun).__name__)}@{site}"
@@ -140,7 +176,7 @@ class StoredKernel:
             parameters = []
         self._static_nums = {nums} if isinstance(nums, int) else set(nums)
         self._static_nums |= {parameters.index(n) for n in self._static_names if n in parameters}
-        self._loaded: dict[str, list | None] = {}  # key -> [jitted call, output treedef, verified]
+        self._loaded: dict[str, list | None] = {}  # key -> [(default, light) calls, out treedef, verified]
         self._keys: dict[tuple, str | None] = {}  # call signature -> key, per process
         functools.update_wrapper(self, fun)
 
@@ -151,13 +187,16 @@ class StoredKernel:
         leaves, tree = jax.tree_util.tree_flatten((dynamic, {k: v for k, v in kwargs.items() if k not in static}))
         if not trace_state_clean() or any(isinstance(x, jax.core.Tracer) for x in leaves):
             return self._nested(*args, **kwargs)  # inside a user's jit, grad or vmap: inlined there
+        light = _LIGHT.get() if self._light is None else self._light  # bool: an index into the calls
+        jitted = self._light_jitted if light else self.jitted
         folder = _store_folder()
         key = None if folder is None else self._key(folder, tree, static, leaves)
         entry = None if key is None else self._loaded[key] if key in self._loaded else self._load(
             folder / f"{key}.bin", key, tree, static, leaves)
         if entry is None:  # not kept: the cache is off, a foreign object, a host callback, ...
-            return self.jitted(*args, **kwargs)
-        call, out_tree, verified = entry
+            return jitted(*args, **kwargs)
+        calls, out_tree, verified = entry
+        call = calls[light]
         if verified:
             return jax.tree_util.tree_unflatten(out_tree, call(*leaves))
         try:
@@ -165,7 +204,7 @@ class StoredKernel:
         except Exception:  # a damaged file, or one another platform wrote: never read again
             self._loaded[key] = None
             (folder / f"{key}.bin").unlink(missing_ok=True)
-            return self.jitted(*args, **kwargs)
+            return jitted(*args, **kwargs)
         entry[2] = True
         return jax.tree_util.tree_unflatten(out_tree, out)
 
@@ -190,12 +229,14 @@ class StoredKernel:
         return self._keys[signature]
 
     def _cache_size(self) -> int:
-        """Compiled executables held (``jax.jit``'s ``_cache_size``, over the plain and stored paths)."""
-        return self.jitted._cache_size() + sum(entry[0]._cache_size() for entry in self._loaded.values() if entry)
+        """Compiled executables held (``jax.jit``'s ``_cache_size``, over the plain and stored paths and
+        both option sets)."""
+        return sum(jitted._cache_size() for jitted in (self.jitted, self._light_jitted)) + sum(
+            call._cache_size() for entry in self._loaded.values() if entry for call in entry[0])
 
     def _load(self, path: Path, key: str, tree, static: dict, leaves) -> list | None:
-        """[jitted call of the exported program, output treedef, verified], read from ``path`` or
-        exported there; None when the kernel cannot be kept."""
+        """[(jitted calls of the exported program: default, light options), output treedef, verified],
+        read from ``path`` or exported there; None when the kernel cannot be kept."""
         verified = True
         try:
             digest, payload = pickle.loads(path.read_bytes())
@@ -218,7 +259,9 @@ class StoredKernel:
             _write_atomically(path, pickle.dumps((hashlib.sha256(payload).hexdigest(), payload)))
             _prune(path.parent, _STORE_MAX_BYTES)
             exported = jax_export.deserialize(pickle.loads(payload)[0])  # what later processes call
-        self._loaded[key] = [jax.jit(exported.call, compiler_options=COMPILER_OPTIONS), out_tree, verified]
+        call = functools.wraps(self._fun)(lambda *flat_leaves: exported.call(*flat_leaves))  # named as the kernel
+        calls = tuple(jax.jit(call, compiler_options=options) for options in (COMPILER_OPTIONS, LIGHT_OPTIONS))
+        self._loaded[key] = [calls, out_tree, verified]  # calls[light]
         return self._loaded[key]
 
     def _export(self, tree, static: dict, leaves):

@@ -12,6 +12,7 @@ results can be mapped back with ``to_input_order``.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any, Sequence
@@ -84,7 +85,7 @@ def _validate_participants(value: Any) -> int:
     return int(value)
 
 
-@kernel_jit
+@functools.partial(kernel_jit, light=True)  # a curve on a grid: small whatever the problem
 def _evaluate_curve(curve, x):
     return curve(x)
 
@@ -181,7 +182,7 @@ def reservation(accuracy, valuation, costs, quality, grid_size: int = 2048, refi
     return jax.vmap(one)(jnp.asarray(costs), jnp.asarray(quality))
 
 
-_reservation_jit = kernel_jit(reservation, static_argnames=("grid_size", "refinements"))
+_reservation_jit = kernel_jit(reservation, light=True, static_argnames=("grid_size", "refinements"))
 
 
 def _host_reservation(accuracy, valuation, costs: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

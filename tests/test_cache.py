@@ -3,6 +3,8 @@ the kernel store beside it."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import pickle
 import subprocess
@@ -16,7 +18,8 @@ import pytest
 
 import diffcontract as dc
 from diffcontract import _cache
-from diffcontract._cache import _STORE_FOLDER, OPT_OUT, cache_dir, enable_compilation_cache, kernel_jit
+from diffcontract._cache import _STORE_FOLDER, OPT_OUT, cache_dir, enable_compilation_cache, kernel_jit, light_kernels
+from diffcontract.solvers import driver
 
 
 @pytest.fixture
@@ -155,6 +158,44 @@ def test_inside_a_users_jit_the_kernel_is_inlined(store):
 @chex.dataclass(frozen=True)
 class _OutsideNode:  # a pytree node from outside the package: its code is not in the key
     value: jax.Array
+
+
+def test_light_kernels_are_one_more_executable_of_the_same_program(store):
+    traces = []
+    kernel = _counted_kernel(traces)
+    x = jnp.arange(4.0)
+    default = kernel(x, 2, offset=1.0)
+    with light_kernels():
+        light = kernel(x, 2, offset=1.0)
+        with light_kernels(math.inf):
+            kernel(x, 2, offset=1.0)  # a nested choice wins, then the outer one is back
+        kernel(x, 2, offset=1.0)
+    (calls, _, _), = kernel._loaded.values()
+    assert [call._cache_size() for call in calls] == [1, 1] and len(traces) == 1  # one trace, two option sets
+    assert light == default  # a sum of four small integers: exact at any optimization level
+
+
+def test_a_solve_compiles_light_kernels_exactly_when_its_passes_are_short(monkeypatch):
+    chosen = []
+
+    @contextlib.contextmanager
+    def recorded(seconds_per_pass):
+        with light_kernels(seconds_per_pass):
+            chosen.append(_cache._LIGHT.get())
+            yield
+
+    monkeypatch.setattr(driver, "light_kernels", recorded)
+    problem = dc.ContractProblem(participants=10, probs=[0.2, 0.8], costs=[0.02, 0.01])
+    light = dc.solve(problem, method="exact")  # 11 outcomes: a pass is estimated at ~3e-7 s
+    assert chosen and all(chosen)
+    monkeypatch.setattr(_cache, "LIGHT_PASS_SECONDS", 0.0)
+    chosen.clear()
+    default = dc.solve(problem, method="exact")
+    assert chosen and not any(chosen)
+    # LLVM -O0 rounds differently (no fused multiply-adds); both are certified optima.
+    np.testing.assert_allclose(light.contributions, default.contributions, rtol=1e-9)  # SLSQP's KKT tolerance
+    np.testing.assert_allclose(light.expected_value, default.expected_value, rtol=1e-12)  # float64, first order
+    assert light.status == default.status == dc.Status.CONVERGED
 
 
 def test_transformations_and_foreign_nodes_are_the_plain_jit(store):

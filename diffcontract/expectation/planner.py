@@ -127,6 +127,11 @@ def fft_length(participants: int, bins: int) -> int:
     return 1 << (participants * (bins + 2)).bit_length()
 
 
+def pass_seconds(entries: float) -> float:
+    """Estimated seconds of one pass over ``entries`` table entries on a 2-core CPU (module docstring)."""
+    return entries / ENTRIES_PER_SECOND
+
+
 def estimate(backend: str, participants: int, num_types: int, *, chunk_size: int = 1 << 15, bins: int = 64,
              samples: int = 1 << 16) -> tuple[int, float]:
     """(peak working bytes, seconds per pass) of ``backend`` for N = ``participants``, I = ``num_types``.
@@ -137,20 +142,20 @@ def estimate(backend: str, participants: int, num_types: int, *, chunk_size: int
     outcomes = math.comb(participants + num_types - 1, num_types - 1)
     width = num_types + 1
     if backend == "enumerate":
-        return ENUMERATE_BYTES_PER_ENTRY * outcomes * width, outcomes * width / ENTRIES_PER_SECOND
+        return ENUMERATE_BYTES_PER_ENTRY * outcomes * width, pass_seconds(outcomes * width)
     if backend == "chunked":
         chunk = min(int(chunk_size), outcomes)
         tables = 8 * (participants + num_types) * (num_types + 1)  # binomials and log-factorials
         peak = CHUNKED_BYTES_PER_ENTRY * chunk * width + tables
         if uses_product(participants, num_types, 1):  # half-tables: less work per outcome, more memory
-            return max(peak, HALF_TABLE_BYTES_PER_OUTCOME * outcomes), outcomes / ENTRIES_PER_SECOND
-        return peak, outcomes * width / ENTRIES_PER_SECOND
+            return max(peak, HALF_TABLE_BYTES_PER_OUTCOME * outcomes), pass_seconds(outcomes)
+        return peak, pass_seconds(outcomes * width)
     if backend == "convolution":
         length = fft_length(participants, int(bins))
         return (LATTICE_BYTES_PER_POINT * (length // 2 + 1) * (num_types + 2),
-                length * math.log2(length) * (num_types + 2) / ENTRIES_PER_SECOND)
+                pass_seconds(length * math.log2(length) * (num_types + 2)))
     if backend == "montecarlo":
-        return SAMPLE_BYTES_PER_ENTRY * int(samples) * width, int(samples) * width / ENTRIES_PER_SECOND
+        return SAMPLE_BYTES_PER_ENTRY * int(samples) * width, pass_seconds(int(samples) * width)
     raise ValueError(f"no estimate for backend {backend!r}")
 
 

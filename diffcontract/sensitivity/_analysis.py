@@ -18,7 +18,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from scipy import optimize
 
+from .._cache import light_kernels
 from ..expectation import OutcomeTable, outcome_table
+from ..expectation.planner import pass_seconds
 from ..problem import ContractProblem, value_unit, without_input_order
 from ..solvers import _kkt
 from ._system import RCOND, KKTPoint, evaluate, parameters
@@ -68,7 +70,8 @@ def table(participants: int, num_types: int) -> OutcomeTable:
 
 def host_eval(point: KKTPoint, problem, tab) -> dict:
     """``evaluate`` with numpy results."""
-    return {k: np.asarray(v) for k, v in evaluate(point, problem, tab).items()}
+    with light_kernels(pass_seconds(tab.counts.size + tab.valid.size)):
+        return {k: np.asarray(v) for k, v in evaluate(point, problem, tab).items()}
 
 
 def constraint_names(num_types: int, constraints: str = "simplified") -> list[str]:

@@ -52,9 +52,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from .._cache import kernel_jit
+from .._cache import kernel_jit, light_kernels
 from .. import _precision
 from ..expectation import OutcomeTable, outcome_table, outcome_weights
+from ..expectation.planner import pass_seconds
 from ..numerics import GOLDEN_RATIO, bisection, golden_section_max
 from ..problem import ContractProblem, batch_size, stack_problems, without_input_order
 from ._solution import Status
@@ -287,8 +288,9 @@ def solve_complete_information(problem: ContractProblem, grid_size: int = GRID_S
         table = outcome_table(problem.num_participants, problem.num_types, length="bucket")
         table = OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid))
         problem64 = without_input_order(jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem))
-        result = _kernel_jit(problem64, table, grid_size=grid_size, bracket_tol=bracket_tol)
-        result = jax.tree_util.tree_map(np.asarray, result)  # waits for the device
+        with light_kernels(pass_seconds(table.counts.size + table.valid.size)):
+            result = _kernel_jit(problem64, table, grid_size=grid_size, bracket_tol=bracket_tol)
+            result = jax.tree_util.tree_map(np.asarray, result)  # waits for the device
     rows = slice(0, problem.num_outcomes)
     return result.replace(**{name: getattr(result, name)[rows] for name in _PER_OUTCOME})
 
@@ -318,8 +320,8 @@ def solve_complete_information_batch(problems, grid_size: int = GRID_SIZE, brack
         tables = _padded_tables(ns, batch.num_types, None if table_length is None else int(table_length))
         tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
         batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), batch)
-        result = _batched_kernel(batch64, tables, grid_size, bracket_tol)
-        return jax.tree_util.tree_map(np.asarray, result)
+        with light_kernels(pass_seconds(tables.counts.size + tables.valid.size)):
+            return jax.tree_util.tree_map(np.asarray, _batched_kernel(batch64, tables, grid_size, bracket_tol))
 
 
 __all__ = ["BRACKET_TOL", "CompleteInformation", "FIXED_POINT_TOL", "GRID_SIZE", "complete_information_kernel",

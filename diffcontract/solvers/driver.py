@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._cache import kernel_jit
+from .._cache import kernel_jit, light_kernels
 from .. import _precision
 from ..expectation import OutcomeTable, with_weights
 from ..expectation.backends import check_backend_name, checked_backend_options, make_backend
@@ -338,11 +338,12 @@ def run(problem, solver: AbstractSolver, constraints: str = "simplified", backen
         menus = [None if m is None else check_menu(m, problem64, name)
                  for m, name in ((warm_start, "warm_start"), (restart_from, "restart_from"))]
         canonical = without_input_order(problem64)  # one compilation for every type order
-        if solver.jittable:
-            sol, extra = _compiled_kernel(solver, canonical, table, constraints, *menus), []
-        else:
-            sol, extra = _host_solve(solver, canonical, table, constraints, *menus)
-        sol = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(sol))
+        with light_kernels(plan.seconds_per_pass):  # short passes: kernels compiled quickly
+            if solver.jittable:
+                sol, extra = _compiled_kernel(solver, canonical, table, constraints, *menus), []
+            else:
+                sol, extra = _host_solve(solver, canonical, table, constraints, *menus)
+            sol = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(sol))
     sol = sol.replace(problem=problem64, method=solver.method, backend=plan.backend, backend_reason=plan.reason,
                       status=int(sol.status), iterations=int(sol.iterations),
                       message="; ".join([solver.method, *notes, *extra]),
