@@ -11,7 +11,7 @@ children, one per module), which has no handler of its own until an application 
 
 import logging as _logging
 
-from ._cache import enable_compilation_cache
+from ._cache import enable_compilation_cache, fast_compile
 from ._version import __version__
 
 enable_compilation_cache()  # compiled kernels persist between processes (opt out: DIFFCONTRACT_JAX_CACHE=0)
@@ -33,6 +33,6 @@ def __getattr__(name: str):
         return importlib.import_module(".data", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["__version__", "ALM", "SLSQP", "AbstractSolver", "BranchAndBound", "solve_global", "SolveError", "run", "Certificate", "CompleteInformation", "ContractProblem", "solve_complete_information",
+__all__ = ["__version__", "fast_compile", "ALM", "SLSQP", "AbstractSolver", "BranchAndBound", "solve_global", "SolveError", "run", "Certificate", "CompleteInformation", "ContractProblem", "solve_complete_information",
            "solve_complete_information_batch", "Solution", "Status", "curves", "data", "expectation", "formulation",
            "problem_grid", "solve", "solve_alm", "solve_batch", "solve_exact", "stack_problems", "unstack_solution"]

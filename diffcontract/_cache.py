@@ -30,17 +30,21 @@ everything that shaped it is in its key: the package's source, the JAX version a
 configuration that changes tracing, the arguments' structure with its static data, their shapes and
 dtypes, and the static arguments; anything else is the plain ``jax.jit``.
 
-Light kernels. Most of a first process's time is LLVM optimizing kernels that then run for
+Fast compilation. Most of a first process's time is LLVM optimizing kernels that then run for
 milliseconds: the Sec. 6.2 ALM kernel compiles in 5.5-7.7 s at XLA's default backend optimization
-level and in 2.8-3.5 s at level 0, and runs in 26-38 ms against 55 ms (alternating runs on the
-2-core CPU; at I = 9, N = 10: 9.1 s -> 3.7 s to compile, 1.6 s -> 2.6 s to run). A solve (one
-problem, a batch, the complete-information benchmark, a sensitivity) whose pass over the outcomes
-is estimated at ``LIGHT_PASS_SECONDS`` or less runs its kernels under ``light_kernels``, which
-compiles them with ``LIGHT_OPTIONS``: a few hundred passes
-then cost at most ~60 ms more, and the first process saves seconds. Level 0 rounds differently
-from the default (no fused multiply-adds): results agree to the solvers' tolerances, not bit for
-bit, and each level is its own entry in the compilation cache. ``kernel_jit(..., light=True)``
-marks a kernel that is small whatever the problem (the reservation utilities).
+level and in 2.8-3.5 s at level 0 (``FAST_COMPILE_OPTIONS``), and runs in 38 ms against 72 ms; a
+batch of the three Sec. 6.2 scenarios in 0.09 s against 0.19 s (alternating runs on the 2-core
+CPU; at I = 9, N = 10: 9.1 s -> 3.7 s to compile, 1.6 s -> 2.6 s to run). That trade suits a
+one-off process and not a loop, so it is a choice: within ``fast_compile()`` (the CLI runs in it:
+one command is one job; ``$DIFFCONTRACT_FAST_COMPILE`` = 1 or 0 sets the default of any process),
+a solve (one problem, a batch, the complete-information benchmark, a sensitivity) whose pass over
+the outcomes is estimated at ``FAST_COMPILE_PASS_SECONDS`` or less (``short_passes``) compiles its
+kernels with ``FAST_COMPILE_OPTIONS``: a few hundred passes then cost well under a second more,
+and the first process saves seconds. Level 0 rounds differently from the default (no fused
+multiply-adds): results agree to the solvers' tolerances, not bit for bit, and each level is its
+own entry in the compilation cache. ``kernel_jit(..., fast_compile=True)`` marks a kernel that is
+small whatever the problem (the reservation utilities): always compiled fast, so its results do
+not depend on the choice.
 """
 
 from __future__ import annotations
@@ -85,8 +89,7 @@ def enable_compilation_cache() -> str | None:
       The folder used, or None when the cache was left as it was (opted out, already set, or the
       folder cannot be created).
     """
-    opted_out = os.environ.get(OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off")
-    if opted_out or jax.config.jax_compilation_cache_dir:
+    if not environment_flag(OPT_OUT, True) or jax.config.jax_compilation_cache_dir:
         return None
     try:
         folder = cache_dir() / "jax"
@@ -100,9 +103,11 @@ def enable_compilation_cache() -> str | None:
 
 
 COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}  # the module docstring says why
-LIGHT_OPTIONS = {**COMPILER_OPTIONS, "xla_backend_optimization_level": 0}  # "Light kernels" above
-LIGHT_PASS_SECONDS = 2.5e-4  # an estimated pass at or under this: light kernels ("Light kernels")
-_LIGHT = contextvars.ContextVar("diffcontract_light_kernels", default=False)
+FAST_COMPILE_OPTIONS = {**COMPILER_OPTIONS, "xla_backend_optimization_level": 0}  # "Fast compilation" above
+FAST_COMPILE_PASS_SECONDS = 2.5e-4  # an estimated pass at or under this compiles fast within fast_compile()
+FAST_COMPILE_ENV = "DIFFCONTRACT_FAST_COMPILE"
+_FAST_CHOSEN = contextvars.ContextVar("diffcontract_fast_compile", default=None)  # None: $FAST_COMPILE_ENV
+_FAST_NOW = contextvars.ContextVar("diffcontract_short_passes", default=False)  # inside short_passes, if chosen
 _STORE_FOLDER = "diffcontract-kernels"  # exported kernels, inside JAX's compilation cache folder
 _STORE_MAX_BYTES = 1 << 30  # past this, the least recently used programs are removed (I = 19: ~18 MB each)
 _TRUSTED_MODULES = ("diffcontract", "builtins", "numpy", "jax", "jaxlib", "collections", "enum", "functools",
@@ -110,30 +115,58 @@ _TRUSTED_MODULES = ("diffcontract", "builtins", "numpy", "jax", "jaxlib", "colle
 _TRACED_LIBRARIES = ("diffcontract", "jax", "jaxlib", "numpy", "ml_dtypes", "optax", "flax", "chex", "scipy")
 
 
+def environment_flag(name: str, default: bool) -> bool:
+    """An on/off environment variable: "0", "false", "no", "off" (any case) are off; unset is ``default``."""
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() not in ("0", "false", "no", "off")
+
+
 @contextlib.contextmanager
-def light_kernels(seconds_per_pass: float = 0.0):
-    """Within this context the package's stored kernels compile with ``LIGHT_OPTIONS`` when one pass
-    over the outcomes is estimated at ``LIGHT_PASS_SECONDS`` or less (module docstring).
+def fast_compile(enabled: bool = True):
+    """Within this context, a solve of a small problem compiles its kernels about twice as fast, and they
+    run about twice as slow (XLA's optimization level 0; module docstring, "Fast compilation").
+
+    For a one-off process (the CLI runs its command in ``fast_compile()``); a loop of solves is
+    faster without it. Outside any such context, ``$DIFFCONTRACT_FAST_COMPILE`` (1 or 0) decides;
+    unset: off.
 
     Args:
-      seconds_per_pass: the caller's estimate (``BackendPlan.seconds_per_pass``, ``planner.pass_seconds``),
-        seconds; the default 0 always compiles light kernels, ``math.inf`` never.
+      enabled: False turns it off within the context (inside an outer ``fast_compile()``, say).
     """
-    token = _LIGHT.set(seconds_per_pass <= LIGHT_PASS_SECONDS)
+    token = _FAST_CHOSEN.set(bool(enabled))
     try:
         yield
     finally:
-        _LIGHT.reset(token)
+        _FAST_CHOSEN.reset(token)
 
 
-def kernel_jit(fun, *, stored: bool = True, light: bool | None = None, **jit_options):
+@contextlib.contextmanager
+def short_passes(seconds_per_pass: float):
+    """Within this context, the stored kernels compile with ``FAST_COMPILE_OPTIONS`` when fast compilation
+    is chosen (``fast_compile``) and one pass over the outcomes is estimated at
+    ``FAST_COMPILE_PASS_SECONDS`` or less.
+
+    Args:
+      seconds_per_pass: the caller's estimate (``BackendPlan.seconds_per_pass``, ``planner.pass_seconds``),
+        seconds.
+    """
+    chosen = _FAST_CHOSEN.get()
+    chosen = environment_flag(FAST_COMPILE_ENV, False) if chosen is None else chosen
+    token = _FAST_NOW.set(chosen and seconds_per_pass <= FAST_COMPILE_PASS_SECONDS)
+    try:
+        yield
+    finally:
+        _FAST_NOW.reset(token)
+
+
+def kernel_jit(fun, *, stored: bool = True, fast_compile: bool | None = None, **jit_options):
     """``_jit.jit(fun, **jit_options)`` compiled with ``COMPILER_OPTIONS`` (the package's kernels).
 
     Args:
       fun: the kernel.  stored: keep its traced program between processes (``StoredKernel``); False
         for a kernel that closes over values its arguments do not show (a device mesh; always
-        compiled with ``COMPILER_OPTIONS``).  light: True compiles it with ``LIGHT_OPTIONS`` always,
-        None as ``light_kernels`` says at each call.
+        compiled with ``COMPILER_OPTIONS``).  fast_compile: True compiles it with ``FAST_COMPILE_OPTIONS``
+        always, None as ``short_passes`` says at each call.
       jit_options: ``jax.jit`` options (``static_argnums``, ``static_argnames``).
     Returns:
       A callable with ``jax.jit``'s behaviour (``StoredKernel`` when ``stored``, else ``_jit.jit``).
@@ -141,7 +174,7 @@ def kernel_jit(fun, *, stored: bool = True, light: bool | None = None, **jit_opt
     if not stored:
         return jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)
     caller = sys._getframe(1)  # the definition site tells two wrappers of one function apart (a vmap)
-    return StoredKernel(fun, jit_options, f"{caller.f_globals.get('__name__')}:{caller.f_lineno}", light)
+    return StoredKernel(fun, jit_options, f"{caller.f_globals.get('__name__')}:{caller.f_lineno}", fast_compile)
 
 
 class StoredKernel:
@@ -158,13 +191,13 @@ class StoredKernel:
     Args:
       fun: the kernel.  jit_options: its ``static_argnums`` / ``static_argnames``.  site: "module:line"
         of the definition (two wrappers of one function, e.g. a ``vmap``, are different kernels).
-      light: True: always compiled with ``LIGHT_OPTIONS``; None: as ``light_kernels`` says.
+      fast: True: always compiled with ``FAST_COMPILE_OPTIONS``; None: as ``short_passes`` says.
     """
 
-    def __init__(self, fun, jit_options: dict, site: str, light: bool | None = None):
-        self._fun, self._light = fun, light
+    def __init__(self, fun, jit_options: dict, site: str, fast: bool | None = None):
+        self._fun, self._fast = fun, fast
         self.jitted = jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)
-        self._light_jitted = jit(fun, compiler_options=LIGHT_OPTIONS, **jit_options)
+        self._fast_jitted = jit(fun, compiler_options=FAST_COMPILE_OPTIONS, **jit_options)
         # Compiler options are refused on a jit nested in another trace (it is inlined there anyway).
         self._nested = jit(fun, **jit_options)
         self._name = f"{getattr(fun, '__qualname__', type(fun).__name__)}@{site}"
@@ -176,7 +209,7 @@ class StoredKernel:
             parameters = []
         self._static_nums = {nums} if isinstance(nums, int) else set(nums)
         self._static_nums |= {parameters.index(n) for n in self._static_names if n in parameters}
-        self._loaded: dict[str, list | None] = {}  # key -> [(default, light) calls, out treedef, verified]
+        self._loaded: dict[str, list | None] = {}  # key -> [(default, fast) calls, out treedef, verified]
         self._keys: dict[tuple, str | None] = {}  # call signature -> key, per process
         functools.update_wrapper(self, fun)
 
@@ -187,8 +220,8 @@ class StoredKernel:
         leaves, tree = jax.tree_util.tree_flatten((dynamic, {k: v for k, v in kwargs.items() if k not in static}))
         if not trace_state_clean() or any(isinstance(x, jax.core.Tracer) for x in leaves):
             return self._nested(*args, **kwargs)  # inside a user's jit, grad or vmap: inlined there
-        light = _LIGHT.get() if self._light is None else self._light  # bool: an index into the calls
-        jitted = self._light_jitted if light else self.jitted
+        fast = _FAST_NOW.get() if self._fast is None else self._fast  # bool: an index into the calls
+        jitted = self._fast_jitted if fast else self.jitted
         folder = _store_folder()
         key = None if folder is None else self._key(folder, tree, static, leaves)
         entry = None if key is None else self._loaded[key] if key in self._loaded else self._load(
@@ -196,7 +229,7 @@ class StoredKernel:
         if entry is None:  # not kept: the cache is off, a foreign object, a host callback, ...
             return jitted(*args, **kwargs)
         calls, out_tree, verified = entry
-        call = calls[light]
+        call = calls[fast]
         if verified:
             return jax.tree_util.tree_unflatten(out_tree, call(*leaves))
         try:
@@ -231,11 +264,11 @@ class StoredKernel:
     def _cache_size(self) -> int:
         """Compiled executables held (``jax.jit``'s ``_cache_size``, over the plain and stored paths and
         both option sets)."""
-        return sum(jitted._cache_size() for jitted in (self.jitted, self._light_jitted)) + sum(
+        return sum(jitted._cache_size() for jitted in (self.jitted, self._fast_jitted)) + sum(
             call._cache_size() for entry in self._loaded.values() if entry for call in entry[0])
 
     def _load(self, path: Path, key: str, tree, static: dict, leaves) -> list | None:
-        """[(jitted calls of the exported program: default, light options), output treedef, verified],
+        """[(jitted calls of the exported program: default, fast options), output treedef, verified],
         read from ``path`` or exported there; None when the kernel cannot be kept."""
         verified = True
         try:
@@ -260,8 +293,8 @@ class StoredKernel:
             _prune(path.parent, _STORE_MAX_BYTES)
             exported = jax_export.deserialize(pickle.loads(payload)[0])  # what later processes call
         call = functools.wraps(self._fun)(lambda *flat_leaves: exported.call(*flat_leaves))  # named as the kernel
-        calls = tuple(jax.jit(call, compiler_options=options) for options in (COMPILER_OPTIONS, LIGHT_OPTIONS))
-        self._loaded[key] = [calls, out_tree, verified]  # calls[light]
+        calls = tuple(jax.jit(call, compiler_options=options) for options in (COMPILER_OPTIONS, FAST_COMPILE_OPTIONS))
+        self._loaded[key] = [calls, out_tree, verified]  # calls[fast]
         return self._loaded[key]
 
     def _export(self, tree, static: dict, leaves):

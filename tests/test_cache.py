@@ -9,6 +9,7 @@ import os
 import pickle
 import subprocess
 import sys
+import types
 
 import chex
 import jax
@@ -18,7 +19,9 @@ import pytest
 
 import diffcontract as dc
 from diffcontract import _cache
-from diffcontract._cache import _STORE_FOLDER, OPT_OUT, cache_dir, enable_compilation_cache, kernel_jit, light_kernels
+from diffcontract._cache import (_STORE_FOLDER, FAST_COMPILE_ENV, OPT_OUT, cache_dir, enable_compilation_cache,
+                                 fast_compile, kernel_jit, short_passes)
+from diffcontract import cli
 from diffcontract.solvers import driver
 
 
@@ -160,42 +163,67 @@ class _OutsideNode:  # a pytree node from outside the package: its code is not i
     value: jax.Array
 
 
-def test_light_kernels_are_one_more_executable_of_the_same_program(store):
+def test_fast_compilation_is_one_more_executable_of_the_same_program(store):
     traces = []
     kernel = _counted_kernel(traces)
     x = jnp.arange(4.0)
     default = kernel(x, 2, offset=1.0)
-    with light_kernels():
-        light = kernel(x, 2, offset=1.0)
-        with light_kernels(math.inf):
-            kernel(x, 2, offset=1.0)  # a nested choice wins, then the outer one is back
+    with fast_compile(), short_passes(0.0):
+        fast = kernel(x, 2, offset=1.0)
+        with short_passes(math.inf):
+            kernel(x, 2, offset=1.0)  # long passes: the default options, then the outer choice is back
         kernel(x, 2, offset=1.0)
+    with short_passes(0.0):
+        kernel(x, 2, offset=1.0)  # fast compilation not chosen: the default options
     (calls, _, _), = kernel._loaded.values()
     assert [call._cache_size() for call in calls] == [1, 1] and len(traces) == 1  # one trace, two option sets
-    assert light == default  # a sum of four small integers: exact at any optimization level
+    assert fast == default  # a sum of four small integers: exact at any optimization level
 
 
-def test_a_solve_compiles_light_kernels_exactly_when_its_passes_are_short(monkeypatch):
+def _fast_now() -> bool:
+    """Whether a kernel called now, in a solve of short passes, compiles fast."""
+    with short_passes(0.0):
+        return _cache._FAST_NOW.get()
+
+
+@pytest.mark.parametrize("setting, library, command_line", [(None, False, True), ("1", True, True),
+                                                            ("off", False, False)])
+def test_fast_compilation_is_chosen_by_the_cli_or_the_environment(monkeypatch, setting, library, command_line):
+    if setting is None:
+        monkeypatch.delenv(FAST_COMPILE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(FAST_COMPILE_ENV, setting)
+    assert _fast_now() == library  # the library: off unless the environment says on
+    seen = []
+    args = cli.build_parser().parse_args(["solve", "--participants", "2", "--probs", "1", "--costs", "0.1"])
+    args.func = lambda _: seen.append(_fast_now()) or 0
+    monkeypatch.setattr(cli, "build_parser", lambda: types.SimpleNamespace(parse_args=lambda argv: args))
+    assert cli.main([]) == 0 and seen == [command_line]  # the CLI: on unless the environment says off
+    assert _fast_now() == library  # and only while the command runs
+
+
+def test_a_solve_compiles_fast_exactly_when_chosen_and_its_passes_are_short(monkeypatch):
     chosen = []
 
     @contextlib.contextmanager
     def recorded(seconds_per_pass):
-        with light_kernels(seconds_per_pass):
-            chosen.append(_cache._LIGHT.get())
+        with short_passes(seconds_per_pass):
+            chosen.append(_cache._FAST_NOW.get())
             yield
 
-    monkeypatch.setattr(driver, "light_kernels", recorded)
+    monkeypatch.setattr(driver, "short_passes", recorded)
     problem = dc.ContractProblem(participants=10, probs=[0.2, 0.8], costs=[0.02, 0.01])
-    light = dc.solve(problem, method="exact")  # 11 outcomes: a pass is estimated at ~3e-7 s
-    assert chosen and all(chosen)
-    monkeypatch.setattr(_cache, "LIGHT_PASS_SECONDS", 0.0)
-    chosen.clear()
-    default = dc.solve(problem, method="exact")
-    assert chosen and not any(chosen)
+    with fast_compile():
+        fast = dc.solve(problem, method="exact")  # 11 outcomes: a pass is estimated at ~3e-7 s
+        assert chosen and all(chosen)
+        monkeypatch.setattr(_cache, "FAST_COMPILE_PASS_SECONDS", 0.0)
+        chosen.clear()
+        default = dc.solve(problem, method="exact")
+        assert chosen and not any(chosen)
     # LLVM -O0 rounds differently (no fused multiply-adds); both are certified optima.
-    np.testing.assert_allclose(light.contributions, default.contributions, rtol=1e-9)  # SLSQP's KKT tolerance
-    np.testing.assert_allclose(light.expected_value, default.expected_value, rtol=1e-12)  # float64, first order
-    assert light.status == default.status == dc.Status.CONVERGED
+    np.testing.assert_allclose(fast.contributions, default.contributions, rtol=1e-9)  # SLSQP's KKT tolerance
+    np.testing.assert_allclose(fast.expected_value, default.expected_value, rtol=1e-12)  # float64, first order
+    assert fast.status == default.status == dc.Status.CONVERGED
 
 
 def test_transformations_and_foreign_nodes_are_the_plain_jit(store):

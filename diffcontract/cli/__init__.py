@@ -67,11 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose, args.quiet)
     import jax
 
+    from .._cache import FAST_COMPILE_ENV, environment_flag, fast_compile
     from ..expectation import ProblemTooLarge
 
     jax.config.update("jax_enable_x64", True)  # the CLI owns its process: float64 throughout
     try:
-        return args.func(args)
+        with fast_compile(environment_flag(FAST_COMPILE_ENV, True)):  # one command, one job: compile fast
+            return args.func(args)
     except ProblemTooLarge as err:
         print(f"diffcontract {args.command}: refused: {err}", file=sys.stderr)
         return EXIT_TOO_LARGE

@@ -18,7 +18,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from scipy import optimize
 
-from .._cache import light_kernels
+from .._cache import short_passes
 from ..expectation import OutcomeTable, outcome_table
 from ..expectation.planner import pass_seconds
 from ..problem import ContractProblem, value_unit, without_input_order
@@ -70,7 +70,7 @@ def table(participants: int, num_types: int) -> OutcomeTable:
 
 def host_eval(point: KKTPoint, problem, tab) -> dict:
     """``evaluate`` with numpy results."""
-    with light_kernels(pass_seconds(tab.counts.size + tab.valid.size)):
+    with short_passes(pass_seconds(tab.counts.size + tab.valid.size)):
         return {k: np.asarray(v) for k, v in evaluate(point, problem, tab).items()}
 
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._cache import kernel_jit, light_kernels
+from .._cache import kernel_jit, short_passes
 from .. import _precision
 from ..expectation import OutcomeTable, bucket_length, num_outcomes, outcome_table
 from ..expectation.planner import pass_seconds
@@ -65,7 +65,7 @@ def _solve_members(solver, problems, tables, constraints, warm_start, restart_fr
     with copies of the first, which are dropped again). Returns host (numpy) leaves."""
     if devices == 1:
         members, length, num_types = tables.counts.shape  # a pass: (I + 1) entries per outcome and member
-        with light_kernels(pass_seconds(members * length * (num_types + 1))):
+        with short_passes(pass_seconds(members * length * (num_types + 1))):
             return _host(_batched_kernel(solver, problems, tables, constraints, warm_start, restart_from))
     if not 1 <= devices <= jax.device_count():
         raise ValueError(f"devices must be in 1..{jax.device_count()} (jax.device_count()), got {devices!r}")

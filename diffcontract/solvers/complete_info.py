@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from .._cache import kernel_jit, light_kernels
+from .._cache import kernel_jit, short_passes
 from .. import _precision
 from ..expectation import OutcomeTable, outcome_table, outcome_weights
 from ..expectation.planner import pass_seconds
@@ -288,7 +288,7 @@ def solve_complete_information(problem: ContractProblem, grid_size: int = GRID_S
         table = outcome_table(problem.num_participants, problem.num_types, length="bucket")
         table = OutcomeTable(jnp.asarray(table.counts), jnp.asarray(table.valid))
         problem64 = without_input_order(jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), problem))
-        with light_kernels(pass_seconds(table.counts.size + table.valid.size)):
+        with short_passes(pass_seconds(table.counts.size + table.valid.size)):
             result = _kernel_jit(problem64, table, grid_size=grid_size, bracket_tol=bracket_tol)
             result = jax.tree_util.tree_map(np.asarray, result)  # waits for the device
     rows = slice(0, problem.num_outcomes)
@@ -320,7 +320,7 @@ def solve_complete_information_batch(problems, grid_size: int = GRID_SIZE, brack
         tables = _padded_tables(ns, batch.num_types, None if table_length is None else int(table_length))
         tables = OutcomeTable(jnp.asarray(tables.counts), jnp.asarray(tables.valid))
         batch64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), batch)
-        with light_kernels(pass_seconds(tables.counts.size + tables.valid.size)):
+        with short_passes(pass_seconds(tables.counts.size + tables.valid.size)):
             return jax.tree_util.tree_map(np.asarray, _batched_kernel(batch64, tables, grid_size, bracket_tol))
 
 

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._cache import kernel_jit, light_kernels
+from .._cache import kernel_jit, short_passes
 from .. import _precision
 from ..expectation import OutcomeTable, with_weights
 from ..expectation.backends import check_backend_name, checked_backend_options, make_backend
@@ -338,7 +338,7 @@ def run(problem, solver: AbstractSolver, constraints: str = "simplified", backen
         menus = [None if m is None else check_menu(m, problem64, name)
                  for m, name in ((warm_start, "warm_start"), (restart_from, "restart_from"))]
         canonical = without_input_order(problem64)  # one compilation for every type order
-        with light_kernels(plan.seconds_per_pass):  # short passes: kernels compiled quickly
+        with short_passes(plan.seconds_per_pass):  # compiled fast if chosen (_cache.fast_compile)
             if solver.jittable:
                 sol, extra = _compiled_kernel(solver, canonical, table, constraints, *menus), []
             else:
