@@ -42,7 +42,7 @@ the outcomes is estimated at ``FAST_COMPILE_PASS_SECONDS`` or less (``short_pass
 kernels with ``FAST_COMPILE_OPTIONS``: a few hundred passes then cost well under a second more,
 and the first process saves seconds. Level 0 rounds differently from the default (no fused
 multiply-adds): results agree to the solvers' tolerances, not bit for bit, and each level is its
-own entry in the compilation cache. ``kernel_jit(..., fast_compile=True)`` marks a kernel that is
+own entry in the compilation cache. ``kernel_jit(..., always_fast=True)`` marks a kernel that is
 small whatever the problem (the reservation utilities): always compiled fast, so its results do
 not depend on the choice.
 """
@@ -167,14 +167,14 @@ def short_passes(seconds_per_pass: float):
         _FAST_NOW.reset(token)
 
 
-def kernel_jit(fun, *, stored: bool = True, fast_compile: bool | None = None, **jit_options):
+def kernel_jit(fun, *, stored: bool = True, always_fast: bool = False, **jit_options):
     """``_jit.jit(fun, **jit_options)`` compiled with ``COMPILER_OPTIONS`` (the package's kernels).
 
     Args:
       fun: the kernel.  stored: keep its traced program between processes (``StoredKernel``); False
         for a kernel that closes over values its arguments do not show (a device mesh; always
-        compiled with ``COMPILER_OPTIONS``).  fast_compile: True compiles it with ``FAST_COMPILE_OPTIONS``
-        always, None as ``short_passes`` says at each call.
+        compiled with ``COMPILER_OPTIONS``).  always_fast: compile it with ``FAST_COMPILE_OPTIONS``
+        always (a kernel small whatever the problem); False: as ``short_passes`` says at each call.
       jit_options: ``jax.jit`` options (``static_argnums``, ``static_argnames``).
     Returns:
       A callable with ``jax.jit``'s behaviour (``StoredKernel`` when ``stored``, else ``_jit.jit``).
@@ -182,7 +182,7 @@ def kernel_jit(fun, *, stored: bool = True, fast_compile: bool | None = None, **
     if not stored:
         return jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)
     caller = sys._getframe(1)  # the definition site tells two wrappers of one function apart (a vmap)
-    return StoredKernel(fun, jit_options, f"{caller.f_globals.get('__name__')}:{caller.f_lineno}", fast_compile)
+    return StoredKernel(fun, jit_options, f"{caller.f_globals.get('__name__')}:{caller.f_lineno}", always_fast)
 
 
 class StoredKernel:
@@ -199,11 +199,11 @@ class StoredKernel:
     Args:
       fun: the kernel.  jit_options: its ``static_argnums`` / ``static_argnames``.  site: "module:line"
         of the definition (two wrappers of one function, e.g. a ``vmap``, are different kernels).
-      fast: True: always compiled with ``FAST_COMPILE_OPTIONS``; None: as ``short_passes`` says.
+      always_fast: always compiled with ``FAST_COMPILE_OPTIONS``; False: as ``short_passes`` says.
     """
 
-    def __init__(self, fun, jit_options: dict, site: str, fast: bool | None = None):
-        self._fun, self._fast = fun, fast
+    def __init__(self, fun, jit_options: dict, site: str, always_fast: bool = False):
+        self._fun, self._always_fast = fun, always_fast
         self.jitted = jit(fun, compiler_options=COMPILER_OPTIONS, **jit_options)
         self._fast_jitted = jit(fun, compiler_options=FAST_COMPILE_OPTIONS, **jit_options)
         # Compiler options are refused on a jit nested in another trace (it is inlined there anyway).
@@ -228,7 +228,7 @@ class StoredKernel:
         leaves, tree = jax.tree_util.tree_flatten((dynamic, {k: v for k, v in kwargs.items() if k not in static}))
         if not trace_state_clean() or any(isinstance(x, jax.core.Tracer) for x in leaves):
             return self._nested(*args, **kwargs)  # inside a user's jit, grad or vmap: inlined there
-        fast = _FAST_NOW.get() if self._fast is None else self._fast  # bool: an index into the calls
+        fast = self._always_fast or _FAST_NOW.get()  # bool: an index into the calls
         jitted = self._fast_jitted if fast else self.jitted
         folder = _store_folder()
         key = None if folder is None else self._key(folder, tree, static, leaves)

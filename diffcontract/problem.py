@@ -85,7 +85,7 @@ def _validate_participants(value: Any) -> int:
     return int(value)
 
 
-@functools.partial(kernel_jit, fast_compile=True)  # a curve on a grid: small whatever the problem
+@functools.partial(kernel_jit, always_fast=True)  # a curve on a grid: small whatever the problem
 def _evaluate_curve(curve, x):
     return curve(x)
 
@@ -182,7 +182,7 @@ def reservation(accuracy, valuation, costs, quality, grid_size: int = 2048, refi
     return jax.vmap(one)(jnp.asarray(costs), jnp.asarray(quality))
 
 
-_reservation_jit = kernel_jit(reservation, fast_compile=True, static_argnames=("grid_size", "refinements"))
+_reservation_jit = kernel_jit(reservation, always_fast=True, static_argnames=("grid_size", "refinements"))
 
 
 def _host_reservation(accuracy, valuation, costs: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
