@@ -64,8 +64,7 @@ def _solve_members(solver, problems, tables, constraints, warm_start, restart_fr
     """The batched kernel on one device, or sharded over ``devices`` (members padded to a multiple of it
     with copies of the first, which are dropped again). Returns host (numpy) leaves."""
     if devices == 1:
-        members, length, num_types = tables.counts.shape  # a pass: (I + 1) entries per outcome and member
-        with short_passes(pass_seconds(members * length * (num_types + 1))):
+        with short_passes(pass_seconds(tables.counts.size + tables.valid.size)):  # B K (I + 1) entries
             return _host(_batched_kernel(solver, problems, tables, constraints, warm_start, restart_from))
     if not 1 <= devices <= jax.device_count():
         raise ValueError(f"devices must be in 1..{jax.device_count()} (jax.device_count()), got {devices!r}")
