@@ -21,14 +21,19 @@ so a user's own JAX code is compiled as they configured it.
 
 Even with every executable on disk, a warm process traced and lowered each kernel again before JAX
 could look the executable up: about 2.3 s of a 3.4 s one-off ALM solve of Sec. 6.2 (its solve took
-1.47 s, of which tracing 1.35 s). ``StoredKernel`` keeps each kernel's exported program
-(``jax.export``, StableHLO serialized with flatbuffers) in ``diffcontract-kernels/`` inside the
-compilation cache folder, so a later process deserializes it and compiles it (a cache hit) without
-tracing: the same solve took 0.69 s (``benchmarks/cold_start.py``, warm, against ``import jax``: ALM
-2.7x -> 1.8x, exact 2.3x -> 2.2x; the exact solver's host loop traces little). A stored program is only reused when
-everything that shaped it is in its key: the package's source, the JAX version and backend, the
-configuration that changes tracing, the arguments' structure with its static data, their shapes and
-dtypes, and the static arguments; anything else is the plain ``jax.jit``.
+1.47 s, of which tracing 1.35 s). ``StoredKernel`` keeps each kernel's compiled executable
+(``jax.experimental.serialize_executable``) in ``diffcontract-kernels/`` inside the compilation
+cache folder, one file per call signature and option set, so a later process loads it and runs it
+with no tracing, lowering or cache-key hashing. It first kept the exported program (``jax.export``)
+and let JAX's cache find the executable: a warm process then still lowered each program's call and
+hashed it (0.49 s and 0.64 s of a 1.3-1.8 s warm ALM solve), and a first process traced and lowered
+the kernel twice (export, then the exported call) and wrote it twice (its program, JAX's entry):
+``benchmarks/cold_start.py``, Sec. 6.2 ALM against ``import jax``, warm 2.4x -> 1.4x, empty cache
+5.4x -> 4.3x (same machine, consecutive runs). An executable is only reused when everything that
+shaped it is in its key: the package's source, the JAX version, backend and host CPU, the
+configuration that changes tracing, the arguments' structure with its static data, their shapes
+and dtypes, and the static arguments; anything else is the plain ``jax.jit``. Kept executables are
+not also written to JAX's cache.
 
 Fast compilation. Most of a first process's time is LLVM optimizing kernels that then run for
 milliseconds: the Sec. 6.2 ALM kernel compiles in 5.5-7.7 s at XLA's default backend optimization
@@ -56,8 +61,10 @@ import hashlib
 import importlib.metadata
 import inspect
 import io
+import math
 import os
 import pickle
+import platform
 import re
 import sys
 import tempfile
@@ -66,7 +73,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import export as jax_export
+from jax.experimental import serialize_executable
 from jax._src import config as jax_config  # trace_context: the flags JAX's own jit cache keys on
 from jax._src.core import trace_state_clean  # False inside a user's jit, even for concrete arguments
 
@@ -108,8 +115,10 @@ FAST_COMPILE_PASS_SECONDS = 2.5e-4  # an estimated pass at or under this compile
 FAST_COMPILE_ENV = "DIFFCONTRACT_FAST_COMPILE"
 _FAST_CHOSEN = contextvars.ContextVar("diffcontract_fast_compile", default=None)  # None: $FAST_COMPILE_ENV
 _FAST_NOW = contextvars.ContextVar("diffcontract_short_passes", default=False)  # inside short_passes, if chosen
-_STORE_FOLDER = "diffcontract-kernels"  # exported kernels, inside JAX's compilation cache folder
-_STORE_MAX_BYTES = 1 << 30  # past this, the least recently used programs are removed (I = 19: ~18 MB each)
+_OPTION_SETS = (COMPILER_OPTIONS, FAST_COMPILE_OPTIONS)  # [fast]
+_STORE_FOLDER = "diffcontract-kernels"  # kept executables, inside JAX's compilation cache folder
+_OPTION_SUFFIXES = (".exe", ".fast.exe")  # [fast]: a kept executable's file is "<key><suffix>"
+_STORE_MAX_BYTES = 1 << 30  # past this, the least recently used executables are removed
 _TRUSTED_MODULES = ("diffcontract", "builtins", "numpy", "jax", "jaxlib", "collections", "enum", "functools",
                     "copyreg", "ml_dtypes")
 _TRACED_LIBRARIES = ("diffcontract", "jax", "jaxlib", "numpy", "ml_dtypes", "optax", "flax", "chex", "scipy")
@@ -186,14 +195,15 @@ def kernel_jit(fun, *, stored: bool = True, always_fast: bool = False, **jit_opt
 
 
 class StoredKernel:
-    """A jitted kernel whose exported program is kept on disk between processes (module docstring).
+    """A jitted kernel whose compiled executables are kept on disk between processes (module docstring).
 
     Plain ``jax.jit`` (nothing kept) when the cache is off or is not a local folder; inside a user's
     trace (tracer arguments, or concrete ones under a ``jit``: the kernel is inlined into the caller's
     program); when an object in the arguments' structure or static arguments comes from outside
     ``_TRUSTED_MODULES`` (its code is not in the key: a user's own curve class); or when the program
-    cannot be exported (a host callback), spans several devices (``shard_map`` over a mesh: its call
-    needs that mesh), or a program read from disk fails on its first call (the file is removed).
+    spans several devices (``shard_map`` over a mesh: its call needs that mesh). An executable that
+    cannot be serialized (a host callback) runs from memory in its process; one read from disk that
+    fails on its first call is removed and the plain jit runs.
     For the package's own kernels: the key holds the package's source, not a caller's.
 
     Args:
@@ -217,7 +227,8 @@ class StoredKernel:
             parameters = []
         self._static_nums = {nums} if isinstance(nums, int) else set(nums)
         self._static_nums |= {parameters.index(n) for n in self._static_names if n in parameters}
-        self._loaded: dict[str, list | None] = {}  # key -> [(default, fast) calls, out treedef, verified]
+        self._calls: dict[tuple[str, bool], list | None] = {}  # (key, fast) -> [Compiled, out treedef, verified]
+        self._lowered: dict[str, tuple] = {}  # key -> (Lowered, out treedef): a second option set, no new trace
         self._keys: dict[tuple, str | None] = {}  # call signature -> key, per process
         functools.update_wrapper(self, fun)
 
@@ -228,23 +239,26 @@ class StoredKernel:
         leaves, tree = jax.tree_util.tree_flatten((dynamic, {k: v for k, v in kwargs.items() if k not in static}))
         if not trace_state_clean() or any(isinstance(x, jax.core.Tracer) for x in leaves):
             return self._nested(*args, **kwargs)  # inside a user's jit, grad or vmap: inlined there
-        fast = self._always_fast or _FAST_NOW.get()  # bool: an index into the calls
+        fast = self._always_fast or _FAST_NOW.get()  # bool: an index into the option sets
         jitted = self._fast_jitted if fast else self.jitted
         folder = _store_folder()
         key = None if folder is None else self._key(folder, tree, static, leaves)
-        entry = None if key is None else self._loaded[key] if key in self._loaded else self._load(
-            folder / f"{key}.bin", key, tree, static, leaves)
-        if entry is None:  # not kept: the cache is off, a foreign object, a host callback, ...
+        if key is None:  # not kept: the cache is off, a foreign object, ...
             return jitted(*args, **kwargs)
-        calls, out_tree, verified = entry
-        call = calls[fast]
-        if verified:
-            return jax.tree_util.tree_unflatten(out_tree, call(*leaves))
+        path = folder / f"{key}{_OPTION_SUFFIXES[fast]}"
+        entry = self._calls[key, fast] if (key, fast) in self._calls else self._load(path, key, fast, tree, static,
+                                                                                     leaves)
+        if entry is None:  # over several devices, or a file that failed
+            return jitted(*args, **kwargs)
+        compiled, out_tree, verified = entry
         try:
-            out = call(*leaves)
-        except Exception:  # a damaged file, or one another platform wrote: never read again
-            self._loaded[key] = None
-            (folder / f"{key}.bin").unlink(missing_ok=True)
+            out = compiled(*leaves)
+            if not verified:  # a file's first call: its errors surface when it has run
+                jax.block_until_ready(out)
+        except Exception:  # arguments on another device, a damaged file or one another machine wrote
+            if not verified and not _on_other_devices(compiled, leaves):
+                self._calls[key, fast] = None
+                path.unlink(missing_ok=True)
             return jitted(*args, **kwargs)
         entry[2] = True
         return jax.tree_util.tree_unflatten(out_tree, out)
@@ -270,43 +284,59 @@ class StoredKernel:
         return self._keys[signature]
 
     def _cache_size(self) -> int:
-        """Compiled executables held (``jax.jit``'s ``_cache_size``, over the plain and stored paths and
-        both option sets)."""
+        """Compiled executables held (``jax.jit``'s ``_cache_size`` over the plain jits, and the kept
+        executables, over both option sets)."""
         return sum(jitted._cache_size() for jitted in (self.jitted, self._fast_jitted)) + sum(
-            call._cache_size() for entry in self._loaded.values() if entry for call in entry[0])
+            entry is not None for entry in self._calls.values())
 
-    def _load(self, path: Path, key: str, tree, static: dict, leaves) -> list | None:
-        """[(jitted calls of the exported program: default, fast options), output treedef, verified],
-        read from ``path`` or exported there; None when the kernel cannot be kept."""
-        verified = True
+    def _load(self, path: Path, key: str, fast: bool, tree, static: dict, leaves) -> list | None:
+        """[Compiled executable, output treedef, verified] of one call signature and option set, read
+        from ``path`` or compiled and written there; None when it cannot be kept (several devices)."""
         try:
             digest, payload = pickle.loads(path.read_bytes())
             if hashlib.sha256(payload).hexdigest() != digest:
                 raise ValueError("damaged")
-            serialized, out_tree = pickle.loads(payload)
-            exported, verified = jax_export.deserialize(serialized), False
+            serialized, in_tree, flat_out_tree, out_tree, device_ids = pickle.loads(payload)
             if _LAPACK_CALL.search(serialized):  # most programs call none: ~0.2 s saved in their process
                 _load_lapack()
+            devices = {device.id: device for device in jax.devices()}
+            compiled = serialize_executable.deserialize_and_load(
+                serialized, in_tree, flat_out_tree, execution_devices=[devices[i] for i in device_ids])
             os.utime(path)  # used: the last to be pruned
-        except Exception:  # absent, unreadable or half-written: export afresh
-            try:
-                exported, out_tree = self._export(tree, static, leaves)
-                if exported.nr_devices != 1:  # a program over several devices: its call needs the mesh
-                    raise ValueError("several devices")
-                payload = pickle.dumps((exported.serialize(), out_tree))
-            except Exception:  # a host callback, an output that does not pickle, no flatbuffers, ...
-                self._loaded[key] = None
-                return None
-            _write_atomically(path, pickle.dumps((hashlib.sha256(payload).hexdigest(), payload)))
-            _prune(path.parent, _STORE_MAX_BYTES)
-            exported = jax_export.deserialize(pickle.loads(payload)[0])  # what later processes call
-        call = functools.wraps(self._fun)(lambda *flat_leaves: exported.call(*flat_leaves))  # named as the kernel
-        calls = tuple(jax.jit(call, compiler_options=options) for options in (COMPILER_OPTIONS, FAST_COMPILE_OPTIONS))
-        self._loaded[key] = [calls, out_tree, verified]  # calls[fast]
-        return self._loaded[key]
+            entry = [compiled, out_tree, False]
+        except Exception:  # absent, unreadable, half-written or another JAX's: compile afresh
+            entry = self._compile(path, key, fast, tree, static, leaves)
+        self._calls[key, fast] = entry
+        return entry
 
-    def _export(self, tree, static: dict, leaves):
-        """``jax.export`` of the kernel as a function of the flat leaves. Returns (Exported, out treedef)."""
+    def _compile(self, path: Path, key: str, fast: bool, tree, static: dict, leaves) -> list | None:
+        """Compile one call signature with one option set and write its executable to ``path`` (kept in
+        memory only when it does not serialize). Returns [Compiled, out treedef, True], or None when
+        the program spans several devices."""
+        if key not in self._lowered:
+            self._lowered[key] = self._lower(tree, static, leaves)
+        lowered, out_tree = self._lowered[key]
+        hits = _JAX_CACHE_HITS[0]
+        with jax_config.persistent_cache_min_compile_time_secs(math.inf):  # kept here: not JAX's cache too
+            compiled = lowered.compile(compiler_options=_OPTION_SETS[fast])
+        shardings = jax.tree_util.tree_leaves((compiled.input_shardings, compiled.output_shardings))
+        devices = set().union(*(sharding.device_set for sharding in shardings))
+        if len(devices) != 1:  # a program over several devices: its call needs the mesh
+            return None
+        if _JAX_CACHE_HITS[0] != hits:  # read from JAX's cache: it would serialize without its code
+            return [compiled, out_tree, True]
+        try:
+            serialized, in_tree, flat_out_tree = serialize_executable.serialize(compiled)
+            payload = pickle.dumps((serialized, in_tree, flat_out_tree, out_tree, [d.id for d in devices]))
+        except Exception:  # a host callback, closed-over constants, an output that does not pickle
+            return [compiled, out_tree, True]
+        _write_atomically(path, pickle.dumps((hashlib.sha256(payload).hexdigest(), payload)))
+        _prune(path.parent, _STORE_MAX_BYTES)
+        return [compiled, out_tree, True]
+
+    def _lower(self, tree, static: dict, leaves):
+        """The kernel as a function of the flat leaves, traced and lowered for their shapes and dtypes.
+        Returns (jax.stages.Lowered, out treedef)."""
         out_trees = []
 
         def flat(*flat_leaves):
@@ -319,9 +349,34 @@ class StoredKernel:
             out_trees.append(out_tree)
             return out
 
+        flat = functools.wraps(self._fun)(flat)
+        flat.__name__ = f"stored_{flat.__name__}"  # in JAX's logs; never the name of a plain jit's program
         specs = [jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.result_type(x), weak_type=_weak(x)) for x in leaves]
-        exported = jax_export.export(jax.jit(flat))(*specs)
-        return exported, out_trees[0]
+        lowered = jax.jit(flat).lower(*specs)
+        return lowered, out_trees[0]
+
+
+def _on_other_devices(compiled, leaves) -> bool:
+    """Whether an argument is committed to another device than the one ``compiled`` runs on (its call
+    then fails, and the plain jit runs where the argument is)."""
+    expected = jax.tree_util.tree_leaves(compiled.input_shardings)
+    return any(isinstance(x, jax.Array) and x.committed and x.sharding.device_set != sharding.device_set
+               for x, sharding in zip(leaves, expected))
+
+
+# JAX's persistent-cache hits in this process. An executable JAX read from its cache serializes
+# without its machine code: loaded in another process it fails ("Function iota.7_kernel not found",
+# jax 0.10.2), so a compilation that hit JAX's cache is never kept (StoredKernel._compile). Kept
+# kernels' programs are named "stored_..." and never written to JAX's cache, so none hits.
+_JAX_CACHE_HITS = [0]
+
+
+def _count_jax_cache_hits(event: str, **_) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _JAX_CACHE_HITS[0] += 1
+
+
+jax.monitoring.register_event_listener(_count_jax_cache_hits)
 
 
 def _store_folder() -> Path | None:
@@ -333,7 +388,7 @@ def _store_folder() -> Path | None:
     return Path(folder) / _STORE_FOLDER
 
 
-# A LAPACK call's target in a serialized program (lapack_dpotrf_ffi, ...; jax 0.8-0.10). Names in its
+# A LAPACK call's target in a serialized executable (lapack_dpotrf_ffi, ...; jax 0.8-0.10). Names in its
 # debug locations may match too (a function "lapack_solve"): LAPACK is then loaded for nothing.
 _LAPACK_CALL = re.compile(rb"lapack_[sdcz][a-z]")
 
@@ -341,8 +396,9 @@ _LAPACK_CALL = re.compile(rb"lapack_[sdcz][a-z]")
 @functools.cache
 def _load_lapack() -> None:
     """Initialize JAX's CPU LAPACK kernels, once per process. JAX does it when it first lowers a LAPACK
-    call; a program read from disk lowers none, and with jax 0.8.0 its LAPACK calls then crashed the
-    process (segmentation fault in the Sec. 6.2 ALM kernel). Called for programs that call LAPACK."""
+    call; an executable read from disk lowers none, and with jax 0.8.0 a program's LAPACK calls then
+    crashed the process (segmentation fault in the Sec. 6.2 ALM kernel). Called for executables that
+    call LAPACK."""
     try:
         from jaxlib import lapack  # what JAX's lowering calls (it loads scipy's LAPACK: ~0.2 s)
         lapack.prepare_lapack_call("potrf_ffi", np.dtype(np.float64))
@@ -393,7 +449,7 @@ def _store_key(name: str, tree, static: dict, leaves, config: tuple) -> str | No
     except Exception:
         return None
     avals = [(np.shape(x), str(jax.dtypes.result_type(x)), _weak(x)) for x in leaves]
-    text = repr((code, jax.default_backend(), name, config, avals))
+    text = repr((code, _machine(), name, config, avals))
     return hashlib.sha256(text.encode() + buffer.getvalue()).hexdigest()
 
 
@@ -416,12 +472,27 @@ def _code_fingerprint() -> str | None:
     return digest.hexdigest()
 
 
+@functools.cache
+def _machine() -> str:
+    """What a kept executable is machine code for: the default backend's platform, its version and
+    device kind, and the host CPU's architecture and features (``/proc/cpuinfo`` where there is one;
+    a cache folder may be shared by several machines)."""
+    device = jax.devices()[0]
+    features = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            features = next((line for line in cpuinfo if line.startswith(("flags", "Features"))), features)
+    except OSError:
+        pass
+    return f"{device.platform} {device.client.platform_version} {device.device_kind} {platform.machine()} {features}"
+
+
 def _prune(folder: Path, max_bytes: int) -> None:
     """Remove the least recently used programs in ``folder`` until it holds at most ``max_bytes``
     (every upgrade of the package or of JAX starts a new set of programs)."""
     try:
         files = sorted((entry.stat().st_mtime, entry.stat().st_size, entry.path) for entry in os.scandir(folder)
-                       if entry.name.endswith(".bin"))
+                       if entry.name.endswith(".exe"))
         excess = sum(size for _, size, _ in files) - max_bytes
         for _, size, path in files:
             if excess <= 0:
