@@ -54,6 +54,7 @@ not depend on the choice.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import contextvars
 import functools
@@ -233,23 +234,19 @@ class StoredKernel:
         functools.update_wrapper(self, fun)
 
     def __call__(self, *args, **kwargs):
-        static = {k: kwargs[k] for k in self._static_names if k in kwargs}
-        static.update({k: args[k] for k in self._static_nums if k < len(args)})
-        dynamic = tuple(a for k, a in enumerate(args) if k not in static)
-        leaves, tree = jax.tree_util.tree_flatten((dynamic, {k: v for k, v in kwargs.items() if k not in static}))
+        tree, static, leaves = self._split(args, kwargs)
         if not trace_state_clean() or any(isinstance(x, jax.core.Tracer) for x in leaves):
             return self._nested(*args, **kwargs)  # inside a user's jit, grad or vmap: inlined there
         fast = self._always_fast or _FAST_NOW.get()  # bool: an index into the option sets
         jitted = self._fast_jitted if fast else self.jitted
-        folder = _store_folder()
-        key = None if folder is None else self._key(folder, tree, static, leaves)
-        if key is None:  # not kept: the cache is off, a foreign object, ...
+        key, path, entry = self._entry(tree, static, leaves, fast)
+        if entry is None:  # not kept: the cache is off, a foreign object, over several devices, a file that failed
             return jitted(*args, **kwargs)
-        path = folder / f"{key}{_OPTION_SUFFIXES[fast]}"
-        entry = self._calls[key, fast] if (key, fast) in self._calls else self._load(path, key, fast, tree, static,
-                                                                                     leaves)
-        if entry is None:  # over several devices, or a file that failed
-            return jitted(*args, **kwargs)
+        if isinstance(entry[0], concurrent.futures.Future):  # compiling in another thread (``prepare``)
+            entry[0] = entry[0].result()
+            if entry[0] is None:  # over several devices
+                self._calls[key, fast] = None
+                return jitted(*args, **kwargs)
         compiled, out_tree, verified = entry
         try:
             out = compiled(*leaves)
@@ -262,6 +259,47 @@ class StoredKernel:
             return jitted(*args, **kwargs)
         entry[2] = True
         return jax.tree_util.tree_unflatten(out_tree, out)
+
+    def prepare(self, *args, executor: concurrent.futures.Executor | None = None, **kwargs):
+        """Make the kernel ready for a call with these arguments, without running it: read its kept
+        executable, or trace, lower and compile it, the compilation in ``executor`` when one is given
+        (XLA compiles without holding Python's lock: a thread compiles this kernel while the caller
+        traces and compiles the next one).
+
+        Args:
+          args, kwargs: as for a call; array leaves may be ``jax.ShapeDtypeStruct``.
+          executor: optional ``concurrent.futures.Executor`` for the compilation.
+        Returns:
+          The outputs as a pytree of ``jax.ShapeDtypeStruct`` (``jax.eval_shape`` of the kernel, with
+          nothing prepared, when it is not kept).
+        """
+        tree, static, leaves = self._split(args, kwargs)
+        fast = self._always_fast or _FAST_NOW.get()
+        key, _, entry = self._entry(tree, static, leaves, fast, executor)
+        if entry is None:
+            return self._nested._for(args, kwargs).eval_shape(*args, **kwargs)
+        stage = self._lowered[key][0] if key in self._lowered else entry[0]  # Lowered, or Compiled from a file
+        return jax.tree_util.tree_unflatten(entry[1], jax.tree_util.tree_leaves(stage.out_info))
+
+    def _split(self, args, kwargs):
+        """(treedef, static arguments by name or position, leaves) of a call."""
+        static = {k: kwargs[k] for k in self._static_names if k in kwargs}
+        static.update({k: args[k] for k in self._static_nums if k < len(args)})
+        dynamic = tuple(a for k, a in enumerate(args) if k not in static)
+        leaves, tree = jax.tree_util.tree_flatten((dynamic, {k: v for k, v in kwargs.items() if k not in static}))
+        return tree, static, leaves
+
+    def _entry(self, tree, static: dict, leaves, fast: bool, executor=None):
+        """(key, file, [Compiled or its Future, out treedef, verified]) of a call; the entry is None when the
+        call is not kept (the cache is off, a foreign object, a program over several devices)."""
+        folder = _store_folder()
+        key = None if folder is None else self._key(folder, tree, static, leaves)
+        if key is None:
+            return None, None, None
+        path = folder / f"{key}{_OPTION_SUFFIXES[fast]}"
+        if (key, fast) not in self._calls:
+            self._calls[key, fast] = self._load(path, key, fast, tree, static, leaves, executor)
+        return key, path, self._calls[key, fast]
 
     def __getattr__(self, name: str):
         """``lower`` and the rest: those of the plain jit (``_jit.jit``)."""
@@ -289,9 +327,10 @@ class StoredKernel:
         return sum(jitted._cache_size() for jitted in (self.jitted, self._fast_jitted)) + sum(
             entry is not None for entry in self._calls.values())
 
-    def _load(self, path: Path, key: str, fast: bool, tree, static: dict, leaves) -> list | None:
-        """[Compiled executable, output treedef, verified] of one call signature and option set, read
-        from ``path`` or compiled and written there; None when it cannot be kept (several devices)."""
+    def _load(self, path: Path, key: str, fast: bool, tree, static: dict, leaves, executor=None) -> list | None:
+        """[Compiled executable (or its Future, compiling in ``executor``), output treedef, verified] of one
+        call signature and option set, read from ``path`` or compiled and written there; None when it
+        cannot be kept (several devices)."""
         try:
             digest, payload = pickle.loads(path.read_bytes())
             if hashlib.sha256(payload).hexdigest() != digest:
@@ -303,36 +342,16 @@ class StoredKernel:
             compiled = serialize_executable.deserialize_and_load(
                 serialized, in_tree, flat_out_tree, execution_devices=[devices[i] for i in device_ids])
             os.utime(path)  # used: the last to be pruned
-            entry = [compiled, out_tree, False]
+            return [compiled, out_tree, False]
         except Exception:  # absent, unreadable, half-written or another JAX's: compile afresh
-            entry = self._compile(path, key, fast, tree, static, leaves)
-        self._calls[key, fast] = entry
-        return entry
-
-    def _compile(self, path: Path, key: str, fast: bool, tree, static: dict, leaves) -> list | None:
-        """Compile one call signature with one option set and write its executable to ``path`` (kept in
-        memory only when it does not serialize). Returns [Compiled, out treedef, True], or None when
-        the program spans several devices."""
+            pass
         if key not in self._lowered:
             self._lowered[key] = self._lower(tree, static, leaves)
         lowered, out_tree = self._lowered[key]
-        hits = _JAX_CACHE_HITS[0]
-        with jax_config.persistent_cache_min_compile_time_secs(math.inf):  # kept here: not JAX's cache too
-            compiled = lowered.compile(compiler_options=_OPTION_SETS[fast])
-        shardings = jax.tree_util.tree_leaves((compiled.input_shardings, compiled.output_shardings))
-        devices = set().union(*(sharding.device_set for sharding in shardings))
-        if len(devices) != 1:  # a program over several devices: its call needs the mesh
-            return None
-        if _JAX_CACHE_HITS[0] != hits:  # read from JAX's cache: it would serialize without its code
-            return [compiled, out_tree, True]
-        try:
-            serialized, in_tree, flat_out_tree = serialize_executable.serialize(compiled)
-            payload = pickle.dumps((serialized, in_tree, flat_out_tree, out_tree, [d.id for d in devices]))
-        except Exception:  # a host callback, closed-over constants, an output that does not pickle
-            return [compiled, out_tree, True]
-        _write_atomically(path, pickle.dumps((hashlib.sha256(payload).hexdigest(), payload)))
-        _prune(path.parent, _STORE_MAX_BYTES)
-        return [compiled, out_tree, True]
+        if executor is not None:
+            return [executor.submit(_compile, path, lowered, out_tree, fast), out_tree, True]
+        compiled = _compile(path, lowered, out_tree, fast)
+        return None if compiled is None else [compiled, out_tree, True]
 
     def _lower(self, tree, static: dict, leaves):
         """The kernel as a function of the flat leaves, traced and lowered for their shapes and dtypes.
@@ -354,6 +373,29 @@ class StoredKernel:
         specs = [jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.result_type(x), weak_type=_weak(x)) for x in leaves]
         lowered = jax.jit(flat).lower(*specs)
         return lowered, out_trees[0]
+
+
+def _compile(path: Path, lowered, out_tree, fast: bool):
+    """Compile ``lowered`` (one call signature of a ``StoredKernel``) with one option set and write its
+    executable to ``path`` (kept in memory only when it does not serialize). Returns the Compiled, or
+    None when the program spans several devices."""
+    hits = _JAX_CACHE_HITS[0]
+    with jax_config.persistent_cache_min_compile_time_secs(math.inf):  # kept here: not JAX's cache too
+        compiled = lowered.compile(compiler_options=_OPTION_SETS[fast])
+    shardings = jax.tree_util.tree_leaves((compiled.input_shardings, compiled.output_shardings))
+    devices = set().union(*(sharding.device_set for sharding in shardings))
+    if len(devices) != 1:  # a program over several devices: its call needs the mesh
+        return None
+    if _JAX_CACHE_HITS[0] != hits:  # maybe read from JAX's cache: it would serialize without its code
+        return compiled
+    try:
+        serialized, in_tree, flat_out_tree = serialize_executable.serialize(compiled)
+        payload = pickle.dumps((serialized, in_tree, flat_out_tree, out_tree, [d.id for d in devices]))
+    except Exception:  # a host callback, closed-over constants, an output that does not pickle
+        return compiled
+    _write_atomically(path, pickle.dumps((hashlib.sha256(payload).hexdigest(), payload)))
+    _prune(path.parent, _STORE_MAX_BYTES)
+    return compiled
 
 
 def _on_other_devices(compiled, leaves) -> bool:
@@ -408,7 +450,7 @@ def _load_lapack() -> None:
 
 def _spec(x) -> tuple:
     """(type, shape, dtype, weak) of a leaf: what its program depends on (hashable, fast)."""
-    if isinstance(x, (jax.Array, np.ndarray, np.generic)):
+    if isinstance(x, (jax.Array, np.ndarray, np.generic, jax.ShapeDtypeStruct)):
         return type(x), x.shape, x.dtype, bool(getattr(x, "weak_type", False))
     return type(x), ()
 
@@ -428,7 +470,14 @@ def _weak(x) -> bool:
 
 class _TrustedPickler(pickle.Pickler):
     """Pickles a call's structure and static arguments; refuses any object from an untrusted module
-    (its code, which the key does not hold, could change between processes)."""
+    (its code, which the key does not hold, could change between processes). No memo (``fast``): the
+    bytes depend on values only, not on which of them are one object (a structure read back from a
+    kept executable holds its own copy of a string the caller's structure shares: a key of its own,
+    and the kernel it was passed to compiled again in the second process)."""
+
+    def __init__(self, file, protocol=None):
+        super().__init__(file, protocol)
+        self.fast = True
 
     def reducer_override(self, obj):
         module = getattr(obj, "__module__", None) if isinstance(obj, type) or callable(obj) else type(obj).__module__
@@ -440,8 +489,8 @@ class _TrustedPickler(pickle.Pickler):
 def _store_key(name: str, tree, static: dict, leaves, config: tuple) -> str | None:
     """Hex key of one call (None: not storable, the call stays a plain ``jax.jit``)."""
     code = _code_fingerprint()
-    if code is None or not all(isinstance(x, (jax.Array, np.ndarray, np.generic, bool, int, float, complex))
-                               for x in leaves):
+    if code is None or not all(isinstance(x, (jax.Array, np.ndarray, np.generic, jax.ShapeDtypeStruct, bool, int,
+                                              float, complex)) for x in leaves):
         return None
     buffer = io.BytesIO()
     try:

@@ -19,7 +19,7 @@ from diffcontract.expectation import OutcomeTable, outcome_table, with_weights
 from diffcontract.mechanism import verify
 from diffcontract.solvers import _kkt
 from diffcontract.numerics import isotonic_regression, project_monotone_nonnegative
-from diffcontract.solvers.driver import _compiled_kernel
+from diffcontract.solvers.driver import _runs_kernel, _start_search
 from hard_instances import (DISCONNECTED_FEASIBLE_SET, FAR_FROM_THE_START, HARD, NEAR_DEGENERATE_VERTEX,
                             POOL_BEATS_EXCLUSION, STALLED_FULL_POOL)
 
@@ -240,6 +240,11 @@ def test_batched_equals_one_by_one():
         assert member.status_name == single.status_name
 
 
+def _compiled_kernels() -> int:
+    """Executables held by the two kernels of a single ALM solve (``driver._jitted_solve``)."""
+    return _start_search._cache_size() + _runs_kernel._cache_size()
+
+
 def test_no_retrace_for_problems_sharing_a_table_shape():
     # N = 10 and N = 11 with I = 3 (66 and 78 outcomes) share a padded table length (80), so the
     # compiled ALM is reused: a new compilation per problem would defeat sweeps.
@@ -247,10 +252,10 @@ def test_no_retrace_for_problems_sharing_a_table_shape():
 
     assert bucket_length(num_outcomes(10, 3)) == bucket_length(num_outcomes(11, 3))
     dc.solve(dc.ContractProblem(participants=10, probs=[0.3, 0.3, 0.4], costs=[0.3, 0.2, 0.1]), method="alm")
-    size = _compiled_kernel._cache_size()
+    size = _compiled_kernels()
     for n, costs in ((11, [0.5, 0.2, 0.1]), (10, [0.9, 0.3, 0.05])):
         dc.solve(dc.ContractProblem(participants=n, probs=[0.2, 0.5, 0.3], costs=costs), method="alm")
-    assert _compiled_kernel._cache_size() == size
+    assert _compiled_kernels() == size
 
 
 def test_new_tolerances_and_learning_rate_compile_nothing():
@@ -258,10 +263,10 @@ def test_new_tolerances_and_learning_rate_compile_nothing():
     # of the same shapes with other numbers reuses the compiled kernel.
     problem = dc.ContractProblem(participants=10, probs=[0.3, 0.3, 0.4], costs=[0.3, 0.2, 0.1])
     first = dc.solve(problem, method="alm")
-    size = _compiled_kernel._cache_size()
+    size = _compiled_kernels()
     other = dc.ALM(kkt_tol=1e-9, feasibility_tol=1e-11, learning_rate=0.03, penalty_init=5.0, active_tol=2e-4)
     second = dc.solve(problem, solver=other)
-    assert _compiled_kernel._cache_size() == size
+    assert _compiled_kernels() == size
     assert second.status_name == first.status_name == "converged"
     np.testing.assert_allclose(second.expected_value, first.expected_value, rtol=1e-9)  # same KKT point, both converged
 

@@ -3,6 +3,7 @@ the kernel store beside it."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 import os
@@ -162,6 +163,32 @@ def _flat_call(x):
     """(treedef, static, leaves) of ``_counted_kernel(...)(x, 2, offset=0.0)``, as ``StoredKernel`` splits it."""
     leaves, tree = jax.tree_util.tree_flatten(((x,), {"offset": 0.0}))
     return tree, {1: 2}, leaves
+
+
+def test_prepare_compiles_in_a_thread_from_shapes_alone(store, monkeypatch):
+    traces = []
+    x = jax.ShapeDtypeStruct((4,), jnp.float32)
+    shapes = lambda specs: jax.tree_util.tree_map(lambda s: (s.shape, s.dtype, s.weak_type), specs)  # noqa: E731
+    expected = {"sum": ((), jnp.float32, False), "first": ((), jnp.float32, False)}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert shapes(_counted_kernel(traces).prepare(x, 2, offset=0.0, executor=pool)) == expected
+    assert len(traces) == 1 and len(list(store.glob("*.exe"))) == 1  # compiled and kept by the thread
+    kernel = _counted_kernel(traces)  # a new process: reads what prepare wrote
+    assert shapes(kernel.prepare(x, 2, offset=0.0)) == expected
+    assert float(kernel(jnp.arange(4.0), 2, offset=0.0)["sum"]) == 14.0 and len(traces) == 1
+    monkeypatch.setattr(_cache, "_store_folder", lambda: None)  # nothing kept: the shapes all the same
+    assert shapes(_counted_kernel(traces).prepare(x, 2, offset=0.0)) == expected
+
+
+def test_the_key_depends_on_values_not_on_shared_objects(store):
+    # A structure read back from a file holds its own copy of a string the caller's structure shares
+    # with another argument: the same key (pickle's memo would have told them apart).
+    shared = "".join(["simpl", "ified"])
+    alone = "".join(["simp", "lified"])
+    assert shared == alone and shared is not alone
+    keys = [_cache._store_key("k", jax.tree_util.tree_structure(()), {"constraints": shared, "other": a}, [], ())
+            for a in (shared, alone)]
+    assert keys[0] == keys[1] is not None
 
 
 def test_the_least_recently_used_executables_are_pruned(store, monkeypatch):

@@ -3,7 +3,8 @@
 ``run`` solves one problem with any ``AbstractSolver``: the canonical problem (float64, identity type
 order: one compilation serves every input order), the expectation backend, N = 1 (``_single``), the
 start candidates (``_start``: the best distinct feasible menus), the variable scales, running each
-start (``base.iterate``; jittable solvers inside one compiled kernel), keeping the best converged run,
+start (``base.iterate``; jittable solvers inside compiled kernels: one problem's start search and runs
+compiled side by side, ``_jitted_solve``; a batch's as one), keeping the best converged run,
 the status decision from measured residuals, the ``Solution``, and the simplified -> full fallback.
 
 Fallback. The simplified set is a surrogate: its binding local downward ICs exclude every menu in which
@@ -30,6 +31,7 @@ outcome: 0.84 s of each solve at I = 2, N = 10^6, where the binding-IR check sol
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import difflib
 import logging
@@ -214,6 +216,12 @@ def solve_kernel(solver: AbstractSolver, problem, table, constraints: str, warm_
         first = solve_kernel(solver, problem, table, "simplified")
         restart_from = first.contributions
     args, starts, distinct, _ = _starts_and_args(solver, problem, table, constraints, warm_start, restart_from)
+    return _best_of_runs(solver, args, starts, distinct)
+
+
+def _best_of_runs(solver: AbstractSolver, args: SolveArgs, starts: Start, distinct) -> Solution:
+    """Run every start in turn (``lax.map``) and finish the best converged run (jittable): the second
+    half of ``solve_kernel``, after the start search."""
     # One start after the other: a vmap over starts nested in a vmap over problems deadlocked XLA's CPU
     # runtime at batches of 256 (jax 0.10.2); a vmapped while loop runs until its slowest member anyway.
     runs = jax.lax.map(lambda s: iterate(solver, args, s), starts)
@@ -222,7 +230,32 @@ def solve_kernel(solver: AbstractSolver, problem, table, constraints: str, warm_
     return _finish(solver, args, it, jnp.sum(jnp.where(distinct, runs.iterations, 0)))
 
 
-_compiled_kernel = kernel_jit(solve_kernel, static_argnames="constraints")
+def _weighted_starts(solver, problem, table, constraints, warm_start, restart_from):
+    """``_starts_and_args`` on the weighted table (jittable): the first half of ``solve_kernel``."""
+    return _starts_and_args(solver, problem, with_weights(problem, table), constraints, warm_start, restart_from)
+
+
+_start_search = kernel_jit(_weighted_starts, static_argnames="constraints")
+_runs_kernel = kernel_jit(_best_of_runs)
+
+
+def _jitted_solve(solver: AbstractSolver, problem, table, constraints: str, warm_start, restart_from) -> Solution:
+    """``solve_kernel`` of one problem as its two halves, the start search and the runs, compiled side by side.
+
+    A first process spends most of a one-off solve compiling (``diffcontract._cache``): the start search
+    compiles in a thread while this one traces and compiles the runs (XLA compiles without holding
+    Python's lock), so the two cores of a laptop share the work (the Sec. 6.2 ALM kernel: 0.7 s and
+    3.3 s to compile, 4.4-5.2 s as one kernel). A later process reads both executables; a batch keeps
+    the one fused kernel (``batch``).
+    """
+    if (constraints == "full" and warm_start is None and restart_from is None
+            and getattr(solver, "full_start", "candidates") == "simplified"):
+        restart_from = _jitted_solve(solver, problem, table, "simplified", None, None).contributions
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="diffcontract-compile") as pool:
+        searched = _start_search.prepare(solver, problem, table, constraints, warm_start, restart_from, executor=pool)
+        _runs_kernel.prepare(solver, *searched[:3])
+        args, starts, distinct, _ = _start_search(solver, problem, table, constraints, warm_start, restart_from)
+    return _runs_kernel(solver, args, starts, distinct)
 
 
 def _host_solve(solver: AbstractSolver, problem, table, constraints, warm_start, restart_from):
@@ -340,7 +373,7 @@ def run(problem, solver: AbstractSolver, constraints: str = "simplified", backen
         canonical = without_input_order(problem64)  # one compilation for every type order
         with short_passes(plan.seconds_per_pass):  # compiled fast if chosen (_cache.fast_compile)
             if solver.jittable:
-                sol, extra = _compiled_kernel(solver, canonical, table, constraints, *menus), []
+                sol, extra = _jitted_solve(solver, canonical, table, constraints, *menus), []
             else:
                 sol, extra = _host_solve(solver, canonical, table, constraints, *menus)
             sol = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(sol))
