@@ -54,6 +54,7 @@ not depend on the choice.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -120,6 +121,7 @@ _OPTION_SETS = (COMPILER_OPTIONS, FAST_COMPILE_OPTIONS)  # [fast]
 _STORE_FOLDER = "diffcontract-kernels"  # kept executables, inside JAX's compilation cache folder
 _OPTION_SUFFIXES = (".exe", ".fast.exe")  # [fast]: a kept executable's file is "<key><suffix>"
 _STORE_MAX_BYTES = 1 << 30  # past this, the least recently used executables are removed
+_LOWERED_KEPT = 4  # traced and lowered programs a kernel keeps in memory (StoredKernel._load)
 _TRUSTED_MODULES = ("diffcontract", "builtins", "numpy", "jax", "jaxlib", "collections", "enum", "functools",
                     "copyreg", "ml_dtypes")
 _TRACED_LIBRARIES = ("diffcontract", "jax", "jaxlib", "numpy", "ml_dtypes", "optax", "flax", "chex", "scipy")
@@ -181,7 +183,7 @@ def kernel_jit(fun, *, stored: bool = True, always_fast: bool = False, **jit_opt
     """``_jit.jit(fun, **jit_options)`` compiled with ``COMPILER_OPTIONS`` (the package's kernels).
 
     Args:
-      fun: the kernel.  stored: keep its traced program between processes (``StoredKernel``); False
+      fun: the kernel.  stored: keep its executables between processes (``StoredKernel``); False
         for a kernel that closes over values its arguments do not show (a device mesh; always
         compiled with ``COMPILER_OPTIONS``).  always_fast: compile it with ``FAST_COMPILE_OPTIONS``
         always (a kernel small whatever the problem); False: as ``short_passes`` says at each call.
@@ -229,7 +231,7 @@ class StoredKernel:
         self._static_nums = {nums} if isinstance(nums, int) else set(nums)
         self._static_nums |= {parameters.index(n) for n in self._static_names if n in parameters}
         self._calls: dict[tuple[str, bool], list | None] = {}  # (key, fast) -> [Compiled, out treedef, verified]
-        self._lowered: dict[str, tuple] = {}  # key -> (Lowered, out treedef): a second option set, no new trace
+        self._lowered: collections.OrderedDict[str, tuple] = collections.OrderedDict()  # key -> (Lowered, out treedef)
         self._keys: dict[tuple, str | None] = {}  # call signature -> key, per process
         functools.update_wrapper(self, fun)
 
@@ -345,8 +347,10 @@ class StoredKernel:
             return [compiled, out_tree, False]
         except Exception:  # absent, unreadable, half-written or another JAX's: compile afresh
             pass
-        if key not in self._lowered:
+        if key not in self._lowered:  # the latest few: another option set compiles without a new trace
             self._lowered[key] = self._lower(tree, static, leaves)
+            while len(self._lowered) > _LOWERED_KEPT:  # each holds its MLIR module
+                self._lowered.popitem(last=False)
         lowered, out_tree = self._lowered[key]
         if executor is not None:
             return [executor.submit(_compile, path, lowered, out_tree, fast), out_tree, True]
@@ -422,7 +426,7 @@ jax.monitoring.register_event_listener(_count_jax_cache_hits)
 
 
 def _store_folder() -> Path | None:
-    """The kept programs' folder, inside JAX's compilation cache folder; None when that cache is off or
+    """The kept executables' folder, inside JAX's compilation cache folder; None when that cache is off or
     is not a local folder (``gs://...``), or jit is disabled."""
     folder = jax.config.jax_compilation_cache_dir
     if not folder or "://" in folder or jax.config.jax_disable_jit:
