@@ -272,14 +272,14 @@ class StoredKernel:
           args, kwargs: as for a call; array leaves may be ``jax.ShapeDtypeStruct``.
           executor: optional ``concurrent.futures.Executor`` for the compilation.
         Returns:
-          The outputs as a pytree of ``jax.ShapeDtypeStruct`` (``jax.eval_shape`` of the kernel, with
-          nothing prepared, when it is not kept).
+          The outputs as a pytree of ``jax.ShapeDtypeStruct``; None when the kernel is not kept (the
+          cache is off, a foreign object, a program over several devices: nothing prepared).
         """
         tree, static, leaves = self._split(args, kwargs)
         fast = self._always_fast or _FAST_NOW.get()
         key, _, entry = self._entry(tree, static, leaves, fast, executor)
         if entry is None:
-            return self._nested._for(args, kwargs).eval_shape(*args, **kwargs)
+            return None
         stage = self._lowered[key][0] if key in self._lowered else entry[0]  # Lowered, or Compiled from a file
         return jax.tree_util.tree_unflatten(entry[1], jax.tree_util.tree_leaves(stage.out_info))
 

@@ -19,7 +19,7 @@ from diffcontract.expectation import OutcomeTable, outcome_table, with_weights
 from diffcontract.mechanism import verify
 from diffcontract.solvers import _kkt
 from diffcontract.numerics import isotonic_regression, project_monotone_nonnegative
-from diffcontract.solvers.driver import _runs_kernel, _start_search
+from diffcontract.solvers.driver import _fused_kernel, _runs_kernel, _start_search
 from hard_instances import (DISCONNECTED_FEASIBLE_SET, FAR_FROM_THE_START, HARD, NEAR_DEGENERATE_VERTEX,
                             POOL_BEATS_EXCLUSION, STALLED_FULL_POOL)
 
@@ -241,8 +241,8 @@ def test_batched_equals_one_by_one():
 
 
 def _compiled_kernels() -> int:
-    """Executables held by the two kernels of a single ALM solve (``driver._jitted_solve``)."""
-    return _start_search._cache_size() + _runs_kernel._cache_size()
+    """Executables held by the kernels of a single ALM solve (``driver._jitted_solve``)."""
+    return _start_search._cache_size() + _runs_kernel._cache_size() + _fused_kernel._cache_size()
 
 
 def test_no_retrace_for_problems_sharing_a_table_shape():

@@ -176,8 +176,23 @@ def test_prepare_compiles_in_a_thread_from_shapes_alone(store, monkeypatch):
     kernel = _counted_kernel(traces)  # a new process: reads what prepare wrote
     assert shapes(kernel.prepare(x, 2, offset=0.0)) == expected
     assert float(kernel(jnp.arange(4.0), 2, offset=0.0)["sum"]) == 14.0 and len(traces) == 1
-    monkeypatch.setattr(_cache, "_store_folder", lambda: None)  # nothing kept: the shapes all the same
-    assert shapes(_counted_kernel(traces).prepare(x, 2, offset=0.0)) == expected
+    monkeypatch.setattr(_cache, "_store_folder", lambda: None)  # nothing kept: nothing prepared
+    assert _counted_kernel(traces).prepare(x, 2, offset=0.0) is None and len(traces) == 1
+
+
+def test_a_jittable_solve_is_two_kept_kernels_or_one_plain_one(monkeypatch):
+    # The session's cache: the start search and the runs, kept (compiled side by side in a first
+    # process). With nothing kept: the one fused kernel, the same optimum.
+    problem = dc.ContractProblem(participants=3, probs=[0.4, 0.6], costs=[0.2, 0.1])
+    fused = driver._fused_kernel._cache_size()
+    split = dc.solve(problem, method="alm")
+    assert driver._fused_kernel._cache_size() == fused and driver._runs_kernel._cache_size() >= 1
+    monkeypatch.setattr(_cache, "_store_folder", lambda: None)
+    whole = dc.solve(problem, method="alm")
+    assert driver._fused_kernel._cache_size() == fused + 1
+    assert split.status == whole.status == dc.Status.CONVERGED
+    np.testing.assert_allclose(split.contributions, whole.contributions, rtol=1e-9)  # the ALM's KKT tolerance
+    np.testing.assert_allclose(split.expected_value, whole.expected_value, rtol=1e-12)  # float64, first order
 
 
 def test_the_key_depends_on_values_not_on_shared_objects(store):

@@ -237,6 +237,7 @@ def _weighted_starts(solver, problem, table, constraints, warm_start, restart_fr
 
 _start_search = kernel_jit(_weighted_starts, static_argnames="constraints")
 _runs_kernel = kernel_jit(_best_of_runs)
+_fused_kernel = kernel_jit(solve_kernel, static_argnames="constraints")
 
 
 def _jitted_solve(solver: AbstractSolver, problem, table, constraints: str, warm_start, restart_from) -> Solution:
@@ -245,14 +246,16 @@ def _jitted_solve(solver: AbstractSolver, problem, table, constraints: str, warm
     A first process spends most of a one-off solve compiling (``diffcontract._cache``): the start search
     compiles in a thread while this one traces and compiles the runs (XLA compiles without holding
     Python's lock), so the two cores of a laptop share the work (the Sec. 6.2 ALM kernel: 0.7 s and
-    3.3 s to compile, 4.4-5.2 s as one kernel). A later process reads both executables; a batch keeps
-    the one fused kernel (``batch``).
+    3.3 s to compile, 4.4-5.2 s as one kernel). A later process reads both executables. A solve whose
+    kernels are not kept (``_cache.StoredKernel``), and a batch (``batch``), run ``solve_kernel`` whole.
     """
     if (constraints == "full" and warm_start is None and restart_from is None
             and getattr(solver, "full_start", "candidates") == "simplified"):
         restart_from = _jitted_solve(solver, problem, table, "simplified", None, None).contributions
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="diffcontract-compile") as pool:
         searched = _start_search.prepare(solver, problem, table, constraints, warm_start, restart_from, executor=pool)
+        if searched is None:  # not kept (the cache is off, a curve class of the user's): the one kernel
+            return _fused_kernel(solver, problem, table, constraints, warm_start, restart_from)
         _runs_kernel.prepare(solver, *searched[:3])
         args, starts, distinct, _ = _start_search(solver, problem, table, constraints, warm_start, restart_from)
     return _runs_kernel(solver, args, starts, distinct)
