@@ -412,7 +412,7 @@ def _on_other_devices(compiled, leaves) -> bool:
 
 # JAX's persistent-cache hits in this process. An executable JAX read from its cache serializes
 # without its machine code: loaded in another process it fails ("Function iota.7_kernel not found",
-# jax 0.10.2), so a compilation that hit JAX's cache is never kept (StoredKernel._compile). Kept
+# jax 0.10.2), so a compilation that hit JAX's cache is never kept (``_compile``). Kept
 # kernels' programs are named "stored_..." and never written to JAX's cache, so none hits.
 _JAX_CACHE_HITS = [0]
 
