@@ -241,7 +241,7 @@ class StoredKernel:
             return self._nested(*args, **kwargs)  # inside a user's jit, grad or vmap: inlined there
         fast = self._always_fast or _FAST_NOW.get()  # bool: an index into the option sets
         jitted = self._fast_jitted if fast else self.jitted
-        key, path, entry = self._entry(tree, static, leaves, fast)
+        key, entry = self._entry(tree, static, leaves, fast)
         if entry is None:  # not kept: the cache is off, a foreign object, over several devices, a file that failed
             return jitted(*args, **kwargs)
         if isinstance(entry[0], concurrent.futures.Future):  # compiling in another thread (``prepare``)
@@ -257,7 +257,7 @@ class StoredKernel:
         except Exception:  # arguments on another device, a damaged file or one another machine wrote
             if not verified and not _on_other_devices(compiled, leaves):
                 self._calls[key, fast] = None
-                path.unlink(missing_ok=True)
+                _kept_file(_store_folder(), key, fast).unlink(missing_ok=True)
             return jitted(*args, **kwargs)
         entry[2] = True
         return jax.tree_util.tree_unflatten(out_tree, out)
@@ -277,7 +277,7 @@ class StoredKernel:
         """
         tree, static, leaves = self._split(args, kwargs)
         fast = self._always_fast or _FAST_NOW.get()
-        key, _, entry = self._entry(tree, static, leaves, fast, executor)
+        key, entry = self._entry(tree, static, leaves, fast, executor)
         if entry is None:
             return None
         stage = self._lowered[key][0] if key in self._lowered else entry[0]  # Lowered, or Compiled from a file
@@ -292,16 +292,16 @@ class StoredKernel:
         return tree, static, leaves
 
     def _entry(self, tree, static: dict, leaves, fast: bool, executor=None):
-        """(key, file, [Compiled or its Future, out treedef, verified]) of a call; the entry is None when the
-        call is not kept (the cache is off, a foreign object, a program over several devices)."""
+        """(key, [Compiled or its Future, out treedef, verified]) of a call; the entry is None when the call
+        is not kept (the cache is off, a foreign object, a program over several devices)."""
         folder = _store_folder()
         key = None if folder is None else self._key(folder, tree, static, leaves)
         if key is None:
-            return None, None, None
-        path = folder / f"{key}{_OPTION_SUFFIXES[fast]}"
-        if (key, fast) not in self._calls:
-            self._calls[key, fast] = self._load(path, key, fast, tree, static, leaves, executor)
-        return key, path, self._calls[key, fast]
+            return None, None
+        if (key, fast) not in self._calls:  # the file's path is built here only: not on every call
+            self._calls[key, fast] = self._load(_kept_file(folder, key, fast), key, fast, tree, static, leaves,
+                                                executor)
+        return key, self._calls[key, fast]
 
     def __getattr__(self, name: str):
         """``lower`` and the rest: those of the plain jit (``_jit.jit``)."""
@@ -400,6 +400,11 @@ def _compile(path: Path, lowered, out_tree, fast: bool):
     _write_atomically(path, pickle.dumps((hashlib.sha256(payload).hexdigest(), payload)))
     _prune(path.parent, _STORE_MAX_BYTES)
     return compiled
+
+
+def _kept_file(folder: Path, key: str, fast: bool) -> Path:
+    """The file of one call signature's executable for one option set."""
+    return folder / f"{key}{_OPTION_SUFFIXES[fast]}"
 
 
 def _on_other_devices(compiled, leaves) -> bool:
