@@ -6,10 +6,18 @@ switched here: the library scopes float64 itself (``diffcontract._precision``), 
 compare at tight tolerances open ``jax.enable_x64(True)`` themselves. Warnings are already errors
 (``filterwarnings`` in pyproject.toml).
 
-Compiled executables are dropped after each test module (``jax.clear_caches``): every XLA CPU
-executable holds several memory mappings, and ``pytest -m slow`` in one process compiled enough of
-them to pass Linux's default ``vm.max_map_count`` (65,530) and crash inside XLA's compiler
-(measured: 64,224 mappings at the 53rd slow test, then SIGABRT / SIGSEGV).
+Compiled executables are dropped after a test module once the process holds more than half of
+Linux's ``vm.max_map_count`` memory mappings (``jax.clear_caches``): every XLA CPU executable holds
+several, and ``pytest -m slow`` in one process compiled enough of them to pass the default limit
+(65,530) and crash inside XLA's compiler (measured: 64,224 mappings at the 53rd slow test, then
+SIGABRT / SIGSEGV). Below that they are kept: a default run's worker holds a few thousand, and
+dropping them after every module made each later module read its kernels back from the cache.
+
+Small solves compile fast (``DIFFCONTRACT_FAST_COMPILE=1``, ``diffcontract.fast_compile``: XLA's
+backend optimization level 0, as the CLI does) unless the variable is set: an empty cache's suite is
+mostly compilation. Results are certified by their measured residuals at either level, and the
+tests that compare the two levels choose their level themselves; ``DIFFCONTRACT_FAST_COMPILE=0
+pytest`` runs the whole suite at XLA's default level, as the library's own default.
 
 What a later module compiles again is then read back from JAX's persistent compilation cache,
 shared by every xdist worker and by the subprocesses tests start (through the ``JAX_*`` environment
@@ -52,6 +60,7 @@ if _chosen in ("", "fresh"):  # the session's first process decides: workers and
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ["DIFFCONTRACT_TEST_JAX_CACHE"])
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+os.environ.setdefault("DIFFCONTRACT_FAST_COMPILE", "1")  # the module docstring says why
 
 import jax  # noqa: E402  (after the cache variables, which JAX reads at import)
 import pytest  # noqa: E402
@@ -63,7 +72,18 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", float(os.environ
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
 
 
+def _memory_mappings_near_the_limit() -> bool:
+    """Whether this process holds more than half of ``vm.max_map_count`` memory mappings (True where
+    Linux's ``/proc`` cannot be read: then every module drops its executables, the safe side)."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as limit, open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps) > int(limit.read()) // 2
+    except (OSError, ValueError):
+        return True
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _release_compiled_executables():
     yield
-    jax.clear_caches()
+    if _memory_mappings_near_the_limit():
+        jax.clear_caches()

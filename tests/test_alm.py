@@ -246,14 +246,16 @@ def _compiled_kernels() -> int:
 
 
 def test_no_retrace_for_problems_sharing_a_table_shape():
-    # N = 10 and N = 11 with I = 3 (66 and 78 outcomes) share a padded table length (80), so the
-    # compiled ALM is reused: a new compilation per problem would defeat sweeps.
+    # One problem's table is padded to at least 128 rows: N = 5, 10 and 14 with I = 3 (21, 66 and
+    # 120 outcomes) share it, so the compiled ALM is reused (a new compilation per N would defeat
+    # sweeps). A batch's tables keep the finer floor of 16 rows (its passes cover B tables).
     from diffcontract.expectation import bucket_length, num_outcomes
 
-    assert bucket_length(num_outcomes(10, 3)) == bucket_length(num_outcomes(11, 3))
+    assert {len(outcome_table(n, 3, length="bucket").counts) for n in (5, 10, 14)} == {128}
+    assert bucket_length(num_outcomes(4, 2)) == 16 and bucket_length(num_outcomes(10, 3)) == 80
     dc.solve(dc.ContractProblem(participants=10, probs=[0.3, 0.3, 0.4], costs=[0.3, 0.2, 0.1]), method="alm")
     size = _compiled_kernels()
-    for n, costs in ((11, [0.5, 0.2, 0.1]), (10, [0.9, 0.3, 0.05])):
+    for n, costs in ((5, [0.5, 0.2, 0.1]), (14, [0.9, 0.3, 0.05])):
         dc.solve(dc.ContractProblem(participants=n, probs=[0.2, 0.5, 0.3], costs=costs), method="alm")
     assert _compiled_kernels() == size
 

@@ -44,13 +44,24 @@ class OutcomeTable(NamedTuple):
     weights: jnp.ndarray | None = None
 
 
-def bucket_length(num_outcomes: int) -> int:
-    """A padded table length >= ``num_outcomes`` from a coarse ladder (4 sizes per power of 2, >= 16).
+BATCH_MIN_ROWS = 16  # the shortest padded table of a batch (``bucket_length``)
+# The shortest padded table of one problem (``outcome_table(..., length="bucket")``): every problem
+# with up to 128 outcomes (N <= 126 at I = 2, N <= 14 at I = 3, N <= 5 at I = 5) shares one
+# compilation per I and constraint set. Warm solves of such problems take a few ms longer
+# (measured, 2-core CPU: ALM 26 -> 31 ms at I = 2, N = 10 and 42 -> 53 ms at I = 3, N = 8; the exact
+# solver within noise); a new N costs no compilation (3-10 s each). A batch keeps ``BATCH_MIN_ROWS``:
+# its passes cover B tables at once.
+ONE_PROBLEM_MIN_ROWS = 128
+
+
+def bucket_length(num_outcomes: int, minimum: int = BATCH_MIN_ROWS) -> int:
+    """A padded table length >= ``num_outcomes`` from a coarse ladder (4 sizes per power of 2, >= ``minimum``).
 
     Compiled solvers are specialized on the table's shape; padding to this ladder lets problems
-    with different N (or I) share one compilation at the cost of at most 25 % padding rows.
+    with different N (or I) share one compilation at the cost of at most 25 % padding rows (above
+    ``minimum``).
     """
-    k = max(int(num_outcomes), 16)
+    k = max(int(num_outcomes), int(minimum))
     step = 2 ** max(int(np.floor(np.log2(k))) - 2, 0)
     return int(-(-k // step) * step)
 
@@ -58,11 +69,12 @@ def bucket_length(num_outcomes: int) -> int:
 def outcome_table(participants: int, num_types: int, length: int | str | None = None) -> OutcomeTable:
     """The outcome table for (N, I), optionally padded with invalid rows to ``length``.
 
-    ``length="bucket"`` pads to ``bucket_length`` (shared compilations across N).
+    ``length="bucket"`` pads to ``bucket_length`` with at least ``ONE_PROBLEM_MIN_ROWS`` rows (one
+    problem's table: shared compilations across N).
     """
     counts = enumerate_outcomes(participants, num_types).astype(np.float64)
     if length == "bucket":
-        length = bucket_length(len(counts))
+        length = bucket_length(len(counts), ONE_PROBLEM_MIN_ROWS)
     length = len(counts) if length is None else length
     if length < len(counts):
         raise ValueError(f"length {length} is shorter than the {len(counts)} outcomes of N={participants}")
