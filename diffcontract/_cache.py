@@ -337,12 +337,12 @@ class StoredKernel:
             digest, payload = pickle.loads(path.read_bytes())
             if hashlib.sha256(payload).hexdigest() != digest:
                 raise ValueError("damaged")
-            serialized, in_tree, flat_out_tree, out_tree, device_ids = pickle.loads(payload)
+            serialized, in_tree, flat_out_tree, out_tree, local_indices = pickle.loads(payload)
             if _LAPACK_CALL.search(serialized):  # most programs call none: ~0.2 s saved in their process
                 _load_lapack()
-            devices = {device.id: device for device in jax.devices()}
-            compiled = serialize_executable.deserialize_and_load(
-                serialized, in_tree, flat_out_tree, execution_devices=[devices[i] for i in device_ids])
+            local = jax.local_devices()  # this process's own: jax.devices() spans every process of a
+            compiled = serialize_executable.deserialize_and_load(  # jax.distributed run
+                serialized, in_tree, flat_out_tree, execution_devices=[local[i] for i in local_indices])
             os.utime(path)  # used: the last to be pruned
             return [compiled, out_tree, False]
         except Exception:  # absent, unreadable, half-written or another JAX's: compile afresh
@@ -394,7 +394,10 @@ def _compile(path: Path, lowered, out_tree, fast: bool):
         return compiled
     try:
         serialized, in_tree, flat_out_tree = serialize_executable.serialize(compiled)
-        payload = pickle.dumps((serialized, in_tree, flat_out_tree, out_tree, [d.id for d in devices]))
+        # The device as an index into this process's own devices: an id is global in a jax.distributed
+        # run (process 1's first CPU is not device 0), and the file may be read by any process.
+        local_indices = [jax.local_devices().index(device) for device in devices]
+        payload = pickle.dumps((serialized, in_tree, flat_out_tree, out_tree, local_indices))
     except Exception:  # a host callback, closed-over constants, an output that does not pickle
         return compiled
     _write_atomically(path, pickle.dumps((hashlib.sha256(payload).hexdigest(), payload)))

@@ -328,7 +328,8 @@ def test_with_two_devices_a_mesh_program_is_the_plain_jit_and_a_kept_one_follows
     # only be called inside its mesh, so it is never kept: the second call (a new process, as far as
     # the store knows) must work, and nothing of it is on disk. A one-device executable is kept for
     # the device it was compiled on: called with an array committed to the other device, the kernel
-    # answers on that device (the plain jit), as jax.jit does.
+    # answers on that device (the plain jit), as jax.jit does. A kept file names its device by its
+    # index among the process's own devices (a jax.distributed process does not own device 0).
     code = f"""
 import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_compilation_cache_dir", {str(tmp_path)!r})
@@ -348,9 +349,15 @@ for _ in range(2):  # the second kernel reads the executable the first wrote
     for x in (jnp.arange(3.0), on_second):
         y = kernel_jit(double)(x)
         print(float(y[2]), y.devices() == x.devices())
+# A process of a jax.distributed run: jax.devices() spans every process, its own are jax.local_devices()
+# (here: pretend this process owns device 1 only). The kept file runs on this process's own device.
+jax.local_devices = lambda *args, **kwargs: [jax.devices()[1]]
+with jax.default_device(jax.devices()[1]):
+    y = kernel_jit(double)(jnp.arange(3.0))
+print(float(y[2]), y.devices() == {{jax.devices()[1]}})
 """
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split() == ["6.0", "6.0", "0"] + ["4.0", "True"] * 4
+    assert out.stdout.split() == ["6.0", "6.0", "0"] + ["4.0", "True"] * 5
     assert len(list(tmp_path.glob(f"{_STORE_FOLDER}/*.exe"))) == 1  # double's, for device 0
