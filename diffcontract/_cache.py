@@ -337,12 +337,14 @@ class StoredKernel:
             digest, payload = pickle.loads(path.read_bytes())
             if hashlib.sha256(payload).hexdigest() != digest:
                 raise ValueError("damaged")
-            serialized, in_tree, flat_out_tree, out_tree, local_indices = pickle.loads(payload)
+            serialized, in_tree, flat_out_tree, out_tree, device_ids = pickle.loads(payload)
             if _LAPACK_CALL.search(serialized):  # most programs call none: ~0.2 s saved in their process
                 _load_lapack()
-            local = jax.local_devices()  # this process's own: jax.devices() spans every process of a
-            compiled = serialize_executable.deserialize_and_load(  # jax.distributed run
-                serialized, in_tree, flat_out_tree, execution_devices=[local[i] for i in local_indices])
+            # This process's own devices: jax.devices() spans every process of a jax.distributed run, and a
+            # file naming another process's device is not loaded (KeyError: compiled afresh).
+            devices = {device.id: device for device in jax.local_devices()}
+            compiled = serialize_executable.deserialize_and_load(
+                serialized, in_tree, flat_out_tree, execution_devices=[devices[i] for i in device_ids])
             os.utime(path)  # used: the last to be pruned
             return [compiled, out_tree, False]
         except Exception:  # absent, unreadable, half-written or another JAX's: compile afresh
@@ -394,10 +396,7 @@ def _compile(path: Path, lowered, out_tree, fast: bool):
         return compiled
     try:
         serialized, in_tree, flat_out_tree = serialize_executable.serialize(compiled)
-        # The device as an index into this process's own devices: an id is global in a jax.distributed
-        # run (process 1's first CPU is not device 0), and the file may be read by any process.
-        local_indices = [jax.local_devices().index(device) for device in devices]
-        payload = pickle.dumps((serialized, in_tree, flat_out_tree, out_tree, local_indices))
+        payload = pickle.dumps((serialized, in_tree, flat_out_tree, out_tree, [d.id for d in devices]))
     except Exception:  # a host callback, closed-over constants, an output that does not pickle
         return compiled
     _write_atomically(path, pickle.dumps((hashlib.sha256(payload).hexdigest(), payload)))
@@ -536,16 +535,19 @@ def _code_fingerprint() -> str | None:
 @functools.cache
 def _machine() -> str:
     """What a kept executable is machine code for: the default backend's platform, its version and
-    device kind, and the host CPU's architecture and features (``/proc/cpuinfo`` where there is one;
-    a cache folder may be shared by several machines)."""
-    device = jax.devices()[0]
+    device kind, the host CPU's architecture and features (``/proc/cpuinfo`` where there is one;
+    a cache folder may be shared by several machines), and the process's index in a
+    ``jax.distributed`` run (an executable names its device by a global id, and each process owns
+    its own devices: process 1's first CPU is not device 0)."""
+    device = jax.local_devices()[0]
     features = platform.processor()
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             features = next((line for line in cpuinfo if line.startswith(("flags", "Features"))), features)
     except OSError:
         pass
-    return f"{device.platform} {device.client.platform_version} {device.device_kind} {platform.machine()} {features}"
+    return (f"{device.platform} {device.client.platform_version} {device.device_kind} {platform.machine()} {features} "
+            f"process {jax.process_index()}")
 
 
 def _prune(folder: Path, max_bytes: int) -> None:
