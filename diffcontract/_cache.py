@@ -43,8 +43,8 @@ CPU; at I = 9, N = 10: 9.1 s -> 3.7 s to compile, 1.6 s -> 2.6 s to run). That t
 one-off process and not a loop, so it is a choice: within ``fast_compile()`` (the CLI runs in it:
 one command is one job; ``$DIFFCONTRACT_FAST_COMPILE`` = 1 or 0 sets the default of any process),
 a solve (one problem, a batch, the complete-information benchmark, a sensitivity) whose pass over
-the outcomes is estimated at ``FAST_COMPILE_PASS_SECONDS`` or less (``short_passes``) compiles its
-kernels with ``FAST_COMPILE_OPTIONS``: a few hundred passes then cost well under a second more,
+the outcomes is estimated at ``FAST_COMPILE_PASS_SECONDS`` or less (``short_passes``; at any length
+with ``$DIFFCONTRACT_FAST_COMPILE=always``) compiles its kernels with ``FAST_COMPILE_OPTIONS``: a few hundred passes then cost well under a second more,
 and the first process saves seconds. Level 0 rounds differently from the default (no fused
 multiply-adds): results agree to the solvers' tolerances, not bit for bit, and each level is its
 own entry in the compilation cache. ``kernel_jit(..., always_fast=True)`` marks a kernel that is
@@ -115,6 +115,7 @@ COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}  # the module docstrin
 FAST_COMPILE_OPTIONS = {**COMPILER_OPTIONS, "xla_backend_optimization_level": 0}  # "Fast compilation" above
 FAST_COMPILE_PASS_SECONDS = 2.5e-4  # an estimated pass at or under this compiles fast within fast_compile()
 FAST_COMPILE_ENV = "DIFFCONTRACT_FAST_COMPILE"
+FAST_COMPILE_ALWAYS = "always"  # $FAST_COMPILE_ENV value: every solve compiles fast, whatever its passes
 _FAST_CHOSEN = contextvars.ContextVar("diffcontract_fast_compile", default=None)  # None: $FAST_COMPILE_ENV
 _FAST_NOW = contextvars.ContextVar("diffcontract_short_passes", default=False)  # inside short_passes, if chosen
 _OPTION_SETS = (COMPILER_OPTIONS, FAST_COMPILE_OPTIONS)  # [fast]
@@ -142,8 +143,10 @@ def fast_compile(enabled: bool = True):
     on a 2-core CPU; Sec. 6.2 (N = 10, I = 5) is 0.06 ms, and its ALM kernel then compiles in ~3 s
     instead of ~6 s and runs in 72 ms instead of 38 ms. The better trade for a one-off process (the
     CLI runs each command in ``fast_compile()``); a loop of solves is faster without it. Outside any
-    such context ``$DIFFCONTRACT_FAST_COMPILE`` (1 or 0) decides; unset: off. Results agree with the
-    default compilation to the solvers' tolerances, not bit for bit (no fused multiply-adds).
+    such context ``$DIFFCONTRACT_FAST_COMPILE`` (1 or 0) decides; unset: off. ``always`` chooses it
+    too, and for a problem of any size wherever it is chosen (the test suite's setting: every kernel
+    compiles once and runs a few times). Results agree with the default compilation to the solvers'
+    tolerances, not bit for bit (no fused multiply-adds).
 
     Args:
       enabled: False turns it off within the context (inside an outer ``fast_compile()``, say).
@@ -164,7 +167,8 @@ def fast_compile(enabled: bool = True):
 def short_passes(seconds_per_pass: float):
     """Within this context, the stored kernels compile with ``FAST_COMPILE_OPTIONS`` when fast compilation
     is chosen (``fast_compile``) and one pass over the outcomes is estimated at
-    ``FAST_COMPILE_PASS_SECONDS`` or less.
+    ``FAST_COMPILE_PASS_SECONDS`` or less, or at any length when ``$DIFFCONTRACT_FAST_COMPILE`` is
+    ``always``.
 
     Args:
       seconds_per_pass: the caller's estimate (``BackendPlan.seconds_per_pass``, ``planner.pass_seconds``),
@@ -172,7 +176,8 @@ def short_passes(seconds_per_pass: float):
     """
     chosen = _FAST_CHOSEN.get()
     chosen = environment_flag(FAST_COMPILE_ENV, False) if chosen is None else chosen
-    token = _FAST_NOW.set(chosen and seconds_per_pass <= FAST_COMPILE_PASS_SECONDS)
+    always = os.environ.get(FAST_COMPILE_ENV, "").strip().lower() == FAST_COMPILE_ALWAYS
+    token = _FAST_NOW.set(chosen and (always or seconds_per_pass <= FAST_COMPILE_PASS_SECONDS))
     try:
         yield
     finally:

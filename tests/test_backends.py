@@ -105,7 +105,8 @@ for a, b in zip(jax.jacfwd(lambda x: moments(x, pr, one))(m), jax.jacfwd(lambda 
     np.testing.assert_allclose(b, a, rtol=1e-12)
 print("sharded ok")
 """
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"  # the suite's too
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "sharded ok" in out.stdout

@@ -95,7 +95,8 @@ problem = dc.ContractProblem.from_dict(json.loads({json.dumps(SIMPLIFIED_OPTIMUM
 sol = dc.solve(problem, backend="chunked", backend_options={{"devices": 2, "chunk_size": 16}})
 print(sol.status_name, repr(float(sol.expected_value)), "restart menu alone" in sol.message)
 """
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"  # the suite's too
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     status, value, alone = out.stdout.split()
