@@ -44,7 +44,8 @@ one-off process and not a loop, so it is a choice: within ``fast_compile()`` (th
 one command is one job; ``$DIFFCONTRACT_FAST_COMPILE`` = 1 or 0 sets the default of any process),
 a solve (one problem, a batch, the complete-information benchmark, a sensitivity) whose pass over
 the outcomes is estimated at ``FAST_COMPILE_PASS_SECONDS`` or less (``short_passes``; at any length
-with ``$DIFFCONTRACT_FAST_COMPILE=always``) compiles its kernels with ``FAST_COMPILE_OPTIONS``: a few hundred passes then cost well under a second more,
+with ``$DIFFCONTRACT_FAST_COMPILE=always``, which also compiles fast a kernel called outside a solve,
+as the branch and bound's box bounds) compiles its kernels with ``FAST_COMPILE_OPTIONS``: a few hundred passes then cost well under a second more,
 and the first process saves seconds. Level 0 rounds differently from the default (no fused
 multiply-adds): results agree to the solvers' tolerances, not bit for bit, and each level is its
 own entry in the compilation cache. ``kernel_jit(..., always_fast=True)`` marks a kernel that is
@@ -117,7 +118,7 @@ FAST_COMPILE_PASS_SECONDS = 2.5e-4  # an estimated pass at or under this compile
 FAST_COMPILE_ENV = "DIFFCONTRACT_FAST_COMPILE"
 FAST_COMPILE_ALWAYS = "always"  # $FAST_COMPILE_ENV value: every solve compiles fast, whatever its passes
 _FAST_CHOSEN = contextvars.ContextVar("diffcontract_fast_compile", default=None)  # None: $FAST_COMPILE_ENV
-_FAST_NOW = contextvars.ContextVar("diffcontract_short_passes", default=False)  # inside short_passes, if chosen
+_FAST_NOW = contextvars.ContextVar("diffcontract_short_passes", default=None)  # short_passes' answer; None outside
 _OPTION_SETS = (COMPILER_OPTIONS, FAST_COMPILE_OPTIONS)  # [fast]
 _STORE_FOLDER = "diffcontract-kernels"  # kept executables, inside JAX's compilation cache folder
 _OPTION_SUFFIXES = (".exe", ".fast.exe")  # [fast]: a kept executable's file is "<key><suffix>"
@@ -174,14 +175,31 @@ def short_passes(seconds_per_pass: float):
       seconds_per_pass: the caller's estimate (``BackendPlan.seconds_per_pass``, ``planner.pass_seconds``),
         seconds.
     """
-    chosen = _FAST_CHOSEN.get()
-    chosen = environment_flag(FAST_COMPILE_ENV, False) if chosen is None else chosen
-    always = os.environ.get(FAST_COMPILE_ENV, "").strip().lower() == FAST_COMPILE_ALWAYS
-    token = _FAST_NOW.set(chosen and (always or seconds_per_pass <= FAST_COMPILE_PASS_SECONDS))
+    chosen = _fast_compile_chosen()
+    token = _FAST_NOW.set(chosen and (_always_fast() or seconds_per_pass <= FAST_COMPILE_PASS_SECONDS))
     try:
         yield
     finally:
         _FAST_NOW.reset(token)
+
+
+def _fast_compile_chosen() -> bool:
+    """Whether fast compilation is chosen here: the innermost ``fast_compile`` context, else the environment."""
+    chosen = _FAST_CHOSEN.get()
+    return environment_flag(FAST_COMPILE_ENV, False) if chosen is None else chosen
+
+
+def _always_fast() -> bool:
+    """Whether ``$DIFFCONTRACT_FAST_COMPILE`` is ``always``."""
+    return os.environ.get(FAST_COMPILE_ENV, "").strip().lower() == FAST_COMPILE_ALWAYS
+
+
+def _compiles_fast_now() -> bool:
+    """Whether a stored kernel called now compiles with ``FAST_COMPILE_OPTIONS``: as ``short_passes``
+    decided inside one; outside (a kernel called on its own), only where fast compilation is chosen
+    and the environment says ``always``."""
+    now = _FAST_NOW.get()
+    return (_fast_compile_chosen() and _always_fast()) if now is None else now
 
 
 def kernel_jit(fun, *, stored: bool = True, always_fast: bool = False, **jit_options):
@@ -244,7 +262,7 @@ class StoredKernel:
         tree, static, leaves = self._split(args, kwargs)
         if not trace_state_clean() or any(isinstance(x, jax.core.Tracer) for x in leaves):
             return self._nested(*args, **kwargs)  # inside a user's jit, grad or vmap: inlined there
-        fast = self._always_fast or _FAST_NOW.get()  # bool: an index into the option sets
+        fast = self._always_fast or _compiles_fast_now()  # bool: an index into the option sets
         jitted = self._fast_jitted if fast else self.jitted
         key, entry = self._entry(tree, static, leaves, fast)
         if entry is None:  # not kept: the cache is off, a foreign object, over several devices, a file that failed
@@ -281,7 +299,7 @@ class StoredKernel:
           cache is off, a foreign object, a program over several devices: nothing prepared).
         """
         tree, static, leaves = self._split(args, kwargs)
-        fast = self._always_fast or _FAST_NOW.get()
+        fast = self._always_fast or _compiles_fast_now()
         key, entry = self._entry(tree, static, leaves, fast, executor)
         if entry is None:
             return None

@@ -232,7 +232,8 @@ class _OutsideNode:  # a pytree node from outside the package: its code is not i
     value: jax.Array
 
 
-def test_fast_compilation_is_one_more_executable_of_the_same_trace(store):
+def test_fast_compilation_is_one_more_executable_of_the_same_trace(store, monkeypatch):
+    monkeypatch.setenv(FAST_COMPILE_ENV, "1")  # not the suite's "always": outside a solve, the default options
     traces = []
     kernel = _counted_kernel(traces)
     x = jnp.arange(4.0)
@@ -269,10 +270,11 @@ def test_fast_compilation_is_chosen_by_the_cli_or_the_environment(monkeypatch, s
         monkeypatch.setenv(FAST_COMPILE_ENV, setting)
     assert _fast_now() == library  # the library: off unless the environment says on
     assert _fast_now(math.inf) == long_passes  # a long pass: fast only when the environment says always
+    assert _cache._compiles_fast_now() == long_passes  # a kernel called outside any solve: likewise
     with fast_compile():
         assert _fast_now(math.inf) == long_passes
     with fast_compile(False):
-        assert not _fast_now()
+        assert not _fast_now() and not _cache._compiles_fast_now()
     seen = []
     args = cli.build_parser().parse_args(["solve", "--participants", "2", "--probs", "1", "--costs", "0.1"])
     args.func = lambda _: seen.append(_fast_now()) or 0

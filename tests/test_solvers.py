@@ -84,6 +84,9 @@ def test_on_a_streaming_backend_the_full_solve_runs_from_the_restart_menu_alone(
     np.testing.assert_allclose(sol.expected_value, SIMPLIFIED_OPTIMUM_BELOW_FULL_OPTIMUM, rtol=1e-9)  # certified
 
 
+# A fresh process that compiles the whole full-set solve for two devices (~15 s): .ci/run runs it with
+# the two-process jax.distributed test; the default run solves it on one device (the test above).
+@pytest.mark.slow
 def test_the_restart_menu_alone_on_a_backend_sharded_over_two_devices():
     # The restart's arguments come from a one-device program (committed to that device); the sharded
     # scan must still take them (it refused them once: "incompatible devices", here and under
