@@ -45,8 +45,8 @@ one command is one job; ``$DIFFCONTRACT_FAST_COMPILE`` = 1 or 0 sets the default
 a solve (one problem, a batch, the complete-information benchmark, a sensitivity) whose pass over
 the outcomes is estimated at ``FAST_COMPILE_PASS_SECONDS`` or less (``short_passes``; at any length
 with ``$DIFFCONTRACT_FAST_COMPILE=always``, which also compiles fast a kernel called outside a solve,
-as the branch and bound's box bounds) compiles its kernels with ``FAST_COMPILE_OPTIONS``: a few hundred passes then cost well under a second more,
-and the first process saves seconds. Level 0 rounds differently from the default (no fused
+as the branch and bound's box bounds) compiles its kernels with ``FAST_COMPILE_OPTIONS``: a few
+hundred passes then cost well under a second more, and the first process saves seconds. Level 0 rounds differently from the default (no fused
 multiply-adds): results agree to the solvers' tolerances, not bit for bit, and each level is its
 own entry in the compilation cache. ``kernel_jit(..., always_fast=True)`` marks a kernel that is
 small whatever the problem (the reservation utilities): always compiled fast, so its results do

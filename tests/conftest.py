@@ -22,7 +22,7 @@ pytest`` runs the whole suite at XLA's default level, as the library's own defau
 the suite compiles (eager operations, plain jits, the tests' own) uses XLA's classic CPU emitters,
 as the package's kernels do (``diffcontract._cache.COMPILER_OPTIONS``: same results, faster
 compilation), through ``XLA_FLAGS`` unless it already names ``xla_cpu_use_fusion_emitters``: an
-empty cache's suite took 6 min 28 s instead of 7 min 22 s (2 idle cores, one run each).
+empty cache's suite took 6 min 28 s instead of 7 min 22 s (2 cores, one run each, the same hour).
 
 What a later module compiles again is then read back from JAX's persistent compilation cache,
 shared by every xdist worker and by the subprocesses tests start (through the ``JAX_*`` environment
