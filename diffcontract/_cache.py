@@ -46,11 +46,11 @@ a solve (one problem, a batch, the complete-information benchmark, a sensitivity
 the outcomes is estimated at ``FAST_COMPILE_PASS_SECONDS`` or less (``short_passes``; at any length
 with ``$DIFFCONTRACT_FAST_COMPILE=always``, which also compiles fast a kernel called outside a solve,
 as the branch and bound's box bounds) compiles its kernels with ``FAST_COMPILE_OPTIONS``: a few
-hundred passes then cost well under a second more, and the first process saves seconds. Level 0 rounds differently from the default (no fused
-multiply-adds): results agree to the solvers' tolerances, not bit for bit, and each level is its
-own entry in the compilation cache. ``kernel_jit(..., always_fast=True)`` marks a kernel that is
-small whatever the problem (the reservation utilities): always compiled fast, so its results do
-not depend on the choice.
+hundred passes then cost well under a second more, and the first process saves seconds. Level 0
+rounds differently from the default (no fused multiply-adds): results agree to the solvers'
+tolerances, not bit for bit, and each level is its own entry in the compilation cache.
+``kernel_jit(..., always_fast=True)`` marks a kernel that is small whatever the problem (the
+reservation utilities): always compiled fast, so its results do not depend on the choice.
 """
 
 from __future__ import annotations
@@ -175,31 +175,27 @@ def short_passes(seconds_per_pass: float):
       seconds_per_pass: the caller's estimate (``BackendPlan.seconds_per_pass``, ``planner.pass_seconds``),
         seconds.
     """
-    chosen = _fast_compile_chosen()
-    token = _FAST_NOW.set(chosen and (_always_fast() or seconds_per_pass <= FAST_COMPILE_PASS_SECONDS))
+    token = _FAST_NOW.set(_compiles_fast(seconds_per_pass))
     try:
         yield
     finally:
         _FAST_NOW.reset(token)
 
 
-def _fast_compile_chosen() -> bool:
-    """Whether fast compilation is chosen here: the innermost ``fast_compile`` context, else the environment."""
+def _compiles_fast(seconds_per_pass: float) -> bool:
+    """The rule: fast compilation is chosen (the innermost ``fast_compile`` context, else the
+    environment) and the pass is short, or the environment says ``always``."""
     chosen = _FAST_CHOSEN.get()
-    return environment_flag(FAST_COMPILE_ENV, False) if chosen is None else chosen
-
-
-def _always_fast() -> bool:
-    """Whether ``$DIFFCONTRACT_FAST_COMPILE`` is ``always``."""
-    return os.environ.get(FAST_COMPILE_ENV, "").strip().lower() == FAST_COMPILE_ALWAYS
+    chosen = environment_flag(FAST_COMPILE_ENV, False) if chosen is None else chosen
+    always = os.environ.get(FAST_COMPILE_ENV, "").strip().lower() == FAST_COMPILE_ALWAYS
+    return chosen and (always or seconds_per_pass <= FAST_COMPILE_PASS_SECONDS)
 
 
 def _compiles_fast_now() -> bool:
     """Whether a stored kernel called now compiles with ``FAST_COMPILE_OPTIONS``: as ``short_passes``
-    decided inside one; outside (a kernel called on its own), only where fast compilation is chosen
-    and the environment says ``always``."""
+    decided inside one; outside (a kernel called on its own), as for a pass of unknown length."""
     now = _FAST_NOW.get()
-    return (_fast_compile_chosen() and _always_fast()) if now is None else now
+    return _compiles_fast(math.inf) if now is None else now
 
 
 def kernel_jit(fun, *, stored: bool = True, always_fast: bool = False, **jit_options):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 
@@ -28,6 +27,7 @@ from diffcontract.expectation import (
     unrank_outcomes,
 )
 from diffcontract.expectation import convolution as lattice
+from forced_devices import forced_devices_env
 
 
 def _problem64(**kwargs):
@@ -105,8 +105,7 @@ for a, b in zip(jax.jacfwd(lambda x: moments(x, pr, one))(m), jax.jacfwd(lambda 
     np.testing.assert_allclose(b, a, rtol=1e-12)
 print("sharded ok")
 """
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"  # the suite's too
-    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    env = forced_devices_env(4)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "sharded ok" in out.stdout

@@ -24,6 +24,7 @@ from diffcontract._cache import (_STORE_FOLDER, FAST_COMPILE_ENV, OPT_OUT, cache
                                  fast_compile, kernel_jit, short_passes)
 from diffcontract import cli
 from diffcontract.solvers import driver
+from forced_devices import forced_devices_env
 
 
 @pytest.fixture
@@ -351,8 +352,7 @@ print(float(doubler()(jnp.arange(3.0))[2]), float(doubler()(jnp.arange(3.0))[2])
 jax.local_devices = lambda *args, **kwargs: [jax.devices()[1]]
 print(float(doubler()(jnp.arange(3.0))[2]), len(traces))
 """
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"  # the suite's too
-    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    env = forced_devices_env(2)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["4.0", "4.0", "1", "4.0", "2"]  # read back once, then traced afresh
@@ -384,8 +384,7 @@ for _ in range(2):  # the second kernel reads the executable the first wrote
         y = kernel_jit(double)(x)
         print(float(y[2]), y.devices() == x.devices())
 """
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"  # the suite's too
-    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    env = forced_devices_env(2)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["6.0", "6.0", "0"] + ["4.0", "True"] * 4

@@ -7,7 +7,6 @@ As optimistix's tests run one test over every minimiser: the solvers are paramet
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from typing import ClassVar
@@ -22,6 +21,7 @@ from diffcontract.analysis import paper_scenario
 from diffcontract.mechanism import verify
 from diffcontract.solvers import _kkt
 from diffcontract.solvers.base import AbstractSolver, Iterate
+from forced_devices import forced_devices_env
 from hard_instances import (DISCONNECTED_FEASIBLE_SET, DISCONNECTED_OPTIMUM, EXCLUDED_BY_A_LONG_STEP,
                             EXCLUDED_BY_A_LONG_STEP_OPTIMUM, SIMPLIFIED_OPTIMUM_BELOW_FULL,
                             SIMPLIFIED_OPTIMUM_BELOW_FULL_OPTIMUM)
@@ -98,8 +98,7 @@ problem = dc.ContractProblem.from_dict(json.loads({json.dumps(SIMPLIFIED_OPTIMUM
 sol = dc.solve(problem, backend="chunked", backend_options={{"devices": 2, "chunk_size": 16}})
 print(sol.status_name, repr(float(sol.expected_value)), "restart menu alone" in sol.message)
 """
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"  # the suite's too
-    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    env = forced_devices_env(2)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     status, value, alone = out.stdout.split()
