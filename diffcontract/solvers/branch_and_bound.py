@@ -21,6 +21,11 @@ constraint set (whose feasible menus contain the simplified set's):
 over every contract feasible within ``feasibility_tol`` (the tolerance that defines a converged
 solution, so no converged answer of any method exceeds it), and
 ``gap = (upper_bound - expected_accuracy) / expected_accuracy``.
+
+The host-side steps (the incumbent's value and violation, the stationarity terms its multipliers
+are fitted to) are small compiled kernels rather than eager JAX: eagerly, each of their few dozen
+operations compiled on its own for every problem shape (tests/test_global.py with empty caches,
+2 cores: 40.1 s before, 33.7 s after; the same answers).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _precision
+from .._cache import kernel_jit
 from ..curves._base import concavity_start
 from ..expectation import moments, outcome_table, with_weights
 from ..expectation.enumerate import num_outcomes
@@ -102,6 +108,19 @@ def _bound_data(problem, table, x_c: float, allowance: float = 0.0) -> BoundData
                      accuracy=problem.accuracy, valuation=problem.valuation)
 
 
+def _stationarity_terms(m, data: BoundData) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """At m (I,): grad F (I,), the piece slacks flattened (I * I,) and their Jacobian (I * I, I)."""
+    def slack(z):
+        return piece_slacks(exact_terms(z, data)[1], z, data).reshape(-1)
+
+    return jax.grad(lambda z: exact_terms(z, data)[0])(m), slack(m), jax.jacobian(slack)(m)
+
+
+# Host-side steps as small kernels, not eager operations (module docstring).
+_stationarity_kernel = kernel_jit(_stationarity_terms, always_fast=True)
+_value_and_violation_kernel = kernel_jit(value_and_violation, always_fast=True)
+
+
 def fitted_multipliers(m, data: BoundData) -> tuple[np.ndarray, np.ndarray]:
     """Multipliers (lambda (I, I), rho (I-1,)) >= 0 of the problem in m at a KKT point ``m``.
 
@@ -112,10 +131,8 @@ def fitted_multipliers(m, data: BoundData) -> tuple[np.ndarray, np.ndarray]:
     from scipy.optimize import nnls
 
     m_np = np.asarray(m)
-    num, m = m_np.size, jnp.asarray(m)
-    grad_f = np.asarray(jax.grad(lambda z: exact_terms(z, data)[0])(m))
-    slack = lambda z: piece_slacks(exact_terms(z, data)[1], z, data).reshape(-1)  # noqa: E731
-    slack_m, jac = np.asarray(slack(m)), np.asarray(jax.jacobian(slack)(m))
+    num = m_np.size
+    grad_f, slack_m, jac = map(np.asarray, _stationarity_kernel(jnp.asarray(m), data))
     scale = max(float(np.max(np.abs(m_np))), 1.0)
     money = max(float(np.max(np.abs(np.asarray(data.reservation)))), float(np.max(np.abs(slack_m))), 1.0)
     pieces = np.flatnonzero(slack_m <= _ACTIVE_RTOL * money)
@@ -192,7 +209,7 @@ class _Search:
         """Take monotone ``m`` as the incumbent if it is feasible and better; refit multipliers at KKT points."""
         if m is None:
             return False
-        value, violation = map(float, value_and_violation(jnp.asarray(m), self.data))
+        value, violation = map(float, _value_and_violation_kernel(jnp.asarray(m), self.data))
         if violation > self.tol or value <= self.lower:
             return False
         self.lower, self.best = value, np.asarray(m, np.float64)
