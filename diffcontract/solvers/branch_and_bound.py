@@ -23,9 +23,9 @@ solution, so no converged answer of any method exceeds it), and
 ``gap = (upper_bound - expected_accuracy) / expected_accuracy``.
 
 The host-side steps (the incumbent's value and violation, the stationarity terms its multipliers
-are fitted to) are small compiled kernels rather than eager JAX: eagerly, each of their few dozen
-operations compiled on its own for every problem shape (tests/test_global.py with empty caches,
-2 cores: 40.1 s before, 33.7 s after; the same answers).
+are fitted to) are compiled kernels rather than eager JAX: eagerly, each of their few dozen
+operations compiled on its own for every problem shape (``pytest -n 0 tests/test_global.py`` with
+empty caches: 40.1 s before, 33.7 s after; the same answers).
 """
 
 from __future__ import annotations
@@ -116,9 +116,10 @@ def _stationarity_terms(m, data: BoundData) -> tuple[jnp.ndarray, jnp.ndarray, j
     return jax.grad(lambda z: exact_terms(z, data)[0])(m), slack(m), jax.jacobian(slack)(m)
 
 
-# Host-side steps as small kernels, not eager operations (module docstring).
-_stationarity_kernel = kernel_jit(_stationarity_terms, always_fast=True)
-_value_and_violation_kernel = kernel_jit(value_and_violation, always_fast=True)
+# Host-side steps as kernels, not eager operations (module docstring). They pass over the outcome
+# table as ``bound_boxes`` does, so they compile at the level it does (``_cache._compiles_fast_now``).
+_stationarity_kernel = kernel_jit(_stationarity_terms)
+_value_and_violation_kernel = kernel_jit(value_and_violation)
 
 
 def fitted_multipliers(m, data: BoundData) -> tuple[np.ndarray, np.ndarray]:
