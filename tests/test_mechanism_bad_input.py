@@ -122,6 +122,8 @@ RECORD_BAD = [
     (lambda r: r["problem"].pop("costs"), "'costs'"), (lambda r: r["problem"].pop("accuracy"), "'accuracy'"),
     (lambda r: r.__setitem__("m", [1.0]), "m has 1 entries"), (lambda r: r.__setitem__("t", "x"), "t must"),
     (lambda r: r.__setitem__("m", [NAN, 1.0]), "m must be finite"),
+    # Found by test_fuzz: finite, but n . q m overflows, and verify once said ok over NaN residuals.
+    (lambda r: r.__setitem__("m", [0.0, 4.49423283715579e307]), "m has a contribution whose pooled data"),
     (lambda r: r["problem"].__setitem__("costs", [0.02, -1.0]), "costs"),
     (lambda r: r["problem"].__setitem__("costs", [0.01, 0.01]), "costs"),
     (lambda r: r["problem"].__setitem__("probs", [0.5, 0.6]), "probs"),

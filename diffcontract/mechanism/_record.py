@@ -98,7 +98,7 @@ def load_contract(solution: Any) -> Contract:
 
     Raises:
       ValueError naming the field on bad input (missing keys, wrong lengths, non-finite numbers,
-      an invalid problem).
+      contributions whose pooled data overflows float64, an invalid problem).
     """
     if isinstance(solution, dict):
         problem = ContractProblem.from_dict(_field(solution, "problem"))
@@ -123,4 +123,7 @@ def load_contract(solution: Any) -> Contract:
     else:
         raise ValueError(f"expected a Solution or a JSON record (dict) of one, got {type(solution).__name__}")
     m, t = (_menu_vector(record, key, problem.num_types)[order] for key in ("m", "t"))
+    # Pooled data n . q m <= N max_i q_i m_i (the counts sum to N): finite for every outcome iff this is.
+    if not math.isfinite(problem.num_participants * float(np.max(np.asarray(problem.quality) * m))):
+        raise ValueError(f"m has a contribution whose pooled data N q_i m_i overflows float64: {m.tolist()}")
     return Contract(problem, m, t, reported)

@@ -267,7 +267,7 @@ def _violations(report: VerificationReport, tol: float, t: np.ndarray, u: np.nda
                    for j in range(num) if j != i]
     checks += [(f"nonnegative {'m' if idx < num else 't'}[{idx % num + 1}]", x, "must be >= 0")
                for idx, x in enumerate(report.nonnegative)]
-    return [Violation(name, float(residual), tol, meaning) for name, residual, meaning in checks if residual < -tol]
+    return [Violation(name, float(residual), tol, meaning) for name, residual, meaning in checks if not residual >= -tol]  # NaN: a violation
 
 
 def verify(solution: Any, tol: float = 1e-6) -> VerificationReport:
