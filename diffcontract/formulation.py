@@ -20,6 +20,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax import lax
 
+from ._jit import compiled_when_eager
+
 
 def _path_lengths(costs: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
     """(I,) sum_{k<i} costs_k (m_{k+1} - m_k), money: the reward increments of a chain of local ICs.
@@ -30,6 +32,7 @@ def _path_lengths(costs: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
     return jnp.concatenate([jnp.zeros((1,), m.dtype), jnp.cumsum(costs * jnp.diff(m))])
 
 
+@compiled_when_eager
 def binding_rewards(m: jnp.ndarray, costs: jnp.ndarray, reservation_utility: jnp.ndarray) -> jnp.ndarray:
     r"""Rewards t of the simplified constraint set, as a linear function of m.
 
@@ -44,6 +47,7 @@ def binding_rewards(m: jnp.ndarray, costs: jnp.ndarray, reservation_utility: jnp
     return reservation_utility[0] + costs[0] * m[0] + _path_lengths(costs[1:], m)
 
 
+@compiled_when_eager
 def least_rewards(m: jnp.ndarray, costs: jnp.ndarray, reservation_utility: jnp.ndarray) -> jnp.ndarray:
     r"""The smallest rewards t that make the menu (m, t) satisfy every IR and every IC (full set).
 
@@ -93,6 +97,7 @@ class Residuals(NamedTuple):
     nonnegative: jnp.ndarray
 
 
+@compiled_when_eager
 def residuals(m, t, reward_bounds, costs, reservation_utility) -> Residuals:
     """All constraint residuals of a menu (m, t) given tbar(m)."""
     u = utilities(m, t, costs)
@@ -107,6 +112,7 @@ def residuals(m, t, reward_bounds, costs, reservation_utility) -> Residuals:
     )
 
 
+@compiled_when_eager
 def max_violation(res: Residuals) -> jnp.ndarray:
     """Largest violation max(0, -g) over budget, IR, IC and m, t >= 0 (money; m in data units).
 

@@ -22,6 +22,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._jit import compiled_when_eager
+
 #: 1 / phi: a golden-section step keeps this fraction of its bracket.
 GOLDEN_RATIO = (math.sqrt(5.0) - 1.0) / 2.0
 #: The interior-point step goes this fraction of the way to the boundary of s, z > 0.
@@ -158,6 +160,7 @@ def bisection(predicate: Callable, lower, upper, steps: int):
     return jax.lax.fori_loop(0, steps, step, (lower, upper))
 
 
+@compiled_when_eager
 def isotonic_regression(y: jnp.ndarray) -> jnp.ndarray:
     r"""Projection of y onto the non-decreasing cone {x_1 <= ... <= x_n} (isotonic regression).
 
@@ -188,6 +191,7 @@ def isotonic_regression(y: jnp.ndarray) -> jnp.ndarray:
     return jnp.max(jnp.where(j_le_i, inner, -big), axis=-1)
 
 
+@compiled_when_eager
 def project_monotone_nonnegative(y: jnp.ndarray) -> jnp.ndarray:
     """Projection onto {0 <= x_1 <= ... <= x_n}: isotonic regression, then clipping at 0.
 

@@ -240,17 +240,20 @@ def test_gpu_script_runs_on_cpu_at_small_sizes(capsys):
 @pytest.mark.parametrize("conditioning", ["truncated", "interim"])
 def test_half_table_sums_equal_the_unranked_chunks(conditioning):
     # The chunked backend's two paths (expectation/product.py for N <= 48, unranking otherwise) over
-    # the same outcomes: moments and their Jacobians in m agree to rounding.
+    # the same outcomes: moments and their Jacobians in m agree to rounding. N = 4, I = 5: 70 outcomes,
+    # five half-table blocks, nine chunks; each path jitted whole (one compilation, not one per scan).
     from diffcontract.expectation import chunked, product
 
     problem = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), diffcontract.ContractProblem(
-        participants=7, probs=[0.1, 0.2, 0.3, 0.15, 0.25], costs=[0.5, 0.4, 0.3, 0.2, 0.1], conditioning=conditioning))
-    backend = ChunkedEnumeration(7, 5, chunk_size=64)
-    assert product.uses_product(7, 5, 1) and not product.uses_product(7, 5, 2)
+        participants=4, probs=[0.1, 0.2, 0.3, 0.15, 0.25], costs=[0.5, 0.4, 0.3, 0.2, 0.1], conditioning=conditioning))
+    backend = ChunkedEnumeration(4, 5, chunk_size=8)
+    assert product.uses_product(4, 5, 1) and not product.uses_product(4, 5, 2)
     m = jnp.array([40.0, 80.0, 120.0, 200.0, 260.0])
     with jax.enable_x64(True):
-        by_halves = product.product_sums(7, 5, 16, m, problem, True)  # a small cell budget: A rows in pieces
-        by_chunks = chunked._scan_chunks(backend, jnp.arange(backend.num_chunks), m, problem, True)
-    assert max(len(pieces) for pieces, _, _ in product.half_blocks(7, 5, 16)) > 1  # some k in several pieces
+        # A small cell budget: A rows in pieces.
+        by_halves = jax.jit(product.product_sums, static_argnums=(0, 1, 2, 5))(4, 5, 8, m, problem, True)
+        by_chunks = jax.jit(chunked._scan_chunks, static_argnums=(0, 4))(
+            backend, jnp.arange(backend.num_chunks), m, problem, True)
+    assert max(len(pieces) for pieces, _, _ in product.half_blocks(4, 5, 8)) > 1  # some k in several pieces
     for a, b in zip(by_halves, by_chunks):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)  # float64 sums in different orders

@@ -13,6 +13,7 @@ hides progress bars.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from typing import Sequence
@@ -26,8 +27,10 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_NOT_CONVERGED", "EXIT_OK", "EXIT_TOO_LARGE", 
 EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 
 
+@functools.lru_cache(maxsize=1)  # built once per process (~10 ms; a test suite calls ``main`` hundreds of times)
 def build_parser() -> argparse.ArgumentParser:
-    """The ``diffcontract`` parser: every command's subparser, in the order ``--help`` lists them."""
+    """The ``diffcontract`` parser: every command's subparser, in the order ``--help`` lists them.
+    One instance per process: ``parse_args`` does not change it."""
     parser = argparse.ArgumentParser(
         prog="diffcontract", description="Optimal contracts for collaborative ML paid with models.",
         epilog="exit codes: 0 solved, 1 not converged, 2 bad input, 3 refused as too large")

@@ -14,6 +14,7 @@ import sys
 import jax.numpy as jnp
 from flax import struct
 
+from .._jit import compiled_when_eager
 from ._base import CONCAVITY_MARGIN, ParametricCurve, SaturatingCurve, root_of_increasing, safe_positive
 
 #: Concavity of the SGB's unclipped branch: with L = 2 + ln(x/k) it is concave where 3L^2 - 4L - 1 > 0,
@@ -37,6 +38,7 @@ class GeneralizationBound(SaturatingCurve):
     a_opt: float = 1.0
     k: float = 1.0
 
+    @compiled_when_eager
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         """Accuracy at data size ``x`` (any shape, units of data)."""
         x = jnp.asarray(x)
@@ -93,6 +95,7 @@ class PowerLaw(SaturatingCurve):
     b: float = 1.0
     alpha: float = 0.5
 
+    @compiled_when_eager
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         x = jnp.asarray(x)
         # Below x_min = b^(1/alpha) / a_opt^(1/alpha) the raw value is negative and clipped.
@@ -117,6 +120,7 @@ class Arctan(ParametricCurve):
 
     s: float = 0.01
 
+    @compiled_when_eager
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         x = jnp.maximum(jnp.asarray(x), 0.0)
         return (2.0 / jnp.pi) * jnp.arctan(self.s * x)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from .._jit import compiled_when_eager
 from ._base import CONCAVITY_MARGIN, ParametricCurve, SaturatingCurve, concavity_start, safe_positive
 
 
@@ -61,6 +62,7 @@ class ScaledAccuracy(ParametricCurve):
     curve: Any
     samples_per_unit: float = 1.0
 
+    @compiled_when_eager
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         """Accuracy at ``x`` units of data (any shape)."""
         return self.curve(self.samples_per_unit * jnp.asarray(x))
@@ -87,6 +89,7 @@ class Pow4(SaturatingCurve):
     c: float = 0.5
     d: float = 1.0
 
+    @compiled_when_eager
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         base = jnp.maximum(jnp.asarray(x), 0.0) + self.d  # d > 0 keeps the power finite at x = 0
         return jnp.maximum(self.a_opt - self.b * base ** (-self.c), 0.0)
@@ -113,6 +116,7 @@ class MMF(SaturatingCurve):
     x_half: float = 100.0
     d: float = 1.0
 
+    @compiled_when_eager
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         return self.a_0 + (self.a_opt - self.a_0) * _log_sigmoid_term(jnp.asarray(x), self.x_half, self.d)
 
@@ -133,6 +137,7 @@ class LogPower(SaturatingCurve):
     x_half: float = 100.0
     d: float = 1.0
 
+    @compiled_when_eager
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         return self.a_opt * _log_sigmoid_term(jnp.asarray(x), self.x_half, self.d)
 
@@ -153,6 +158,7 @@ class Exp3(SaturatingCurve):
     b: float = 1.0
     x_scale: float = 100.0
 
+    @compiled_when_eager
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         x = jnp.maximum(jnp.asarray(x), 0.0)
         return jnp.maximum(self.a_opt - self.b * jnp.exp(-x / self.x_scale), 0.0)
@@ -176,6 +182,7 @@ class Weibull(SaturatingCurve):
     x_scale: float = 100.0
     d: float = 1.0
 
+    @compiled_when_eager
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         x = jnp.asarray(x)
         valid = x > 0.0

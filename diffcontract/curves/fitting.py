@@ -338,6 +338,10 @@ def _learned_init(rng, x, y, components: int, cap: float):
     return logits, centers, log_widths, np.asarray(_logit(_top(rng, y) / cap))
 
 
+#: (B, n) values of a batch of curves (leaves with a leading B) at their own (B, n) sizes: one program.
+_batched_values = jit(jax.vmap(lambda curve, sizes: curve(sizes)))
+
+
 def fit_learned_batch(data, members: int = 8, components: int = 3, steps: int = 3000, learning_rate: float = 0.05,
                       bootstrap: bool = True, cap: float = 1.0, min_width: float = 0.05, seed: int = 0,
                       weighting: str = "inverse_variance", polish: int = 0) -> FitResult:
@@ -370,7 +374,7 @@ def fit_learned_batch(data, members: int = 8, components: int = 3, steps: int = 
     leaves = [np.asarray(t).reshape((len(pairs), members) + np.shape(t)[1:]) for t in theta]
     with _precision.float64():
         curve = LearnedAccuracy(*leaves, cap=cap, min_width=min_width)
-        pred = np.asarray(jax.vmap(lambda c, xs: c(xs))(curve, jnp.asarray(x)))
+        pred = np.asarray(_batched_values(curve, jnp.asarray(x)))
     mse = np.sum(m * (pred - y) ** 2, axis=1) / np.sum(m, axis=1)
     return FitResult(_host(curve), mse)
 

@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from .._jit import compiled_when_eager
+
 #: The fitted (pytree) parameters, in the order of the fields.
 _PARAMETERS = ("logits", "centers", "log_widths", "raw_asymptote")
 
@@ -73,6 +75,7 @@ class LearnedAccuracy:
         cdf = 0.5 + 0.5 * jnp.tanh((z - centers) * half_slopes)  # = sigmoid((z - mu) / s)
         return jnp.reshape(self.asymptotes(), lead + self.logits.shape[:1]) * jnp.sum(weights * cdf, axis=-1)
 
+    @compiled_when_eager
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         """Ensemble-mean accuracy at ``x`` (any shape; the unit it was fitted in)."""
         x = jnp.asarray(x)

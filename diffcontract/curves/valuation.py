@@ -11,6 +11,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 from flax import struct
 
+from .._jit import compiled_when_eager
 from ._base import ParametricCurve
 
 
@@ -21,6 +22,7 @@ class Linear(ParametricCurve):
     scale: float = 100.0
     concave: ClassVar[bool] = True  # v'' = 0: v(a) is concave wherever a is (method="global")
 
+    @compiled_when_eager
     def __call__(self, r: jnp.ndarray) -> jnp.ndarray:
         return self.scale * jnp.asarray(r)
 
@@ -43,6 +45,7 @@ class Exponential(ParametricCurve):
     gamma: float = 1.0
     concave: ClassVar[bool] = True  # increasing and concave: v(a) is concave wherever a is
 
+    @compiled_when_eager
     def __call__(self, r: jnp.ndarray) -> jnp.ndarray:
         return self.scale * jnp.expm1(-self.gamma * jnp.asarray(r)) / jnp.expm1(-self.gamma)
 

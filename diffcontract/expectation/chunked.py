@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from .._jit import compiled_when_eager
 from ._interface import Moments, add_problem_tangent, curve_values, moment_sums_zeros
 from .enumerate import log_pmf, num_outcomes, presence_weights
 from .product import product_sums, uses_product
@@ -118,6 +119,7 @@ class ChunkedEnumeration:
         """Nothing to precompute (weights are rebuilt per chunk)."""
         return self
 
+    @compiled_when_eager(static_argnames=("self",))  # one program, not one per operation
     def moments(self, m: jnp.ndarray, problem) -> Moments:
         """Exact moments (same values as the enumeration backend to rounding); see module docstring."""
         return _chunked_moments(self, m, problem)

@@ -40,6 +40,7 @@ import numpy as np
 from flax import struct
 
 from .._cache import kernel_jit
+from .._jit import compiled_when_eager
 from ..problem import value_unit
 from ._interface import Moments, add_problem_tangent
 from .planner import MAX_FFT_LENGTH, fft_length
@@ -74,6 +75,7 @@ class LatticeConvolution:
     def prepare(self, problem) -> "LatticeConvolution":
         return self
 
+    @compiled_when_eager(static_argnames=("self",))  # one program, not one per operation
     def moments(self, m: jnp.ndarray, problem) -> Moments:
         """Moments on the lattice (see module docstring); differentiable in m and the problem."""
         return _lattice_moments(self, m, problem)

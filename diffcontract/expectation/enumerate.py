@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
+from .._jit import compiled_when_eager
+
 
 def _lex_combinations(slots: int, size: int) -> np.ndarray:
     """Every ``size``-subset of {0..slots-1} as increasing rows, in lexicographic order. O(C(slots, size) size).
@@ -69,6 +71,7 @@ def num_outcomes(participants: int, num_types: int) -> int:
     return math.comb(participants + num_types - 1, num_types - 1)
 
 
+@compiled_when_eager
 def log_pmf(counts: jnp.ndarray, probs: jnp.ndarray, participants) -> jnp.ndarray:
     """log Multinomial(N, p) mass of each row of ``counts`` ((K, I) -> (K,)). Jittable."""
     counts = jnp.asarray(counts, dtype=jnp.result_type(probs))
@@ -76,6 +79,7 @@ def log_pmf(counts: jnp.ndarray, probs: jnp.ndarray, participants) -> jnp.ndarra
     return log_coef + counts @ jnp.log(probs)
 
 
+@compiled_when_eager(static_argnames=("conditioning",))
 def conditional_weights(counts, probs, participants, conditioning: str) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Outcome probabilities and conditional weights.
 
@@ -95,6 +99,7 @@ def conditional_weights(counts, probs, participants, conditioning: str) -> tuple
     return prob, presence_weights(prob, counts, probs, participants, conditioning)
 
 
+@compiled_when_eager(static_argnames=("conditioning",))
 def presence_weights(scale, counts, probs, participants, conditioning: str) -> jnp.ndarray:
     """scale_k times the conditioning factor of "type i is present" (the one formula of every backend).
 

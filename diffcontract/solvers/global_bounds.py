@@ -38,6 +38,7 @@ from flax import struct
 from jax import lax
 
 from .._cache import kernel_jit
+from .._jit import compiled_when_eager
 from ..formulation import least_rewards
 
 #: Relative margin added to every upper bound for floating-point rounding (float64 sums of at most
@@ -91,6 +92,7 @@ class BoxBound(NamedTuple):
     candidate_violation: jnp.ndarray
 
 
+@compiled_when_eager
 def reward_pieces(costs) -> jnp.ndarray:
     r"""(I, I, I) A with ``least_rewards(m)_i = max_j (f_j + A[i, j] . m)`` for monotone m.
 
@@ -109,12 +111,14 @@ def reward_pieces(costs) -> jnp.ndarray:
     return costs[None, :, None] * eye[None, :, :] + down - up
 
 
+@compiled_when_eager
 def exact_terms(m: jnp.ndarray, data: BoundData) -> tuple[jnp.ndarray, jnp.ndarray]:
     """F(m) = E[a(n . q m)] () and tbar(m) (I,), money, by enumeration."""
     acc = data.accuracy(data.counts @ m)
     return data.prob @ acc, data.valuation(acc) @ data.weights
 
 
+@compiled_when_eager
 def value_and_violation(m: jnp.ndarray, data: BoundData) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(F(m) (), max(0, max_i T_i(m) - tbar_i(m)) () money) of a monotone m, T = ``least_rewards``."""
     value, tbar = exact_terms(m, data)
