@@ -246,24 +246,25 @@ def _compiled_kernels() -> int:
 
 
 def test_no_retrace_for_problems_sharing_a_table_shape():
-    # One problem's table is padded to at least 128 rows: N = 5, 10 and 14 with I = 3 (21, 66 and
-    # 120 outcomes) share it, so the compiled ALM is reused (a new compilation per N would defeat
-    # sweeps). A batch's tables keep the finer floor of 16 rows (its passes cover B tables).
+    # One problem's table is padded to at least 128 rows: N = 10, 60 and 126 with I = 2 (11, 61 and
+    # 127 outcomes) share it, so the compiled ALM is reused (a new compilation per N would defeat
+    # sweeps). A batch's tables keep the finer floor of 16 rows (its passes cover B tables). I = 2:
+    # the kernels the other I = 2 ALM solves of the suite compile (test_cache, test_mechanism_properties).
     from diffcontract.expectation import bucket_length, num_outcomes
 
-    assert {len(outcome_table(n, 3, length="bucket").counts) for n in (5, 10, 14)} == {128}
+    assert {len(outcome_table(n, 2, length="bucket").counts) for n in (10, 60, 126)} == {128}
     assert bucket_length(num_outcomes(4, 2)) == 16 and bucket_length(num_outcomes(10, 3)) == 80
-    dc.solve(dc.ContractProblem(participants=10, probs=[0.3, 0.3, 0.4], costs=[0.3, 0.2, 0.1]), method="alm")
+    dc.solve(dc.ContractProblem(participants=10, probs=[0.4, 0.6], costs=[0.3, 0.1]), method="alm")
     size = _compiled_kernels()
-    for n, costs in ((5, [0.5, 0.2, 0.1]), (14, [0.9, 0.3, 0.05])):
-        dc.solve(dc.ContractProblem(participants=n, probs=[0.2, 0.5, 0.3], costs=costs), method="alm")
+    for n, costs in ((60, [0.5, 0.1]), (126, [0.9, 0.05])):
+        dc.solve(dc.ContractProblem(participants=n, probs=[0.3, 0.7], costs=costs), method="alm")
     assert _compiled_kernels() == size
 
 
 def test_new_tolerances_and_learning_rate_compile_nothing():
     # The solver is a pytree whose tolerances, learning rates and penalties are leaves: a second solve
     # of the same shapes with other numbers reuses the compiled kernel.
-    problem = dc.ContractProblem(participants=10, probs=[0.3, 0.3, 0.4], costs=[0.3, 0.2, 0.1])
+    problem = dc.ContractProblem(participants=10, probs=[0.4, 0.6], costs=[0.3, 0.1])  # test_no_retrace's kernels
     first = dc.solve(problem, method="alm")
     size = _compiled_kernels()
     other = dc.ALM(kkt_tol=1e-9, feasibility_tol=1e-11, learning_rate=0.03, penalty_init=5.0, active_tol=2e-4)
