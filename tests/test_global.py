@@ -62,7 +62,7 @@ def test_reward_pieces_are_the_least_rewards():
         reservation = jnp.asarray(rng.uniform(0.0, 10.0, num))
         m = jnp.asarray(np.sort(rng.uniform(0.0, 500.0, (200, num)), axis=1))
         got = jnp.max(reservation[None, None, :] + jnp.einsum("ijk,bk->bij", reward_pieces(costs), m), axis=-1)
-        want = jax.vmap(least_rewards, in_axes=(0, None, None))(m, costs, reservation)
+        want = jax.jit(jax.vmap(least_rewards, in_axes=(0, None, None)))(m, costs, reservation)  # one program
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)  # float64 rounding of the sums
 
 
@@ -89,14 +89,15 @@ def test_box_bounds_hold_at_every_sampled_feasible_point(name):
     data = data.replace(budget_multipliers=jnp.asarray(lam), monotone_multipliers=jnp.asarray(rho))
     lo, hi, points = _sampled_boxes(problem, np.random.default_rng(1))
     out = bound_boxes(jnp.asarray(lo), jnp.asarray(hi), jnp.asarray(best), data)
-    value, tbar = jax.vmap(jax.vmap(lambda m: exact_terms(m, data)))(jnp.asarray(points))
-    need = jax.vmap(jax.vmap(lambda m: least_rewards(m, data.costs, data.reservation)))(jnp.asarray(points))
+    # Jitted: one program per check, not one per operation.
+    value, tbar = jax.jit(jax.vmap(jax.vmap(lambda m: exact_terms(m, data))))(jnp.asarray(points))
+    need = jax.jit(jax.vmap(jax.vmap(lambda m: least_rewards(m, data.costs, data.reservation))))(jnp.asarray(points))
     feasible = np.all(np.asarray(need) <= np.asarray(tbar), axis=-1)  # False at the NaN rows
     assert feasible.sum() > 100  # the check is not vacuous
     best_in_box = np.max(np.where(feasible, np.asarray(value), -np.inf), axis=1)
     assert np.all(best_in_box <= np.asarray(out.upper))  # rigorous bound (rounding margin included)
-    lower = jax.vmap(least_rewards_lower, in_axes=(0, 0, None, None))(jnp.asarray(lo), jnp.asarray(hi), data.costs,
-                                                                  data.reservation)
+    lower = jax.jit(jax.vmap(least_rewards_lower, in_axes=(0, 0, None, None)))(jnp.asarray(lo), jnp.asarray(hi), data.costs,
+                                                                           data.reservation)
     drawn = ~np.isnan(points[..., 0])
     assert np.all((np.asarray(lower)[:, None, :] <= np.asarray(need) + 1e-9)[drawn])  # money, rounding ~1e-13
 
