@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 
 import jax
+from jax._src.core import trace_state_clean  # False inside any trace, even with concrete arguments
 
 _MEMO_SIZE = 4096  # structures whose classes are remembered (a solve meets a few dozen)
 
@@ -104,8 +105,6 @@ def compiled_when_eager(fun=None, *, static_argnames: tuple[str, ...] = ()):
     """
     if fun is None:
         return functools.partial(compiled_when_eager, static_argnames=static_argnames)
-    from jax._src.core import trace_state_clean  # False inside any trace, even with concrete arguments
-
     jitted = jit(fun, static_argnames=static_argnames)
 
     @functools.wraps(fun)
