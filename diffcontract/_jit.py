@@ -18,6 +18,8 @@ trace (curves, outcome weights, reward formulas): op-by-op dispatch compiles eve
 for each argument shape, ~50 ms apiece on CPU (a curve: a dozen operations). The test suite's ~3,300
 small compilations from an empty cache (2026-12-04) came mostly from such eager calls; this cut the
 curve and problem tests' time from an empty cache by ~15 % (63 -> 54 s in one process).
+Kernels worth keeping between processes (solver steps, a pass over an outcome table) are
+``_cache.kernel_jit`` instead: compiled once per machine, not once per process.
 """
 
 from __future__ import annotations

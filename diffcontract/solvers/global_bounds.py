@@ -118,7 +118,6 @@ def exact_terms(m: jnp.ndarray, data: BoundData) -> tuple[jnp.ndarray, jnp.ndarr
     return data.prob @ acc, data.valuation(acc) @ data.weights
 
 
-@compiled_when_eager
 def value_and_violation(m: jnp.ndarray, data: BoundData) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(F(m) (), max(0, max_i T_i(m) - tbar_i(m)) () money) of a monotone m, T = ``least_rewards``."""
     value, tbar = exact_terms(m, data)
